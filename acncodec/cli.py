@@ -1,0 +1,106 @@
+"""The `acncodec` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import data as datamod
+from . import modelfile
+from .acn import ModelConfig
+from .errors import AcnError
+from .fileio import check_writable
+from .train import TrainConfig, Trainer, checkpoint_path, epochs_to_steps
+
+
+def friendly_errors(fn):
+    """Turn expected failures into one line on stderr and a non-zero exit code."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AcnError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def data_option_help() -> str:
+    return ("DATA is a folder of images, a .npy/.npz file, an IDX file (plain or gzipped) or a built-in name: "
+            "digits, mnist, binarized-mnist, fashion-mnist, optionally with :SPLIT[:COUNT] "
+            "(e.g. binarized-mnist:test).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="acncodec")
+def main():
+    """Lossless compression of image datasets with Associative Compression Networks."""
+
+
+@main.command(help="Train an ACN on DATA and write the model file. " + data_option_help())
+@click.argument("data")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--steps", type=int, default=None, help="Training steps (default: 20 epochs).")
+@click.option("--epochs", type=float, default=None, help="Training length in passes over DATA.")
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=TrainConfig.learning_rate, show_default=True)
+@click.option("--neighbours", "-k", type=int, default=TrainConfig.neighbours, show_default=True,
+              help="K: the prior is conditioned on a code drawn from the K nearest.")
+@click.option("--unique-neighbours", is_flag=True, help="Use each code as a neighbour at most once per pass.")
+@click.option("--ema-decay", type=float, default=TrainConfig.ema_decay, show_default=True)
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--threads", type=int, default=TrainConfig.threads, show_default=True)
+@click.option("--latent-dim", type=int, default=ModelConfig.latent_dim, show_default=True)
+@click.option("--prior-components", type=int, default=ModelConfig.prior_components, show_default=True)
+@click.option("--decoder-channels", type=int, default=ModelConfig.decoder_channels, show_default=True)
+@click.option("--decoder-layers", type=int, default=ModelConfig.decoder_layers, show_default=True)
+@click.option("--binarize", is_flag=True, help="Binarize 8-bit data (fixed-seed stochastic) before training.")
+@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start from scratch.")
+@click.option("--force", is_flag=True, help="Overwrite an existing model file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@friendly_errors
+def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, unique_neighbours, ema_decay,
+          seed, threads, latent_dim, prior_components, decoder_channels, decoder_layers, binarize, fresh,
+          force, quiet):
+    check_writable(output, force)
+    images = datamod.load(data, binarize=binarize)
+    if steps is None:
+        steps = epochs_to_steps(20.0 if epochs is None else epochs, len(images), batch_size)
+    config = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                         neighbours=neighbours, unique_neighbours=unique_neighbours, ema_decay=ema_decay,
+                         seed=seed, threads=threads)
+    model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
+                               decoder_channels=decoder_channels, decoder_layers=decoder_layers)
+    ckpt = checkpoint_path(Path(output))
+    if fresh and ckpt.exists():
+        ckpt.unlink()
+    click.echo(f"training on {images.source}: {len(images)} images, {images.spec}", err=True)
+    trainer = Trainer(images, output, model_config, config, resume=True,
+                      meta={"command": "acncodec train " + " ".join(sys.argv[2:])})
+    if trainer.step:
+        click.echo(f"resuming from {ckpt} at step {trainer.step}", err=True)
+    model = trainer.run(progress=not quiet)
+    sel = model.meta["unconditional_selection"]
+    click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
+               f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
+
+
+@main.command(name="model-info")
+@click.argument("model", type=click.Path(dir_okay=False))
+@friendly_errors
+def model_info(model):
+    """Show a model file's data spec, configuration, hash and training record."""
+    m = modelfile.load(model)
+    click.echo(json.dumps({"hash": m.hash, "spec": m.spec.to_dict(), "config": m.config.to_dict(),
+                           "unconditional_components": m.unconditional.components, "meta": m.meta}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Atomic output: write to a temporary sibling, then rename, so a failure leaves nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import AcnError
+
+
+def check_writable(path: str | Path, force: bool) -> Path:
+    """Refuse to replace an existing output unless `force` is given."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise AcnError(f"{path} already exists (use --force to overwrite)")
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,98 @@
+"""Priors over the latent z.
+
+`ConditionalPrior` is the ACN prior p(z|ĉ): an MLP from a neighbour's code to an independent Gaussian mixture per
+latent dimension. `UnconditionalPrior` is p(z), a diagonal-covariance Gaussian mixture over the whole latent
+vector, fitted with EM to the training codes (see `unconditional.py`); it codes chain heads and gives the
+unordered cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+MIN_SCALE = 1e-3  # keeps mixture components from collapsing to a spike during training
+
+
+@dataclass
+class Mixture:
+    """Independent 1-D mixtures, batched: each tensor is (..., D, M)."""
+
+    log_weights: torch.Tensor
+    means: torch.Tensor
+    scales: torch.Tensor
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per latent dimension, (..., D)."""
+        u = (z.unsqueeze(-1) - self.means) / self.scales
+        comp = -0.5 * u * u - torch.log(self.scales) - LOG_SQRT_2PI
+        return torch.logsumexp(self.log_weights + comp, dim=-1)
+
+    def cdf(self, z: torch.Tensor) -> torch.Tensor:
+        """Mixture CDF at z (..., D) -> (..., D)."""
+        u = (z.unsqueeze(-1) - self.means) / self.scales
+        return (self.log_weights.exp() * torch.special.ndtr(u)).sum(-1)
+
+
+class ConditionalPrior(nn.Module):
+    """p(z|ĉ): three tanh layers with skips from the input to every hidden layer and from each to the output."""
+
+    def __init__(self, latent_dim: int, components: int, hidden: int = 512):
+        super().__init__()
+        self.latent_dim, self.components = latent_dim, components
+        self.h1 = nn.Linear(latent_dim, hidden)
+        self.h2 = nn.Linear(hidden + latent_dim, hidden)
+        self.h3 = nn.Linear(hidden + latent_dim, hidden)
+        self.out = nn.Linear(latent_dim + 3 * hidden, latent_dim * components * 3)
+
+    def forward(self, code: torch.Tensor) -> Mixture:
+        h1 = torch.tanh(self.h1(code))
+        h2 = torch.tanh(self.h2(torch.cat([h1, code], -1)))
+        h3 = torch.tanh(self.h3(torch.cat([h2, code], -1)))
+        raw = self.out(torch.cat([code, h1, h2, h3], -1))
+        raw = raw.view(*code.shape[:-1], self.latent_dim, self.components, 3)
+        return Mixture(log_weights=F.log_softmax(raw[..., 0], -1), means=raw[..., 1],
+                       scales=F.softplus(raw[..., 2]) + MIN_SCALE)
+
+
+@dataclass
+class UnconditionalPrior:
+    """Diagonal-covariance Gaussian mixture over the full latent vector (K components)."""
+
+    weights: np.ndarray    # (K,)
+    means: np.ndarray      # (K, D)
+    variances: np.ndarray  # (K, D)
+
+    @property
+    def components(self) -> int:
+        return len(self.weights)
+
+    def to_dict(self) -> dict:
+        return {"weights": torch.from_numpy(np.asarray(self.weights, np.float64)),
+                "means": torch.from_numpy(np.asarray(self.means, np.float64)),
+                "variances": torch.from_numpy(np.asarray(self.variances, np.float64))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UnconditionalPrior":
+        return cls(d["weights"].numpy(), d["means"].numpy(), d["variances"].numpy())
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for z (..., D), joint over dimensions, in float64."""
+        z = z.double()
+        means = torch.from_numpy(self.means)
+        var = torch.from_numpy(self.variances)
+        diff = z.unsqueeze(-2) - means
+        comp = -0.5 * (diff * diff / var + torch.log(var)).sum(-1) - z.shape[-1] * LOG_SQRT_2PI
+        return torch.logsumexp(torch.log(torch.from_numpy(self.weights)) + comp, dim=-1)
+
+    def marginal(self) -> Mixture:
+        """Per-dimension marginals as independent 1-D mixtures, (D, K) each."""
+        log_w = torch.log(torch.from_numpy(self.weights)).expand(self.means.shape[1], -1)
+        return Mixture(log_weights=log_w.clone(), means=torch.from_numpy(self.means.T.copy()),
+                       scales=torch.from_numpy(np.sqrt(self.variances.T)))

@@ -1,0 +1,211 @@
+"""Training the ACN (paper, Algorithm 1), resumable, followed by the unconditional prior fit.
+
+Per step: encode a batch, write its codes into the code memory, find each code's K nearest neighbours in the
+memory excluding the datum itself, pick ĉ uniformly among them (or the first unused one in unique mode), and
+minimise KL(q(z|x) || p(z|ĉ)) - log r(x|z) in nats. Adam and an exponential moving average of the weights
+replace the paper's rmsprop (lr 1e-5) and Polyak averaging (decay 0.9999): on two CPU cores the paper's
+settings would need far more steps than a run can afford. The averaged weights are saved and used for
+evaluation and coding.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import modelfile
+from .acn import ModelConfig
+from .data import ImageSet
+from .errors import AcnError
+from .evaluate import encode_all
+from .fileio import atomic_write_bytes
+from .knn import CodeMemory, UniqueNeighbours, pick_uniform
+from .unconditional import fit_unconditional
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    neighbours: int = 5
+    unique_neighbours: bool = False
+    ema_decay: float = 0.999
+    seed: int = 0
+    threads: int = 2
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+def checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name + ".ckpt")
+
+
+def log_path(output: Path) -> Path:
+    return output.with_name(output.name + ".log.jsonl")
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) uint8 -> (N, C, H, W) uint8, kept compact; batches are widened on use."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """Warm-up so early averages are not dominated by the random initialisation."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), net.parameters()):
+        pe.mul_(decay).add_(p, alpha=1 - decay)
+
+
+class Trainer:
+    """Holds the state of one training run; `run()` trains to `config.steps` and writes the model file."""
+
+    def __init__(self, data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),
+                 config: TrainConfig = TrainConfig(), resume: bool = True, meta: dict | None = None):
+        if len(data) <= config.neighbours:
+            raise AcnError(f"{data.source}: {len(data)} images is too few to train with "
+                           f"{config.neighbours} neighbours")
+        self.data, self.config, self.model_config = data, config, model_config
+        self.output = Path(output)
+        self.meta = dict(meta or {})
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.images = to_tensor(data.images)
+        self.net = modelfile.build(data.spec, model_config)
+        self.ema = copy.deepcopy(self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate)
+        self.rng = np.random.default_rng(config.seed)
+        self.memory = CodeMemory(len(data), model_config.latent_dim, self.rng)
+        self.unique = UniqueNeighbours(len(data)) if config.unique_neighbours else None
+        self.step = 0
+        self.elapsed = 0.0
+        self.order = self.rng.permutation(len(data))
+        self.cursor = 0
+        if resume and checkpoint_path(self.output).exists():
+            self._load_checkpoint()
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _identity(self) -> dict:
+        return {"spec": self.data.spec.to_dict(), "model_config": self.model_config.to_dict(),
+                "n": len(self.data)}
+
+    def save_checkpoint(self) -> None:
+        state = {"identity": json.dumps(self._identity(), sort_keys=True), "step": self.step,
+                 "elapsed": self.elapsed, "net": self.net.state_dict(), "ema": self.ema.state_dict(),
+                 "opt": self.opt.state_dict(), "memory": torch.from_numpy(self.memory.codes),
+                 "order": torch.from_numpy(self.order), "cursor": self.cursor,
+                 "rng": json.dumps(self.rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+                 "used": torch.from_numpy(self.unique.used) if self.unique else None}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(checkpoint_path(self.output), buf.getvalue())
+
+    def _load_checkpoint(self) -> None:
+        path = checkpoint_path(self.output)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["identity"] != json.dumps(self._identity(), sort_keys=True):
+            raise AcnError(f"{path}: checkpoint is for other data or another model configuration "
+                           "(delete it or choose another output)")
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.net.load_state_dict(state["net"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.memory.codes = state["memory"].numpy().copy()
+        self.order, self.cursor = state["order"].numpy().copy(), state["cursor"]
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.unique is not None and state["used"] is not None:
+            self.unique.used = state["used"].numpy().copy()
+
+    # -- training ------------------------------------------------------------------------------------
+    def next_batch(self) -> np.ndarray:
+        if self.cursor + self.config.batch_size > len(self.order):
+            self.order = self.rng.permutation(len(self.data))
+            self.cursor = 0
+            if self.unique is not None:
+                self.unique.new_pass()
+        ids = self.order[self.cursor:self.cursor + self.config.batch_size]
+        self.cursor += len(ids)
+        return ids
+
+    def train_step(self) -> dict:
+        ids = self.next_batch()
+        x = self.images[ids].long()
+        codes = self.net.encoder(x)
+        self.memory.write(ids, codes.detach().numpy())
+        candidates = self.memory.neighbours(ids, self.config.neighbours)
+        chosen = (self.unique.pick(candidates, self.rng) if self.unique is not None
+                  else pick_uniform(candidates, self.rng))
+        neighbour_codes = torch.from_numpy(self.memory.codes[chosen])
+        kl, reconstruction = self.net.loss_terms(x, codes, neighbour_codes)
+        loss = (kl + reconstruction).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        update_ema(self.ema, self.net, ema_decay_at(self.step, self.config.ema_decay))
+        self.step += 1
+        return {"loss": loss.item(), "kl": kl.mean().item(), "recon": reconstruction.mean().item()}
+
+    def run(self, progress: bool = True) -> modelfile.Model:
+        cfg = self.config
+        self.net.train()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+        window: list[dict] = []
+        started = time.perf_counter() - self.elapsed
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path(self.output), "a") as log:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                window.append(self.train_step())
+                self.elapsed = time.perf_counter() - started
+                rate = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    avg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                    window.clear()
+                    bar.set_postfix(loss=f"{avg['loss']:.2f}", kl=f"{avg['kl']:.2f}",
+                                    recon=f"{avg['recon']:.2f}", img_s=f"{rate:.0f}")
+                    log.write(json.dumps({"step": self.step, "elapsed_s": round(self.elapsed, 2), **avg}) + "\n")
+                    log.flush()
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        bar.close()
+        self.save_checkpoint()
+        return self.finish(progress)
+
+    def finish(self, progress: bool = True) -> modelfile.Model:
+        """Refresh every code with the averaged weights, fit p(z), and write the model file."""
+        self.ema.eval()
+        codes = encode_all(self.ema, self.images, progress=progress)
+        prior, selection = fit_unconditional(codes.numpy(), seed=self.config.seed)
+        meta = {**self.meta, "train_config": asdict(self.config), "steps": self.step,
+                "train_seconds": round(self.elapsed, 1), "train_images": len(self.data),
+                "train_source": self.data.source, "unconditional_selection": selection,
+                "epochs": round(self.step * self.config.batch_size / len(self.data), 2)}
+        model = modelfile.Model(self.ema, self.data.spec, prior, meta)
+        modelfile.save(model, self.output)
+        return model
+
+
+def train(data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),
+          config: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
+          meta: dict | None = None) -> modelfile.Model:
+    """Train an ACN on `data` and write the model file to `output` (resuming from its checkpoint if any)."""
+    return Trainer(data, output, model_config, config, resume, meta).run(progress)
+
+
+def epochs_to_steps(epochs: float, n: int, batch_size: int) -> int:
+    return max(1, math.ceil(epochs * n / batch_size))
