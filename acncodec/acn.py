@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .encoder import Encoder
+from .errors import AcnError
 from .pixelcnn import GatedPixelCNN
 from .prior import LOG_SQRT_2PI, ConditionalPrior
 
@@ -24,7 +25,12 @@ class ModelConfig:
     decoder_channels: int = 32
     decoder_layers: int = 5
     decoder_kernel: int = 5
+    decoder_cond_channels: int = 16
 
+    def __post_init__(self):
+        for name, value in self.to_dict().items():
+            if not isinstance(value, int) or value < 1:
+                raise AcnError(f"model setting {name} must be a positive integer, got {value!r}")
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -41,7 +47,8 @@ class ACN(nn.Module):
                                config.encoder_channels, config.encoder_hidden)
         self.prior = ConditionalPrior(config.latent_dim, config.prior_components, config.prior_hidden)
         self.decoder = GatedPixelCNN(channels, levels, config.latent_dim, config.decoder_channels,
-                                     config.decoder_layers, config.decoder_kernel)
+                                     config.decoder_layers, config.decoder_kernel, height=height, width=width,
+                                     cond_channels=config.decoder_cond_channels)
 
     def loss_terms(self, x: torch.Tensor, codes: torch.Tensor, neighbour_codes: torch.Tensor):
         """One-sample estimates of KL(q(z|x) || p(z|ĉ)) and -log r(x|z), in nats per image.

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
+from . import codec
 from . import data as datamod
 from . import modelfile
 from .acn import ModelConfig
 from .errors import AcnError
-from .fileio import check_writable
+from .fileio import atomic_write_bytes, check_writable
 from .train import TrainConfig, Trainer, checkpoint_path, epochs_to_steps
 
 
@@ -61,23 +62,27 @@ def main():
 @click.option("--prior-components", type=int, default=ModelConfig.prior_components, show_default=True)
 @click.option("--decoder-channels", type=int, default=ModelConfig.decoder_channels, show_default=True)
 @click.option("--decoder-layers", type=int, default=ModelConfig.decoder_layers, show_default=True)
+@click.option("--decoder-kernel", type=int, default=ModelConfig.decoder_kernel, show_default=True)
+@click.option("--kl-warmup", type=int, default=TrainConfig.kl_warmup, show_default=True,
+              help="Steps over which the KL weight rises from 0 to 1.")
 @click.option("--binarize", is_flag=True, help="Binarize 8-bit data (fixed-seed stochastic) before training.")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start from scratch.")
 @click.option("--force", is_flag=True, help="Overwrite an existing model file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @friendly_errors
 def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, unique_neighbours, ema_decay,
-          seed, threads, latent_dim, prior_components, decoder_channels, decoder_layers, binarize, fresh,
-          force, quiet):
+          seed, threads, latent_dim, prior_components, decoder_channels, decoder_layers, decoder_kernel,
+          kl_warmup, binarize, fresh, force, quiet):
     check_writable(output, force)
     images = datamod.load(data, binarize=binarize)
     if steps is None:
         steps = epochs_to_steps(20.0 if epochs is None else epochs, len(images), batch_size)
     config = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                          neighbours=neighbours, unique_neighbours=unique_neighbours, ema_decay=ema_decay,
-                         seed=seed, threads=threads)
+                         seed=seed, threads=threads, kl_warmup=kl_warmup)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
-                               decoder_channels=decoder_channels, decoder_layers=decoder_layers)
+                               decoder_channels=decoder_channels, decoder_layers=decoder_layers,
+                               decoder_kernel=decoder_kernel)
     ckpt = checkpoint_path(Path(output))
     if fresh and ckpt.exists():
         ckpt.unlink()
@@ -90,6 +95,79 @@ def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, un
     sel = model.meta["unconditional_selection"]
     click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
+
+
+def print_report(report: dict) -> None:
+    """The compress report: sizes by section, rates, the estimate beside the actual, speed."""
+    sec = report["section_bytes"]
+    click.echo(f"{report['n']} images from {report['source']} -> {report['bytes']:,} bytes "
+               f"({report['order']} order, {report['chains']} chains, {report['rounds']} rounds)")
+    click.echo("  sections: " + ", ".join(f"{k} {v:,} B" for k, v in sec.items()))
+    click.echo(f"  actual:   {report['bits_per_dim']:.4f} bits/dim, {report['nats_per_image']:.2f} nats/image")
+    if "estimate_nats_per_image" in report:
+        click.echo(f"  estimate: {report['estimate_bits_per_dim']:.4f} bits/dim, "
+                   f"{report['estimate_nats_per_image']:.2f} nats/image ({report['estimate_formula']}); "
+                   f"actual/estimate {report['actual_over_estimate']:.4f}")
+    if "names_bits_per_image" in report:
+        click.echo(f"  names:    {sec['names']:,} B = {report['names_bits_per_image']:.2f} bits/image "
+                   f"(log2(N!)/N = {report['log2_n_factorial_per_image']:.2f} bits/image)")
+    click.echo(f"  initial bits: {report['initial_bits']} bits; tour {report['tour_seconds']:.1f} s; "
+               f"{report['compress_images_per_second']:.1f} images/s")
+
+
+@main.command()
+@click.argument("data")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="Model file (acncodec train).")
+@click.option("--order", type=click.Choice(codec.ORDERS), default="tour", show_default=True,
+              help="tour: the ACN protocol (data come back in tour order, names travel with them); "
+                   "original: input order, latents under the unconditional prior.")
+@click.option("--chains", type=int, default=None, help="Parallel chains (default: about N/100, at most 128).")
+@click.option("--no-estimate", is_flag=True, help="Skip the KL-bound estimate in the report.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True)
+@friendly_errors
+def compress(data, output, model_path, order, chains, no_estimate, json_out, force, quiet):
+    """Compress DATA (a folder of images, an array file or a built-in dataset) into OUTPUT."""
+    check_writable(output, force)
+    model = modelfile.load(model_path)
+    images = datamod.load(data)
+    blob, report = codec.compress(images, model, order=order, chains=chains, progress=not quiet,
+                                  estimate=not no_estimate)
+    atomic_write_bytes(output, blob)
+    print_report(report)
+    if json_out:
+        atomic_write_bytes(json_out, json.dumps(report, indent=2).encode())
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output", type=click.Path())
+@click.option("--model", "-m", "model_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True)
+@friendly_errors
+def decompress(archive, output, model_path, force, quiet):
+    """Restore the images of ARCHIVE: PNG files into the folder OUTPUT, or an array into OUTPUT (.npy)."""
+    check_writable(output, force)
+    model = modelfile.load(model_path)
+    with open(archive, "rb") as f:
+        blob = f.read()
+    images, header = codec.decompress(blob, model, where=archive, progress=not quiet)
+    written = codec.write_output(images, header, output, force)
+    click.echo(f"restored {len(images)} images into {written} (checksum verified)")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@friendly_errors
+def info(archive):
+    """Show an archive's header and section sizes without decoding it."""
+    with open(archive, "rb") as f:
+        blob = f.read()
+    click.echo(json.dumps(codec.describe(blob, where=archive), indent=2, ensure_ascii=False))
 
 
 @main.command(name="model-info")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,3 +31,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_path(path: str | Path, force: bool, write) -> Path:
+    """Build an output (file or folder) at a temporary sibling with `write(tmp)`, then move it into place.
+
+    An existing output is replaced only with `force`, and only once the new one is complete.
+    """
+    path = Path(path)
+    check_writable(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.partial"
+    backup = path.parent / f".{path.name}.{os.getpid()}.old"
+    try:
+        write(tmp)
+        if path.exists():
+            os.replace(path, backup)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, backup):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists():
+                leftover.unlink()
+    return path

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .acn import ACN, ModelConfig
+from .buckets import BucketTable
 from .data import DataSpec
 from .errors import AcnError
 from .fileio import atomic_write_bytes
@@ -31,6 +32,7 @@ class Model:
     net: ACN
     spec: DataSpec
     unconditional: UnconditionalPrior
+    buckets: BucketTable
     meta: dict = field(default_factory=dict)
 
     @property
@@ -39,18 +41,30 @@ class Model:
 
     @property
     def hash(self) -> str:
-        return content_hash(self.net.state_dict(), self.spec, self.config, self.unconditional)
+        return content_hash(self.net.state_dict(), self.spec, self.config, self.unconditional, self.buckets)
+
+
+def with_buckets(model: Model, bits: int) -> Model:
+    """The latent discretisation: 2^bits equal-mass buckets per dimension under p(z)'s marginals.
+
+    Computed once, when the model is made, and stored in the model file: both sides of the codec read the
+    same table and never re-derive it.
+    """
+    table = BucketTable.from_reference(model.unconditional.marginal(), bits)
+    return Model(model.net, model.spec, model.unconditional, table, dict(model.meta))
 
 
 def build(spec: DataSpec, config: ModelConfig) -> ACN:
     return ACN(spec.height, spec.width, spec.channels, spec.levels, config)
 
 
-def content_hash(state: dict, spec: DataSpec, config: ModelConfig, prior: UnconditionalPrior) -> str:
+def content_hash(state: dict, spec: DataSpec, config: ModelConfig, prior: UnconditionalPrior,
+                 buckets: BucketTable) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"spec": spec.to_dict(), "config": config.to_dict()}, sort_keys=True).encode())
     tensors = dict(state)
     tensors.update({f"unconditional.{k}": v for k, v in prior.to_dict().items()})
+    tensors.update({f"buckets.{k}": v for k, v in buckets.to_dict().items() if k != "bits"})
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -62,10 +76,10 @@ def save(model: Model, path: str | Path) -> str:
     """Write the model file atomically; returns its content hash."""
     model.net.eval()
     state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
-    digest = content_hash(state, model.spec, model.config, model.unconditional)
+    digest = content_hash(state, model.spec, model.config, model.unconditional, model.buckets)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "hash": digest, "spec": model.spec.to_dict(),
-               "config": model.config.to_dict(), "state": state,
-               "unconditional": model.unconditional.to_dict(), "meta": json.dumps(model.meta)}
+               "config": model.config.to_dict(), "state": state, "unconditional": model.unconditional.to_dict(),
+               "buckets": model.buckets.to_dict(), "meta": json.dumps(model.meta)}
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -89,13 +103,20 @@ def load(path: str | Path) -> Model:
         spec = DataSpec.from_dict(payload["spec"], where=str(path))
         config = ModelConfig.from_dict(payload["config"])
         prior = UnconditionalPrior.from_dict(payload["unconditional"])
+        buckets = BucketTable.from_dict(payload["buckets"])
         net = build(spec, config)
         net.load_state_dict(payload["state"])
-    except (KeyError, TypeError, RuntimeError) as e:
+        stored_hash = str(payload["hash"])
+        meta = json.loads(payload.get("meta", "{}"))
+        if not isinstance(meta, dict):
+            raise TypeError("meta")
+    except AcnError:
+        raise
+    except Exception as e:  # any damage to the structure: keys, types, shapes, JSON
         raise AcnError(f"{path}: damaged model file ({e.__class__.__name__})") from None
     net.eval()
-    digest = content_hash(net.state_dict(), spec, config, prior)
-    if digest != payload["hash"]:
+    digest = content_hash(net.state_dict(), spec, config, prior, buckets)
+    if digest != stored_hash:
         raise AcnError(f"{path}: model file is damaged (content hash {digest[:12]} does not match the "
-                       f"stored {str(payload['hash'])[:12]})")
-    return Model(net, spec, prior, json.loads(payload.get("meta", "{}")))
+                       f"stored {stored_hash[:12]})")
+    return Model(net, spec, prior, buckets, meta)

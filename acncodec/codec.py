@@ -1,0 +1,285 @@
+"""compress / decompress: the whole dataset as one bits-back ANS stack (the Python API behind the CLI).
+
+Alice orders the data by the greedy tour through their codes (or keeps the input order), splits the order
+into B chains of staggered lengths and codes round by round, last round first; Bob decodes round by round,
+re-encoding each round to condition the next. See protocol.py for one round and archive.py for the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .archive import Archive, parse
+from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
+from .entropy import new_stack
+from .errors import AcnError
+from .fileio import atomic_write_bytes, replace_path
+from .modelfile import Model
+from .protocol import CodingModel, alice_round, bob_round, encode_round
+from .tour import greedy_tour
+from .train import to_tensor
+
+CODING_THREADS = 1   # fixed so both sides run identical kernels; recorded in the archive
+ORDERS = ("tour", "original")
+LN2 = math.log(2)
+
+
+def default_chains(n: int) -> int:
+    """About 1% of the data are chain heads (each costs its unconditional KL), at most 128 per round."""
+    return int(np.clip(n // 100, 1, 128))
+
+
+def library_versions() -> dict:
+    from importlib.metadata import version
+    return {name: version(name) for name in ("acncodec", "torch", "numpy", "constriction")}
+
+
+def seed_words(count: int) -> np.ndarray:
+    """Initial bits under the first datum Alice codes; Bob checks they come back unchanged."""
+    return np.random.Generator(np.random.PCG64(0x41434E)).integers(0, 2**32, count, dtype=np.uint64).astype(np.uint32)
+
+
+def pixel_digest(images: np.ndarray, names: list[str] | None) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    h.update(json.dumps(names, ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+@contextmanager
+def coding_threads(threads: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def match_model(images: ImageSet, model: Model) -> ImageSet:
+    """Bring the data to the model's levels (documented grid conversion) or fail naming both specs."""
+    spec = model.spec
+    if (images.spec.height, images.spec.width, images.spec.channels) != (spec.height, spec.width, spec.channels):
+        raise AcnError(f"{images.source}: data are {images.spec} but the model is for {spec}")
+    if images.levels != spec.levels:
+        if images.levels != 256:
+            raise AcnError(f"{images.source}: data have {images.levels} levels but the model is for {spec}")
+        images = fit_levels(images, spec.levels)
+    return images
+
+
+def chain_layout(n: int, chains: int) -> list[int]:
+    """Chain lengths, non-increasing and staggered at the end so the rounds Alice codes first are small.
+
+    Alice codes the last round first, on top of only the seed words. Chain b gets
+    ceil(log2 B) - bit_length(b) extra data, so the last rounds hold 1, 2, 4, ... chains: each round's
+    bits-back pops find enough bits under them from the rounds before. Both sides compute this from (n, B).
+    """
+    chains = max(1, min(chains, n))
+    while True:
+        depth = (chains - 1).bit_length()
+        extra = [depth - b.bit_length() for b in range(chains)]
+        base, remainder = divmod(n - sum(extra), chains)
+        if base >= 1 or chains == 1:
+            return [base + e + (b < remainder) for b, e in enumerate(extra)]
+        chains -= 1
+
+
+def active_counts(lengths: list[int]) -> list[int]:
+    """Round r holds datum r of every chain longer than r: with non-increasing lengths, a prefix of chains."""
+    lengths = np.asarray(lengths)
+    return [int((lengths > r).sum()) for r in range(int(lengths[0]))]
+
+
+def round_indices(sequence: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """Indices into the data for each round; chains are consecutive pieces of the sequence."""
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return [sequence[starts[:active] + r] for r, active in enumerate(active_counts(lengths))]
+
+
+def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | None = None,
+             progress: bool = True, estimate: bool = True) -> tuple[bytes, dict]:
+    """Compress a dataset; returns the archive bytes and a report (sizes, costs, timings)."""
+    if order not in ORDERS:
+        raise AcnError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+    if len(images) == 0:
+        raise AcnError(f"{images.source}: no images to compress")
+    input_levels = images.levels
+    images = match_model(images, model)
+    n = len(images)
+    chains = default_chains(n) if chains is None else max(1, int(chains))
+    cm = CodingModel.from_model(model)
+    started = time.perf_counter()
+    with coding_threads(CODING_THREADS):
+        x_all = to_tensor(images.images)
+        tour_started = time.perf_counter()
+        if order == "tour":
+            from .evaluate import encode_all
+            sequence = greedy_tour(encode_all(model.net, x_all).numpy())
+        else:
+            sequence = np.arange(n)
+        tour_seconds = time.perf_counter() - tour_started
+        lengths = chain_layout(n, chains)
+        batches = round_indices(sequence, lengths)
+        # Alice needs every round's codes (computed with the round's batch) before coding backwards.
+        codes = [encode_round(cm, x_all[idx].long()) for idx in batches]
+        n_seed = seed_word_count(model)
+        stack = new_stack(seed_words(n_seed))
+        for r in tqdm(range(len(batches) - 1, -1, -1), desc="compress", unit="round", disable=not progress,
+                      leave=False):
+            idx = batches[r]
+            previous = codes[r - 1][:len(idx)] if r > 0 and order == "tour" else None
+            alice_round(stack, cm, x_all[idx].long(), codes[r], previous)
+        payload = stack.get_compressed()
+    seconds = time.perf_counter() - started
+    # Archive order is chain by chain, i.e. the sequence itself: that is how Bob writes the data out.
+    names = None if images.names is None else [images.names[i] for i in sequence]
+    pixels = images.images[sequence]
+    header = {"model_hash": model.hash, "spec": model.spec.to_dict(), "n": n, "chains": lengths,
+              "order": order, "kind": "folder" if images.names is not None else "array",
+              "input_levels": input_levels, "seed_words": n_seed, "coding_threads": CODING_THREADS,
+              "pixels_sha256": pixel_digest(pixels, names), "versions": library_versions(),
+              "bucket_bits": model.buckets.bits}
+    archive = Archive(header, names, payload)
+    sections = archive.sections()
+    report = size_report(sections, n, model.spec)
+    report.update({"order": order, "chains": len(lengths), "rounds": len(batches),
+                   "initial_bits": 32 * n_seed, "compress_seconds": round(seconds, 2),
+                   "tour_seconds": round(tour_seconds, 2), "compress_images_per_second": round(n / seconds, 1),
+                   "model_hash": model.hash, "source": images.source})
+    if names is not None:
+        report["names_bits_per_image"] = 8 * len(sections["names"]) / n
+        report["log2_n_factorial_per_image"] = float(np.log2(np.arange(1, n + 1)).sum() / n)
+    if estimate:
+        report.update(kl_bound_estimate(model, x_all, sequence, lengths, order, progress))
+        report["actual_over_estimate"] = report["nats_per_image"] / report["estimate_nats_per_image"]
+    return b"".join(sections.values()), report
+
+
+def kl_bound_estimate(model: Model, x_all: torch.Tensor, sequence: np.ndarray, lengths: list[int], order: str,
+                      progress: bool) -> dict:
+    """The model's estimate of the same cost: reconstruction + KL along the chains (heads unconditional)."""
+    from .evaluate import encode_all, kl_along, reconstruction
+    from .kl import kl_to_unconditional
+    codes = encode_all(model.net, x_all)
+    recon = reconstruction(model.net, x_all, codes, progress=progress)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    is_head = np.zeros(len(sequence), dtype=bool)
+    is_head[starts] = True
+    if order == "original":
+        is_head[:] = True
+    seq = torch.from_numpy(sequence)
+    kl = torch.zeros(len(sequence), dtype=torch.float64)
+    heads = torch.from_numpy(np.flatnonzero(is_head))
+    kl[heads] = kl_to_unconditional(codes[seq[heads]], model.unconditional)
+    rest = torch.from_numpy(np.flatnonzero(~is_head))
+    if len(rest):
+        kl[rest] = kl_along(model.net, codes[seq[rest]], codes[seq[rest - 1]])
+    n = len(sequence)
+    dims = x_all[0].numel()
+    total = recon.mean().item() + kl.mean().item()
+    formula = "reconstruction + KL(unconditional)" if order == "original" else \
+        "reconstruction + KL(tour), chain heads under the unconditional prior"
+    return {"estimate_nats_per_image": total, "estimate_bits_per_dim": total / LN2 / dims,
+            "estimate_reconstruction": recon.mean().item(), "estimate_kl": kl.mean().item(),
+            "estimate_formula": formula, "estimate_n": n}
+
+
+def write_output(images: ImageSet, header: dict, output: str, force: bool = False) -> str:
+    """Folder archives become PNG files with their names; array archives a .npy file."""
+    out = Path(output)
+    if header["kind"] == "folder":
+        return str(replace_path(out, force, lambda tmp: export_png(images, tmp, names=images.names)))
+    arr = images.images[..., 0] if images.images.shape[-1] == 1 else images.images  # (N, H, W) for grey
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(out, buf.getvalue())
+    return str(out)
+
+
+def describe(blob: bytes, where: str = "archive") -> dict:
+    archive = parse(blob, where)
+    sections = archive.sections()
+    return {"header": archive.header, "bytes": len(blob),
+            "section_bytes": {k: len(v) for k, v in sections.items()},
+            "names": None if archive.names is None else len(archive.names)}
+
+
+def seed_word_count(model: Model) -> int:
+    """Enough initial bits for one datum's bits-back pop (D latents of at most `bits` bits each)."""
+    return math.ceil(model.config.latent_dim * model.buckets.bits / 32) + 2
+
+
+def size_report(sections: dict[str, bytes], n: int, spec: DataSpec) -> dict:
+    total = sum(len(b) for b in sections.values())
+    dims = n * spec.height * spec.width * spec.channels
+    return {"n": n, "bytes": total, "section_bytes": {k: len(v) for k, v in sections.items()},
+            "bits_per_dim": 8 * total / dims, "nats_per_image": 8 * total * LN2 / n,
+            "payload_nats_per_image": 8 * len(sections["payload"]) * LN2 / n}
+
+
+def decompress(data: bytes, model: Model, where: str = "archive", progress: bool = True) -> tuple[ImageSet, dict]:
+    """Decode an archive; returns the images (archive order, names if any) and the archive header."""
+    archive = parse(data, where)
+    header = check_header(archive, model, where)
+    spec = model.spec
+    lengths = header["chains"]
+    cm = CodingModel.from_model(model)
+    stack = new_stack(archive.payload)
+    out = np.zeros((header["n"], spec.channels, spec.height, spec.width), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    tour = header["order"] == "tour"
+    with coding_threads(header["coding_threads"]):
+        previous = None
+        for r, active in enumerate(tqdm(active_counts(lengths), desc="decompress", unit="round",
+                                        disable=not progress, leave=False)):
+            prev = previous[:active] if (previous is not None and tour) else None
+            x, codes = bob_round(stack, cm, active, (spec.channels, spec.height, spec.width), prev)
+            out[starts[:active] + r] = x.numpy().astype(np.uint8)
+            previous = codes
+    images = out.transpose(0, 2, 3, 1)
+    rest = stack.get_compressed()
+    if not np.array_equal(rest, seed_words(header["seed_words"])) or \
+            pixel_digest(images, archive.names) != header["pixels_sha256"]:
+        raise AcnError(f"{where}: decoding diverged (checksum mismatch): the probabilities computed here differ "
+                       f"from the ones used to compress (archive written with {fmt_versions(header)}; this is "
+                       f"{fmt_versions({'versions': library_versions()})}); nothing was written")
+    levels = spec.levels
+    if header["input_levels"] == 256 and levels != 256:
+        images, levels = level_grid(levels)[images].astype(np.uint8), 256
+    return ImageSet(images, levels, archive.names, where), header
+
+
+def fmt_versions(header: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(header.get("versions", {}).items()))
+
+
+def check_header(archive: Archive, model: Model, where: str) -> dict:
+    h = archive.header
+    required = {"model_hash": str, "spec": dict, "n": int, "chains": list, "order": str, "kind": str,
+                "input_levels": int, "seed_words": int, "coding_threads": int, "pixels_sha256": str}
+    for key, kind in required.items():
+        if not isinstance(h.get(key), kind):
+            raise AcnError(f"{where}: archive header field {key!r} is missing or invalid")
+    if h["model_hash"] != model.hash:
+        raise AcnError(f"{where}: archive was made with model {h['model_hash'][:12]} but the model given is "
+                       f"{model.hash[:12]}")
+    lengths = h["chains"]
+    if not all(isinstance(k, int) and k > 0 for k in lengths) or sum(lengths) != h["n"] or h["n"] < 1:
+        raise AcnError(f"{where}: archive chain layout is invalid")
+    if list(lengths) != sorted(lengths, reverse=True) or h["order"] not in ORDERS:
+        raise AcnError(f"{where}: archive chain layout or order mode is invalid")
+    if archive.names is not None and len(archive.names) != h["n"]:
+        raise AcnError(f"{where}: archive holds {len(archive.names)} names for {h['n']} images")
+    if not 1 <= h["coding_threads"] <= 256 or not 0 <= h["seed_words"] <= 4096:
+        raise AcnError(f"{where}: archive coding settings are invalid")
+    return h

@@ -1,0 +1,242 @@
+"""The order in which the data are sent: a greedy tour through the codes, split into parallel chains.
+
+DESIGN.md section 3. The tour is the greedy nearest-unvisited-neighbour path through the codes (the paper's
+greedy heuristic for the Euclidean travelling salesman problem, K = 1), starting at datum 0. It is split into
+B contiguous chains, so each datum's predecessor in its chain is its predecessor on the tour, and the chains
+are interleaved round by round: round r holds datum r of every chain that has one, so every network call in
+the protocol is batched over the round.
+
+Definition of the tour (what "exact" means here). The codes are taken as float32 (what the encoder produces
+and faiss searches). The distance between codes a and b is the float64 value
+``np.sum((a.astype(float64) - b.astype(float64)) ** 2, axis=-1)``, computed with exactly that expression (see
+`_sqdist`). From the current datum the tour moves to the unvisited datum with the smallest such distance;
+ties go to the lowest index. `greedy_tour_reference` is this definition written as an O(N^2) loop.
+
+How it is computed. faiss gives the K0 nearest codes of every code in one batched exact search (float32,
+BLAS). Those candidates are re-ranked with the float64 distance, and the first unvisited one is taken when it
+is provably the nearest unvisited datum overall: its float64 distance is below the K0-th faiss distance minus
+a rigorous bound on faiss' float32 rounding error (so no code outside the list can be as near). Otherwise
+(all K0 candidates visited, or a near tie at the edge of the list) a fallback searches a flat faiss index of
+the unvisited codes for the nearest few, with the same re-ranking and the same proof, widening the search
+until the proof holds or the whole index has been returned. The fallback index is rebuilt from the unvisited
+codes whenever half of it has been visited, so its size stays within twice the number of unvisited codes and
+the rebuilds cost O(N D) in all. Python work is O(N) steps of a few small numpy operations; the numeric work
+is one batched K0-NN search plus one flat scan per fallback step.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+#: Neighbours per code found up front. Larger lists make fallbacks rarer but the batched search slower.
+CANDIDATES = 16
+#: First width of a fallback search, multiplied by FALLBACK_GROWTH each time the proof fails.
+FALLBACK_WIDTH = 16
+FALLBACK_GROWTH = 4
+
+
+def _as_codes(codes: np.ndarray) -> np.ndarray:
+    x = np.asarray(codes)
+    if x.ndim != 2:
+        raise ValueError(f"codes must be a 2-D array (N, D), got shape {x.shape}")
+    if x.shape[1] < 1:
+        raise ValueError("codes must have at least one dimension")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("codes contain NaN or infinite values")
+    return x
+
+
+def _sqdist(x64: np.ndarray, i: int, js: np.ndarray) -> np.ndarray:
+    """The tour's distance from code i to codes js: float64 squared Euclidean, one fixed expression."""
+    diff = x64[js] - x64[i]
+    return np.sum(diff * diff, axis=-1)
+
+
+def greedy_tour_reference(codes: np.ndarray) -> np.ndarray:
+    """The definition of the tour as a plain O(N^2) loop: for checking `greedy_tour` and for benchmarks."""
+    x64 = _as_codes(codes).astype(np.float64)
+    n = len(x64)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    visited = np.zeros(n, dtype=bool)
+    tour = np.empty(n, dtype=np.int64)
+    cur = 0
+    for t in range(n):
+        tour[t] = cur
+        visited[cur] = True
+        if t + 1 < n:
+            d = _sqdist(x64, cur, np.arange(n))
+            d[visited] = np.inf
+            cur = int(np.argmin(d))  # first minimum: lowest index among ties
+    return tour
+
+
+class _UnvisitedIndex:
+    """Exact nearest unvisited code, by a flat faiss index over the codes unvisited at the last rebuild."""
+
+    def __init__(self, x32: np.ndarray, x64: np.ndarray, tol: np.ndarray, visited: np.ndarray):
+        self.x32, self.x64, self.tol, self.visited = x32, x64, tol, visited
+        self.index = None
+        self.ids = np.empty(0, dtype=np.int64)
+        self.rebuilds = 0
+        self.searches = 0
+
+    def _rebuild(self) -> None:
+        self.ids = np.flatnonzero(~self.visited)
+        self.index = faiss.IndexFlatL2(self.x32.shape[1])
+        self.index.add(self.x32[self.ids])
+        self.rebuilds += 1
+
+    def nearest(self, cur: int, unvisited: int) -> int:
+        if self.index is None or 2 * unvisited < self.index.ntotal:
+            self._rebuild()
+        query = self.x32[cur:cur + 1]
+        width = FALLBACK_WIDTH
+        while True:
+            size = self.index.ntotal
+            k = min(width, size)
+            fd, fi = self.index.search(query, k)
+            self.searches += 1
+            cand = self.ids[fi[0]]
+            cand = cand[~self.visited[cand]]
+            if len(cand):
+                d = _sqdist(self.x64, cur, cand)
+                best = np.lexsort((cand, d))[0]
+                # Every unvisited code is in the index; one not returned has a faiss distance >= fd[0, -1].
+                if k == size or d[best] < fd[0, -1] - self.tol[cur]:
+                    return int(cand[best])
+            if k == size:  # every unvisited code is in the index, so this cannot happen
+                raise AssertionError("no unvisited code found in the unvisited index")
+            width *= FALLBACK_GROWTH
+
+
+def greedy_tour(codes: np.ndarray, candidates: int = CANDIDATES, stats: dict | None = None) -> np.ndarray:
+    """The greedy nearest-unvisited-neighbour tour through `codes` (N, D), starting at index 0.
+
+    Returns a permutation of range(N) (int64), exactly equal to `greedy_tour_reference` (see the module
+    docstring for the distance and tie rule). `candidates` is the length of the neighbour list found up front;
+    it changes the speed, never the result. If `stats` is a dict, counts of fallback steps, fallback searches
+    and index rebuilds are written into it.
+    """
+    x = _as_codes(codes)
+    if candidates < 1:
+        raise ValueError("candidates must be at least 1")
+    n = len(x)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    # Identical codes are at distance 0 from each other, so once the tour reaches a group of them it takes
+    # them all, in increasing index order, before moving on, and it reaches a group at its lowest index.
+    # So tour the distinct codes (each represented by its lowest index; ties between groups still go to
+    # the lowest index) and expand the groups afterwards. -0.0 is made 0.0 first; it changes no distance.
+    x = x + np.float32(0.0)
+    _, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(first) == n:
+        return _distinct_tour(x, candidates, stats)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    group = rank[inverse]                                   # group of each datum, groups ordered by first index
+    reps = np.sort(first)
+    order = _distinct_tour(x[reps], candidates, stats)
+    if stats is not None:
+        stats["distinct"] = len(first)
+    visit = np.empty(len(first), dtype=np.int64)
+    visit[order] = np.arange(len(first))                   # when each group is reached
+    return np.argsort(visit[group], kind="stable")         # stable: increasing index within a group
+
+
+def _distinct_tour(x: np.ndarray, candidates: int, stats: dict | None) -> np.ndarray:
+    """greedy_tour for float32 codes that are all different."""
+    n, dim = x.shape
+    x64 = x.astype(np.float64)
+    # faiss works on centred float32 copies: distances do not change, and the rounding error bound below
+    # scales with the norms, which centring keeps small.
+    xc = np.ascontiguousarray((x64 - x64.mean(0)).astype(np.float32))
+    norms = np.sqrt(np.sum(xc.astype(np.float64) ** 2, axis=1))
+    # faiss' float32 squared distance (|a|^2 + |b|^2 - 2ab with BLAS, or a direct sum) differs from the
+    # float64 distance of the original codes by at most about (D + 3) u (|a| + |b|)^2, u = 2^-24, plus
+    # 3 u (|a| + |b|)^2 from centring in float32. Use twice the sum as the margin, with max |b|.
+    tol = 2.0 * (dim + 8) * 2.0 ** -24 * (norms + norms.max()) ** 2 + 1e-300
+
+    k0 = min(candidates, n)
+    fd, fi = faiss.knn(xc, xc, k0)
+    if k0 == n:
+        limit = np.full(n, np.inf)  # every code is in every list
+    else:
+        limit = fd[:, -1].astype(np.float64) - tol
+    # Re-rank each list by (float64 distance, index): the first unvisited entry is then the nearest
+    # unvisited candidate, ties to the lowest index.
+    exact = np.empty(fi.shape, dtype=np.float64)
+    for s in range(0, n, 4096):
+        diff = x64[fi[s:s + 4096]] - x64[s:s + 4096, None, :]
+        exact[s:s + 4096] = np.sum(diff * diff, axis=-1)
+    order = np.lexsort((fi, exact), axis=-1)
+    fi = np.take_along_axis(fi, order, axis=1)
+    exact = np.take_along_axis(exact, order, axis=1)
+
+    visited = np.zeros(n, dtype=bool)
+    fallback = _UnvisitedIndex(xc, x64, tol, visited)
+    tour = np.empty(n, dtype=np.int64)
+    cur = 0
+    tour[0] = 0
+    visited[0] = True
+    fallbacks = 0
+    for t in range(1, n):
+        cand = fi[cur]
+        free = ~visited[cand]
+        j = int(free.argmax())
+        if free[j] and exact[cur, j] < limit[cur]:
+            cur = int(cand[j])
+        else:
+            cur = fallback.nearest(cur, n - t)
+            fallbacks += 1
+        tour[t] = cur
+        visited[cur] = True
+    if stats is not None:
+        stats.update(fallback_steps=fallbacks, fallback_searches=fallback.searches, rebuilds=fallback.rebuilds)
+    return tour
+
+
+def chain_lengths(n: int, chains: int) -> list[int]:
+    """Lengths of the chains a tour of n data is split into; a function of (n, chains) alone.
+
+    B = min(chains, n) chains, lengths differing by at most one, the longer ones first:
+    chain i has n // B + 1 data for i < n % B and n // B after. Because lengths never increase along the
+    chains, the chains active in round r are always chains 0 .. m_r - 1 (a prefix), round sizes never
+    increase, and position j of a round belongs to chain j. (The initial-bits problem of the ANS stack is
+    handled by the coder, not by these lengths.)
+    """
+    n, chains = int(n), int(chains)
+    if n < 1:
+        raise ValueError(f"need at least one datum to make chains, got n={n}")
+    if chains < 1:
+        raise ValueError(f"need at least one chain, got chains={chains}")
+    b = min(chains, n)
+    base, extra = divmod(n, b)
+    return [base + 1] * extra + [base] * (b - extra)
+
+
+def split_chains(tour: np.ndarray, chains: int) -> list[np.ndarray]:
+    """Contiguous pieces of the tour with lengths `chain_lengths(len(tour), chains)`, in tour order.
+
+    Each datum's predecessor in its chain is its predecessor on the tour; each chain's first datum (its
+    head) is coded under the unconditional prior.
+    """
+    tour = np.asarray(tour)
+    if tour.ndim != 1:
+        raise ValueError(f"tour must be 1-D, got shape {tour.shape}")
+    bounds = np.cumsum([0] + chain_lengths(len(tour), chains))
+    return [tour[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def rounds(chains: list[np.ndarray]) -> list[np.ndarray]:
+    """Round r holds datum r of every chain that has one, in chain order: the data indices per round.
+
+    With chains from `split_chains` (non-increasing lengths), `rounds[r][j]` is datum r of chain j and its
+    predecessor is `rounds[r - 1][j]`: round r is a prefix of round r - 1's chains. With other chains the
+    j-th entry belongs to the j-th chain that is still active.
+    """
+    longest = max((len(c) for c in chains), default=0)
+    return [np.array([c[r] for c in chains if len(c) > r], dtype=np.int64) for r in range(longest)]

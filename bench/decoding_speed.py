@@ -1,0 +1,121 @@
+"""Decoding speed of the Gated PixelCNN: naive (one full pass per pixel) vs cached incremental, same run.
+
+Produces every logit of a batch of 28x28 binary images with the default decoder size of
+acncodec.acn.ModelConfig (channels 32, layers 5, kernel 5, latent 16), fed the true pixels in raster order as
+the decoder sees them. Weights are random (timing does not depend on them). The naive path is timed on an
+evenly spaced subset of pixels and extrapolated to all H*W (a full pass costs the same wherever the pixel is).
+
+Usage: python bench/decoding_speed.py [--batch 16] [--threads 1] [--size 28] [--naive-pixels 49]
+                                      [--repeats 3] [--json OUT]
+"""
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from acncodec.acn import ModelConfig
+from acncodec.incremental import IncrementalDecoder, naive_logits
+from acncodec.pixelcnn import GatedPixelCNN
+
+
+def incremental_all(net, x, z):
+    b, ch, height, width = x.shape
+    dec = IncrementalDecoder(net, z, width)
+    out = torch.empty(b, ch, net.head.outputs, height, width)
+    for i in range(height):
+        for j in range(width):
+            pixel = x[:, :, i, j]
+            for c in range(ch):
+                out[:, c, :, i, j] = dec.logits(i, j, c, pixel)
+            dec.set_pixel(i, j, pixel)
+    return out
+
+
+def naive_subset(net, x, z, positions):
+    """Logits at the given raster positions, each from one full pass on the image decoded so far."""
+    width = x.shape[3]
+    flat = x.flatten(2)
+    out = []
+    for p in positions:
+        partial = torch.zeros_like(flat)
+        partial[:, :, :p] = flat[:, :, :p]
+        i, j = divmod(p, width)
+        out.append(naive_logits(net, partial.view_as(x), z, i, j, 0, x[:, :, i, j]))
+    return torch.stack(out, -1)
+
+
+def best_time(fn, repeats):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--naive-pixels", type=int, default=49, help="pixels timed on the naive path")
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many timings per path")
+    ap.add_argument("--json", metavar="OUT")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    cfg = ModelConfig()
+    b, s = args.batch, args.size
+    net = GatedPixelCNN(1, 2, cfg.latent_dim, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel,
+                        height=s, width=s, cond_channels=cfg.decoder_cond_channels).eval()
+    x = torch.randint(0, 2, (b, 1, s, s))
+    z = torch.randn(b, cfg.latent_dim)
+    pixels = s * s
+    n = max(min(args.naive_pixels, pixels), 2)
+    positions = sorted({round(k * (pixels - 1) / (n - 1)) for k in range(n)})
+
+    with torch.no_grad():
+        ref = net.logits(x, z)                                   # warm-up, and the reference for the check
+        naive_subset(net, x, z, positions[:2])
+        t_naive_sub, naive = best_time(lambda: naive_subset(net, x, z, positions), args.repeats)
+        t_inc, inc = best_time(lambda: incremental_all(net, x, z), args.repeats)
+    t_naive = t_naive_sub / len(positions) * pixels
+
+    flat_inc = inc.flatten(3)[:, 0, :, positions]
+    record = {
+        "image": f"{s}x{s} binary", "batch": b,
+        "decoder": {"channels": cfg.decoder_channels, "layers": cfg.decoder_layers,
+                    "kernel": cfg.decoder_kernel, "latent_dim": cfg.latent_dim},
+        "naive": {"seconds_per_batch": t_naive, "images_per_s": b / t_naive,
+                  "timed_pixels": len(positions), "extrapolated_to": pixels,
+                  "seconds_timed": t_naive_sub},
+        "incremental": {"seconds_per_batch": t_inc, "images_per_s": b / t_inc},
+        "speedup": t_naive / t_inc,
+        "max_abs_diff_incremental_vs_full_pass": (inc - ref).abs().max().item(),
+        "max_abs_diff_incremental_vs_naive": (flat_inc - naive).abs().max().item(),
+        "repeats": args.repeats,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+    }
+    print(f"machine: {record['machine']['platform']}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s); batch {b} of {s}x{s} binary images, "
+          f"decoder {cfg.decoder_channels}ch x {cfg.decoder_layers} layers, kernel {cfg.decoder_kernel}; "
+          f"best of {args.repeats}")
+    print(f"naive:       {b / t_naive:9.3f} images/s  ({t_naive:8.2f} s/batch, extrapolated from "
+          f"{len(positions)} of {pixels} pixels timed: {t_naive_sub:.2f} s)")
+    print(f"incremental: {b / t_inc:9.3f} images/s  ({t_inc:8.3f} s/batch, all {pixels} pixels)")
+    print(f"speed-up:    {record['speedup']:.1f}x")
+    print(f"max |incremental - full pass| over all pixels: "
+          f"{record['max_abs_diff_incremental_vs_full_pass']:.3g}; "
+          f"max |incremental - naive| on timed pixels: {record['max_abs_diff_incremental_vs_naive']:.3g}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Round trips of the bits-back codec, exact to the last pixel, and its refusals.
+
+Exactness does not need a trained model, so these use tiny untrained networks with a fitted p(z): every
+probability is as arbitrary as a real model's, and far faster to compute.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from acncodec import codec, modelfile
+from acncodec.acn import ModelConfig
+from acncodec.data import DataSpec, ImageSet
+from acncodec.errors import AcnError
+from acncodec.evaluate import encode_all
+from acncodec.train import to_tensor
+from acncodec.unconditional import fit_unconditional
+
+TINY = ModelConfig(latent_dim=3, prior_components=3, prior_hidden=16, encoder_channels=4, encoder_hidden=16,
+                   decoder_channels=6, decoder_layers=2, decoder_kernel=3, decoder_cond_channels=3)
+
+
+def tiny_model(spec: DataSpec, seed: int = 0, bits: int = 6) -> modelfile.Model:
+    torch.manual_seed(seed)
+    net = modelfile.build(spec, TINY).eval()
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, spec.levels, (64, spec.height, spec.width, spec.channels), dtype=np.uint8)
+    codes = encode_all(net, to_tensor(images)).numpy()
+    prior, _ = fit_unconditional(codes, seed=seed, candidates=(1, 2))
+    return modelfile.with_buckets(modelfile.Model(net, spec, prior, None, {}), bits)
+
+
+def random_images(spec: DataSpec, n: int, seed: int = 1, names: bool = False) -> ImageSet:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, spec.levels, (n, spec.height, spec.width, spec.channels), dtype=np.uint8)
+    # Some structure, so the tour and the priors have something to work with.
+    images[: n // 2] = images[: n // 2] // 2 * 2
+    return ImageSet(images, spec.levels, [f"img {i:03d}.png" for i in range(n)] if names else None, "test")
+
+
+def assert_round_trip(images: ImageSet, model, order: str, chains):
+    blob, report = codec.compress(images, model, order=order, chains=chains, progress=False, estimate=False)
+    out, header = codec.decompress(blob, model, progress=False)
+    assert len(out) == len(images) and report["n"] == len(images)
+    if order == "original":
+        assert np.array_equal(out.images, images.images)
+        assert out.names == images.names
+    else:  # tour order: the same multiset of (name, image) pairs, every pixel compared
+        key = lambda s: sorted(zip(s.names or [""] * len(s), (im.tobytes() for im in s.images)))
+        assert key(out) == key(images)
+        if images.names is not None:
+            lookup = dict(zip(images.names, images.images))
+            for name, im in zip(out.names, out.images):
+                assert np.array_equal(lookup[name], im)
+    return blob, report
+
+
+SPECS = {"binary": DataSpec(5, 6, 1, 2), "digits-like": DataSpec(4, 4, 1, 17), "grey": DataSpec(4, 5, 1, 256),
+         "rgb": DataSpec(3, 4, 3, 256)}
+
+
+@pytest.mark.parametrize("kind", SPECS)
+@pytest.mark.parametrize("order", codec.ORDERS)
+@pytest.mark.parametrize("n,chains", [(1, None), (2, None), (7, 3), (5, 9)])
+def test_round_trip_exact(kind, order, n, chains):
+    spec = SPECS[kind]
+    assert_round_trip(random_images(spec, n, seed=n), tiny_model(spec), order, chains)
+
+
+def test_round_trip_with_names_and_many_chains():
+    spec = SPECS["binary"]
+    images = random_images(spec, 40, names=True)
+    blob, report = assert_round_trip(images, tiny_model(spec), "tour", 6)
+    assert report["section_bytes"]["names"] > 4
+    assert report["chains"] == 6 and report["rounds"] >= 40 // 6
+
+
+def test_chain_layout_is_staggered_and_complete():
+    for n in range(1, 300, 7):
+        for b in (1, 2, 3, 8, 64, 500):
+            lengths = codec.chain_layout(n, b)
+            assert sum(lengths) == n and lengths == sorted(lengths, reverse=True) and min(lengths) >= 1
+            counts = codec.active_counts(lengths)
+            # The rounds Alice codes first hold few chains: at most 2^k in the k-th round from the end.
+            assert all(counts[-k] <= 2 ** k for k in range(1, len(counts) + 1))
+    assert codec.chain_layout(1000, 10) == [103, 102, 101, 101, 100, 99, 99, 99, 98, 98]
+
+
+def test_report_has_sizes_and_estimate():
+    spec = SPECS["binary"]
+    images = random_images(spec, 30)
+    blob, report = codec.compress(images, tiny_model(spec), chains=4, progress=False)
+    assert report["bytes"] == len(blob) == sum(report["section_bytes"].values())
+    assert report["estimate_nats_per_image"] > 0 and report["actual_over_estimate"] > 0
+    assert report["bits_per_dim"] == pytest.approx(8 * len(blob) / (30 * 5 * 6))
+
+
+def test_wrong_model_is_refused_naming_both_hashes():
+    spec = SPECS["binary"]
+    model, other = tiny_model(spec, seed=0), tiny_model(spec, seed=5)
+    blob, _ = codec.compress(random_images(spec, 4), model, progress=False, estimate=False)
+    with pytest.raises(AcnError) as e:
+        codec.decompress(blob, other, progress=False)
+    assert model.hash[:12] in str(e.value) and other.hash[:12] in str(e.value)
+
+
+def test_data_for_another_model_is_refused():
+    with pytest.raises(AcnError, match="model is for"):
+        codec.compress(random_images(SPECS["grey"], 3), tiny_model(SPECS["binary"]), progress=False)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "append"])
+def test_damaged_archive_is_refused(damage):
+    spec = SPECS["binary"]
+    model = tiny_model(spec)
+    blob = bytearray(codec.compress(random_images(spec, 6), model, progress=False, estimate=False)[0])
+    if damage == "flip":
+        blob[len(blob) // 2] ^= 0x10
+    elif damage == "truncate":
+        blob = blob[:-7]
+    else:
+        blob += b"\0"
+    with pytest.raises(AcnError):
+        codec.decompress(bytes(blob), model, progress=False)
+
+
+def test_divergence_is_detected(monkeypatch):
+    """If Bob's probabilities differ from Alice's in the slightest, decoding must fail, not return data."""
+    spec = SPECS["digits-like"]
+    model = tiny_model(spec)
+    blob, _ = codec.compress(random_images(spec, 6), model, progress=False, estimate=False)
+    from acncodec import protocol
+    original = protocol.pixel_probabilities
+
+    def perturbed(logits, binary):
+        return original(logits + 1e-3, binary)
+    monkeypatch.setattr(protocol, "pixel_probabilities", perturbed)
+    with pytest.raises(AcnError, match="diverged"):
+        codec.decompress(blob, model, progress=False)
+
+
+def test_decompress_in_another_process_with_other_threads(tmp_path):
+    spec = SPECS["digits-like"]
+    model = tiny_model(spec)
+    modelfile.save(model, tmp_path / "m.acn")
+    images = random_images(spec, 9)
+    torch.set_num_threads(2)
+    blob, _ = codec.compress(images, model, chains=3, progress=False, estimate=False)
+    (tmp_path / "a.bin").write_bytes(blob)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "acncodec.cli", "decompress", str(tmp_path / "a.bin"),
+                    str(tmp_path / "out.npy"), "--model", str(tmp_path / "m.acn"), "-q"], check=True, env=env)
+    out = np.load(tmp_path / "out.npy")
+    decoded, _ = codec.decompress(blob, model, progress=False)
+    assert np.array_equal(out, decoded.images[..., 0])
+    assert sorted(map(bytes, out[..., None])) == sorted(map(bytes, images.images))

@@ -1,0 +1,383 @@
+"""Tests for training: neighbour search, unique neighbours, Algorithm 1 lowering the loss, exact resume, the model
+file (round trip, corruption) and the `train` command."""
+
+import functools
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from acncodec import modelfile
+from acncodec.acn import ModelConfig
+from acncodec.cli import main
+from acncodec.data import load
+from acncodec.errors import AcnError
+from acncodec.knn import CodeMemory, UniqueNeighbours, nearest_others, pick_uniform
+from acncodec.train import Trainer, TrainConfig, checkpoint_path, log_path
+from acncodec.unconditional import fit_unconditional
+
+trainmod = sys.modules["acncodec.train"]  # `acncodec.train` the attribute may be the function
+
+TINY = ModelConfig(latent_dim=4, prior_components=3, prior_hidden=32, encoder_channels=8, encoder_hidden=32,
+                   decoder_channels=8, decoder_layers=2)
+
+
+# -- nearest neighbours --------------------------------------------------------------------------------------
+
+def check_nearest_others(found, queries, ids, memory, k):
+    """No datum is its own neighbour, neighbours are distinct, and they are the k nearest others by distance."""
+    assert found.shape == (len(queries), k)
+    d = ((queries[:, None, :].astype(np.float64) - memory[None].astype(np.float64)) ** 2).sum(-1)
+    for row, (q_id, nb) in enumerate(zip(ids, found)):
+        assert q_id not in nb, (row, q_id, nb)
+        assert len(set(nb.tolist())) == k
+        assert ((nb >= 0) & (nb < len(memory))).all()
+        others = np.delete(d[row], q_id)
+        np.testing.assert_allclose(np.sort(d[row, nb]), np.sort(others)[:k], rtol=1e-4, atol=1e-5)
+
+
+def codes_with_duplicates(n=60, dim=3, seed=0):
+    rng = np.random.default_rng(seed)
+    memory = rng.standard_normal((n, dim)).astype(np.float32)
+    memory[10:17] = memory[3]   # 8 identical codes: more than k + 1, so the datum may miss the candidate list
+    memory[41] = memory[40]     # a pair
+    memory[50:53] = memory[55]  # copies *before* the original
+    return memory
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_nearest_others_with_duplicates_all_queries(k):
+    memory = codes_with_duplicates()
+    ids = np.arange(len(memory))  # 60 queries: faiss takes its BLAS path, where self-distances need not be 0
+    found = nearest_others(memory, ids, memory, k)
+    check_nearest_others(found, memory, ids, memory, k)
+    # The duplicates are at distance 0, so they are the neighbours of their copies.
+    assert set(found[40, :1]) == {41} and set(found[41, :1]) == {40}
+    assert set(found[3]) <= {10, 11, 12, 13, 14, 15, 16}
+
+
+@pytest.mark.parametrize("ids", [[9], [0], [4, 9, 0], [11, 2, 9, 5]])
+def test_nearest_others_datum_not_first_among_ties(ids):
+    rng = np.random.default_rng(1)
+    memory = rng.standard_normal((12, 2)).astype(np.float32)
+    memory[:10] = memory[0]  # ten identical codes; the datum may be the last of them
+    ids = np.array(ids)
+    found = nearest_others(memory[ids], ids, memory, 3)
+    check_nearest_others(found, memory[ids], ids, memory, 3)
+
+
+def test_nearest_others_subset_of_queries_and_limits():
+    memory = codes_with_duplicates(seed=2)
+    ids = np.array([55, 3, 52, 16, 40])
+    check_nearest_others(nearest_others(memory[ids], ids, memory, 4), memory[ids], ids, memory, 4)
+    small = memory[:6]
+    everything = nearest_others(small, np.arange(6), small, 5)  # k = n - 1: all the others
+    for row in range(6):
+        assert sorted(everything[row]) == [i for i in range(6) if i != row]
+    with pytest.raises(ValueError):
+        nearest_others(small, np.arange(6), small, 6)
+
+
+def test_code_memory_neighbours_exclude_self():
+    rng = np.random.default_rng(3)
+    mem = CodeMemory(80, 4, rng)
+    assert mem.codes.shape == (80, 4) and mem.codes.dtype == np.float32
+    ids = rng.permutation(80)[:32]
+    codes = rng.standard_normal((32, 4)).astype(np.float32)
+    codes[1] = codes[0]
+    mem.write(ids, codes)
+    mem.codes[5] = mem.codes[ids[0]]  # a third copy elsewhere in the memory
+    assert np.array_equal(mem.codes[ids], codes)
+    found = mem.neighbours(ids, 5)
+    check_nearest_others(found, mem.codes[ids], ids, mem.codes, 5)
+    assert ids[1] in found[0] and ids[0] in found[1] and 5 in found[0]
+
+
+def test_pick_uniform_picks_every_candidate():
+    rng = np.random.default_rng(4)
+    cands = np.tile(np.arange(100, 105), (5000, 1))
+    chosen = pick_uniform(cands, rng)
+    counts = np.bincount(chosen - 100, minlength=5)
+    assert counts.sum() == 5000 and (np.abs(counts - 1000) < 150).all()
+
+
+def test_unique_neighbours_no_repeats_while_candidates_remain():
+    rng = np.random.default_rng(5)
+    size, k = 40, 5
+    unique = UniqueNeighbours(size)
+    for _ in range(2):  # two passes: new_pass must forget the first
+        unique.new_pass()
+        used = set()
+        repeats = 0
+        for _ in range(6):  # 6 batches of 8 rows = 48 picks > 40 codes, so fallbacks must happen
+            cands = np.stack([rng.choice(np.delete(np.arange(size), i), k, replace=False)
+                              for i in rng.integers(0, size, 8)])
+            chosen = unique.pick(cands, rng)
+            for row, pick in enumerate(chosen):
+                assert pick in cands[row]
+                free = [c for c in cands[row] if c not in used]
+                if free:
+                    assert pick == free[0], "the first unused candidate, nearest first"
+                else:
+                    repeats += 1
+                used.add(int(pick))
+            assert set(np.flatnonzero(unique.used)) == used
+        assert repeats > 0  # the fallback branch was exercised
+
+
+# -- training ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits300():
+    return load("digits:300")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, digits300):
+    """100 steps of Algorithm 1 on 300 digits; lr 3e-3 so a short run shows clear progress."""
+    out = tmp_path_factory.mktemp("trained") / "digits.acn"
+    config = TrainConfig(steps=100, batch_size=32, learning_rate=3e-3, threads=1, log_every=10)
+    trainer = Trainer(digits300, out, TINY, config, resume=False)
+    model = trainer.run(progress=False)
+    torch.set_num_threads(1)
+    return trainer, model, out
+
+
+def test_training_lowers_the_loss(trained):
+    trainer, model, out = trained
+    log = [json.loads(line) for line in log_path(out).read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(10, 101, 10))
+    for r in log:
+        assert r["loss"] == pytest.approx(r["kl"] + r["recon"], rel=1e-5)
+        assert r["kl"] > -1 and r["recon"] > 0
+    first = np.mean([r["loss"] for r in log[:2]])
+    last = np.mean([r["loss"] for r in log[-2:]])
+    assert last < 0.85 * first, (first, last)
+    assert np.mean([r["recon"] for r in log[-2:]]) < 0.85 * np.mean([r["recon"] for r in log[:2]])
+    assert trainer.step == 100 and model.meta["steps"] == 100
+    assert model.meta["epochs"] == pytest.approx(100 * 32 / 300, abs=0.01)
+
+
+def test_saved_model_holds_the_averaged_weights(trained):
+    trainer, model, out = trained
+    loaded = modelfile.load(out)
+    ema, raw = trainer.ema.state_dict(), trainer.net.state_dict()
+    state = loaded.net.state_dict()
+    assert all(torch.equal(state[k], ema[k]) for k in ema)
+    assert any(not torch.equal(state[k], raw[k]) for k in raw)
+
+
+def test_save_load_identical_outputs(trained, digits300, tmp_path):
+    _, model, out = trained
+    loaded = modelfile.load(out)
+    assert loaded.hash == model.hash
+    assert modelfile.save(loaded, tmp_path / "again.acn") == model.hash
+    assert loaded.spec == model.spec and loaded.config == model.config
+    assert loaded.meta == json.loads(json.dumps(model.meta))  # stored as JSON: integer keys come back as str
+    assert loaded.meta["train_source"] == digits300.source
+    for name in ("weights", "means", "variances"):
+        assert np.array_equal(getattr(loaded.unconditional, name), getattr(model.unconditional, name))
+    x = trainmod.to_tensor(digits300.images[:16]).long()
+    model.net.eval()
+    with torch.no_grad():
+        codes_a, codes_b = model.net.encoder(x), loaded.net.encoder(x)
+        assert torch.equal(codes_a, codes_b)
+        pa, pb = model.net.prior(codes_a), loaded.net.prior(codes_b)
+        for t in ("log_weights", "means", "scales"):
+            assert torch.equal(getattr(pa, t), getattr(pb, t))
+        z = codes_a + torch.randn(codes_a.shape, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(model.net.decoder.logits(x, z), loaded.net.decoder.logits(x, z))
+    # The hash covers the weights: one changed weight gives another hash.
+    with torch.no_grad():
+        next(loaded.net.decoder.parameters()).view(-1)[0] += 1e-3
+    assert loaded.hash != model.hash
+
+
+@pytest.fixture
+def model_bytes(trained):
+    return trained[2].read_bytes()
+
+
+def expect_acn_error(path):
+    with pytest.raises(AcnError) as info:
+        modelfile.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("where", [0.5, 0.3, 0.75, 0.95])
+def test_flipped_bytes_raise_acn_error(model_bytes, tmp_path, where):
+    bad = bytearray(model_bytes)
+    mid = int(len(bad) * where)
+    for i in range(mid, mid + 8):
+        bad[i] ^= 0xFF
+    path = tmp_path / "flipped.acn"
+    path.write_bytes(bytes(bad))
+    expect_acn_error(path)
+
+
+@pytest.mark.parametrize("keep", [0, 1, 10, 0.5, -1, -100])
+def test_truncated_file_raises_acn_error(model_bytes, tmp_path, keep):
+    n = keep if isinstance(keep, int) and keep >= 0 else (int(len(model_bytes) * keep) if keep > 0
+                                                          else len(model_bytes) + keep)
+    path = tmp_path / "truncated.acn"
+    path.write_bytes(model_bytes[:n])
+    expect_acn_error(path)
+
+
+def test_non_model_files_raise_acn_error(tmp_path, model_bytes):
+    (tmp_path / "text.acn").write_text("hello, I am not a model\n")
+    np.save(tmp_path / "array.npy", np.zeros((3, 3)))
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    torch.save({"format": "something-else", "version": 1}, tmp_path / "other.pt")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "state.pt")
+    (tmp_path / "dir.acn").mkdir()
+    for name in ["text.acn", "array.npy", "list.pt", "other.pt", "state.pt", "dir.acn", "missing.acn"]:
+        expect_acn_error(tmp_path / name)
+
+
+def test_future_version_and_tampered_weights_raise_acn_error(model_bytes, tmp_path):
+    src = tmp_path / "m.acn"
+    src.write_bytes(model_bytes)
+    payload = torch.load(src, weights_only=True)
+    payload["version"] = 99
+    torch.save(payload, tmp_path / "v99.acn")
+    with pytest.raises(AcnError, match="version 99"):
+        modelfile.load(tmp_path / "v99.acn")
+    payload = torch.load(src, weights_only=True)
+    name = next(iter(payload["state"]))
+    payload["state"][name] = payload["state"][name] + 1e-3
+    torch.save(payload, tmp_path / "tampered.acn")
+    with pytest.raises(AcnError, match="hash"):
+        modelfile.load(tmp_path / "tampered.acn")
+
+
+def flip_bit_at(data: bytes, pattern: bytes, offset: int = 0) -> bytes:
+    pos = data.index(pattern) + offset
+    bad = bytearray(data)
+    bad[pos] ^= 0x01
+    return bytes(bad)
+
+
+def test_damaged_hash_key_raises_acn_error(model_bytes, tmp_path):
+    path = tmp_path / "badkey.acn"
+    path.write_bytes(flip_bit_at(model_bytes, b"hash"))  # first occurrence: the key in data.pkl
+    expect_acn_error(path)
+
+
+def test_damaged_meta_raises_acn_error(model_bytes, tmp_path):
+    path = tmp_path / "badmeta.acn"
+    path.write_bytes(flip_bit_at(model_bytes, b'"train_config"'))  # '"' -> '#': invalid JSON
+    expect_acn_error(path)
+
+
+# -- resume --------------------------------------------------------------------------------------------------
+
+def test_resume_is_exact(tmp_path, digits300, monkeypatch):
+    """N steps in one go == N/2 steps, then a new Trainer resuming to N: every tensor identical."""
+    monkeypatch.setattr(trainmod, "fit_unconditional", functools.partial(fit_unconditional, candidates=(1, 2)))
+
+    def config(steps):
+        return TrainConfig(steps=steps, batch_size=32, threads=1, log_every=4, checkpoint_every=5,
+                           unique_neighbours=True)
+
+    whole = Trainer(digits300, tmp_path / "a" / "m.acn", TINY, config(20))
+    model_a = whole.run(progress=False)
+    first = Trainer(digits300, tmp_path / "b" / "m.acn", TINY, config(10))
+    first.run(progress=False)
+    second = Trainer(digits300, tmp_path / "b" / "m.acn", TINY, config(20), resume=True)
+    assert second.step == 10
+    model_b = second.run(progress=False)
+    for name in ("net", "ema"):
+        sa, sb = getattr(whole, name).state_dict(), getattr(second, name).state_dict()
+        assert sa.keys() == sb.keys()
+        different = [k for k in sa if not torch.equal(sa[k], sb[k])]
+        assert not different, (name, different)
+    opt_a, opt_b = whole.opt.state_dict()["state"], second.opt.state_dict()["state"]
+    assert all(torch.equal(opt_a[p][s], opt_b[p][s]) for p in opt_a for s in opt_a[p])
+    assert np.array_equal(whole.memory.codes, second.memory.codes)
+    assert np.array_equal(whole.unique.used, second.unique.used)
+    assert model_a.hash == model_b.hash
+    # And the resumed run is not simply the same as a run that started over.
+    fresh = Trainer(digits300, tmp_path / "c" / "m.acn", TINY, config(10), resume=False)
+    while fresh.step < 10:
+        fresh.train_step()
+    assert not all(torch.equal(v, second.net.state_dict()[k]) for k, v in fresh.net.state_dict().items())
+
+
+def test_resume_refuses_other_configuration(tmp_path, digits300):
+    config = TrainConfig(steps=2, batch_size=32, threads=1)
+    Trainer(digits300, tmp_path / "m.acn", TINY, config).save_checkpoint()
+    other = ModelConfig(**{**TINY.to_dict(), "latent_dim": 5})
+    with pytest.raises(AcnError, match="checkpoint"):
+        Trainer(digits300, tmp_path / "m.acn", other, config)
+    assert Trainer(digits300, tmp_path / "m.acn", other, config, resume=False).step == 0
+
+
+# -- command line --------------------------------------------------------------------------------------------
+
+CLI_TRAIN = ["train", "digits:200", "--steps", "5", "--decoder-channels", "8", "--decoder-layers", "2", "-q",
+             "--threads", "1"]
+
+
+def one_error_line(result):
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) >= 1 and lines[-1].startswith("error: ")
+    assert sum(line.startswith("error:") for line in result.output.splitlines()) == 1
+    return lines[-1]
+
+
+def test_cli_train_writes_model_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "digits.acn"
+    runner = CliRunner()
+    result = runner.invoke(main, CLI_TRAIN + ["-o", str(out)])
+    torch.set_num_threads(1)
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+    model = modelfile.load(out)
+    assert model.meta["steps"] == 5 and model.meta["train_images"] == 200
+    assert model.config.decoder_channels == 8 and model.config.decoder_layers == 2
+    assert model.spec.levels == 17 and (model.spec.height, model.spec.width) == (8, 8)
+    assert re.search(rf"hash {model.hash[:12]}", result.stdout)
+
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out, checkpoint_path(out), log_path(out))}
+    again = runner.invoke(main, CLI_TRAIN + ["-o", str(out)])
+    message = one_error_line(again)
+    assert str(out) in message and "--force" in message
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
+
+
+@pytest.mark.parametrize("data", ["no-such-data-set", "digits:nosplit", "digits:0", "digits:all:99999",
+                                  "missing.npy", "EMPTYDIR"])
+def test_cli_bad_data_gives_one_line_error(tmp_path, data):
+    if data == "EMPTYDIR":
+        (tmp_path / "empty").mkdir()
+        data = str(tmp_path / "empty")
+    elif data.endswith(".npy"):
+        data = str(tmp_path / data)
+    out = tmp_path / "never.acn"
+    result = CliRunner().invoke(main, ["train", data, "-o", str(out), "--steps", "1", "-q", "--threads", "1"])
+    one_error_line(result)
+    assert not out.exists() and not checkpoint_path(out).exists()
+
+
+@pytest.mark.parametrize("option", [["-k", "0"], ["--lr", "-1"], ["--threads", "0"], ["--decoder-layers", "0"],
+                                    ["--batch-size", "0"]],
+                         ids=["k0", "lr-1", "threads0", "layers0", "batch0"])
+def test_cli_bad_option_gives_one_line_error(tmp_path, option):
+    args = ["train", "digits:200", "--steps", "2", "--decoder-channels", "8", "--latent-dim", "4", "-q",
+            "-o", str(tmp_path / "m.acn")]
+    if option[0] != "--threads":
+        args += ["--threads", "1"]
+    if option[0] != "--decoder-layers":
+        args += ["--decoder-layers", "2"]
+    result = CliRunner().invoke(main, args + option)
+    torch.set_num_threads(1)
+    one_error_line(result)
