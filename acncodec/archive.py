@@ -1,7 +1,7 @@
 """The archive container (documented in docs/FORMAT.md).
 
     magic "ACNC" | version u16 | header length u32 | header (UTF-8 JSON)
-    | names length u32 | names (xz-compressed UTF-8 JSON list, or empty)
+    | names length u32 | names (see names.py; empty for arrays)
     | payload length u64 (32-bit words) | payload (u32 little-endian words)
     | SHA-256 of everything before it
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import lzma
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import AcnError
+from .names import decode_names, encode_names
 
 MAGIC = b"ACNC"
 VERSION = 1
@@ -39,8 +39,7 @@ class Archive:
     def sections(self) -> dict[str, bytes]:
         """The archive's bytes split into its parts (for the size report); concatenated they are the file."""
         header = json.dumps(self.header, sort_keys=True, separators=(",", ":")).encode()
-        names = b"" if self.names is None else lzma.compress(
-            json.dumps(self.names, ensure_ascii=False).encode(), preset=9 | lzma.PRESET_EXTREME)
+        names = b"" if self.names is None else encode_names(self.names)
         parts = {"header": MAGIC + struct.pack("<HI", VERSION, len(header)) + header,
                  "names": struct.pack("<I", len(names)) + names,
                  "payload": struct.pack("<Q", len(self.payload)) + self.payload.astype("<u4").tobytes()}
@@ -72,14 +71,7 @@ def parse(data: bytes, where: str = "archive") -> Archive:
     pos += 4
     if pos + names_len > len(body):
         raise AcnError(f"{where}: names section length {names_len} runs past the end of the archive")
-    names = None
-    if names_len:
-        try:
-            names = json.loads(lzma.decompress(body[pos:pos + names_len]).decode())
-        except (lzma.LZMAError, UnicodeDecodeError, json.JSONDecodeError):
-            raise AcnError(f"{where}: names section is damaged") from None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise AcnError(f"{where}: names section is not a list of names")
+    names = decode_names(body[pos:pos + names_len], where) if names_len else None
     pos += names_len
     words = _read(body, pos, "<Q", where, "payload length")
     pos += 8
