@@ -158,6 +158,9 @@ def decompress(archive, output, model_path, force, quiet):
     model = modelfile.load(model_path)
     with open(archive, "rb") as f:
         blob = f.read()
+    warning = codec.version_warning(codec.parse(blob, archive).header)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     images, header = codec.decompress(blob, model, where=archive, progress=not quiet)
     written = codec.write_output(images, header, output, force)
     click.echo(f"restored {len(images)} images into {written} (checksum verified)")

@@ -306,4 +306,17 @@ def check_header(archive: Archive, model: Model, where: str) -> dict:
         raise AcnError(f"{where}: archive holds {len(archive.names)} names for {h['n']} images")
     if not 1 <= h["coding_threads"] <= 256 or not 0 <= h["seed_words"] <= 4096:
         raise AcnError(f"{where}: archive coding settings are invalid")
+    # Every image costs bits; a count far beyond what the payload could hold is damage, and is refused
+    # before anything is allocated for it.
+    if h["n"] > 2048 * (len(archive.payload) + 1):
+        raise AcnError(f"{where}: archive claims {h['n']} images, more than its payload can hold")
     return h
+
+
+def version_warning(header: dict) -> str | None:
+    """A warning when the archive was written by other library versions (decoding may then diverge,
+    which the checksum would catch)."""
+    theirs, ours = header.get("versions", {}), library_versions()
+    if theirs != ours:
+        return f"archive written with {fmt_versions(header)}; this is {fmt_versions({'versions': ours})}"
+    return None

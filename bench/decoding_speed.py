@@ -1,11 +1,11 @@
 """Decoding speed of the Gated PixelCNN: naive (one full pass per pixel) vs cached incremental, same run.
 
-Produces every logit of a batch of 28x28 binary images with the default decoder size of
-acncodec.acn.ModelConfig (channels 32, layers 5, kernel 5, latent 16), fed the true pixels in raster order as
-the decoder sees them. Weights are random (timing does not depend on them). The naive path is timed on an
+Produces every logit of a batch of 28x28 binary images, fed the true pixels in raster order as the decoder
+sees them: with `--model MODEL --data DATA`, the trained decoder on real images and codes; otherwise the default
+decoder size of acncodec.acn.ModelConfig with random weights (timing does not depend on them). The naive path is timed on an
 evenly spaced subset of pixels and extrapolated to all H*W (a full pass costs the same wherever the pixel is).
 
-Usage: python bench/decoding_speed.py [--batch 16] [--threads 1] [--size 28] [--naive-pixels 49]
+Usage: python bench/decoding_speed.py [--model MODEL --data DATA] [--batch 16] [--threads 1] [--size 28] [--naive-pixels 49]
                                       [--repeats 3] [--json OUT]
 """
 
@@ -64,16 +64,28 @@ def main():
     ap.add_argument("--naive-pixels", type=int, default=49, help="pixels timed on the naive path")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many timings per path")
     ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--model", help="a trained model file (its decoder is timed)")
+    ap.add_argument("--data", help="images for --model (e.g. binarized-mnist:test)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    cfg = ModelConfig()
     b, s = args.batch, args.size
-    net = GatedPixelCNN(1, 2, cfg.latent_dim, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel,
-                        height=s, width=s, cond_channels=cfg.decoder_cond_channels).eval()
-    x = torch.randint(0, 2, (b, 1, s, s))
-    z = torch.randn(b, cfg.latent_dim)
+    if args.model:
+        import acncodec
+        from acncodec.train import to_tensor
+        model = acncodec.load_model(args.model)
+        cfg, net = model.config, model.net.decoder.eval()
+        x = to_tensor(acncodec.load(args.data, levels=model.spec.levels).images[:b]).long()
+        s = x.shape[-1]
+        with torch.no_grad():
+            z = model.net.encoder(x) + torch.randn(b, cfg.latent_dim)
+    else:
+        cfg = ModelConfig()
+        net = GatedPixelCNN(1, 2, cfg.latent_dim, cfg.decoder_channels, cfg.decoder_layers, cfg.decoder_kernel,
+                            height=s, width=s, cond_channels=cfg.decoder_cond_channels).eval()
+        x = torch.randint(0, 2, (b, 1, s, s))
+        z = torch.randn(b, cfg.latent_dim)
     pixels = s * s
     n = max(min(args.naive_pixels, pixels), 2)
     positions = sorted({round(k * (pixels - 1) / (n - 1)) for k in range(n)})
@@ -87,7 +99,7 @@ def main():
 
     flat_inc = inc.flatten(3)[:, 0, :, positions]
     record = {
-        "image": f"{s}x{s} binary", "batch": b,
+        "image": f"{s}x{s} binary", "batch": b, "model": args.model, "data": args.data,
         "decoder": {"channels": cfg.decoder_channels, "layers": cfg.decoder_layers,
                     "kernel": cfg.decoder_kernel, "latent_dim": cfg.latent_dim},
         "naive": {"seconds_per_batch": t_naive, "images_per_s": b / t_naive,

@@ -1,0 +1,75 @@
+"""Compress a dataset with a model in each order mode, decompress it in a separate process (with another
+thread count), check every pixel, and record sizes, the KL-bound estimate and speeds.
+
+Usage: python bench/codec_roundtrip.py MODEL DATA [--orders tour,original] [--chains B] [--json OUT]
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import acncodec
+from acncodec import codec
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("data")
+    ap.add_argument("--orders", default="tour,original")
+    ap.add_argument("--chains", type=int)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = acncodec.load_model(args.model)
+    images = acncodec.load(args.data)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for order in args.orders.split(","):
+            t0 = time.perf_counter()
+            blob, report = codec.compress(images, model, order=order, chains=args.chains, progress=False)
+            report["compress_wall_seconds"] = time.perf_counter() - t0
+            archive = Path(tmp) / f"{order}.acnz"
+            archive.write_bytes(blob)
+            out = Path(tmp) / f"{order}-out"
+            env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "acncodec.cli", "decompress", str(archive), str(out) +
+                            ("" if images.names else ".npy"), "--model", args.model, "-q"], check=True, env=env)
+            seconds = time.perf_counter() - t0
+            if images.names is not None:
+                checked = codec.compare_images(images, acncodec.load(str(out)))
+            else:
+                restored = np.load(str(out) + ".npy").reshape(images.images.shape)
+                if order == "original":
+                    same = np.array_equal(restored, images.images)
+                else:  # tour order: the same images, each exactly once, in another order
+                    same = sorted(map(bytes, restored)) == sorted(map(bytes, images.images))
+                if not same:
+                    raise SystemExit(f"{order}: restored images differ")
+                checked = len(images)
+            report.update({"decompress_seconds_separate_process": seconds,
+                           "decompress_images_per_second": len(images) / seconds,
+                           "verified_images": checked, "decompress_threads_env": 2})
+            results.append(report)
+            print(json.dumps({k: report[k] for k in ("order", "n", "bytes", "bits_per_dim", "nats_per_image",
+                                                     "estimate_nats_per_image", "actual_over_estimate",
+                                                     "compress_images_per_second",
+                                                     "decompress_images_per_second", "verified_images")}))
+    record = {"model": args.model, "model_hash": model.hash, "data": args.data, "results": results,
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
