@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 
 import click
+import torch
 
 from . import codec
 from . import data as datamod
@@ -155,12 +157,12 @@ def compress(data, output, model_path, order, chains, no_estimate, json_out, for
 def decompress(archive, output, model_path, force, quiet):
     """Restore the images of ARCHIVE: PNG files into the folder OUTPUT, or an array into OUTPUT (.npy)."""
     check_writable(output, force)
-    model = modelfile.load(model_path)
     with open(archive, "rb") as f:
         blob = f.read()
-    warning = codec.version_warning(codec.parse(blob, archive).header)
+    warning = codec.version_warning(codec.parse(blob, archive).header)   # damaged archives fail here, fast
     if warning:
         click.echo(f"warning: {warning}", err=True)
+    model = modelfile.load(model_path)
     images, header = codec.decompress(blob, model, where=archive, progress=not quiet)
     written = codec.write_output(images, header, output, force)
     click.echo(f"restored {len(images)} images into {written} (checksum verified)")
@@ -197,6 +199,39 @@ def compare(expected, actual):
     a, b = datamod.load(expected), datamod.load(actual)
     n = codec.compare_images(a, b)
     click.echo(f"identical: {n} images, every pixel equal")
+
+
+ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy tour)"),
+                 ("kl_k10", "KL(K=10)"), ("kl_unconditional", "KL(unconditional)"),
+                 ("reconstruction", "reconstruction"), ("ordered", "ordered <="), ("unordered", "unordered"),
+                 ("order_cost", "ln(N!)/N (order)")]
+
+
+@main.command()
+@click.argument("data")
+@click.option("--model", "-m", "model_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.option("--quiet", "-q", is_flag=True)
+@friendly_errors
+def estimate(data, model_path, as_json, quiet):
+    """The paper's Table 2 for DATA: KLs, reconstruction, ordered and unordered cost (nats/image, bits/dim)."""
+    from .evaluate import estimate as table
+    from .train import to_tensor
+    model = modelfile.load(model_path)
+    images = codec.match_model(datamod.load(data), model)
+    torch.set_num_threads(codec.CODING_THREADS)
+    figures = table(model, to_tensor(images.images), progress=not quiet)
+    dims = model.spec.height * model.spec.width * model.spec.channels
+    if as_json:
+        click.echo(json.dumps({"data": data, "model_hash": model.hash, "nats_per_image": figures,
+                               "bits_per_dim": {k: v / dims / math.log(2) for k, v in figures.items() if k != "n"}},
+                              indent=2))
+        return
+    click.echo(f"{images.source}: {figures['n']} images, model {model.hash[:12]}")
+    click.echo(f"{'':22}{'nats/image':>12}{'bits/dim':>10}")
+    for key, label in ESTIMATE_ROWS:
+        if key in figures:
+            click.echo(f"{label:22}{figures[key]:12.2f}{figures[key] / dims / math.log(2):10.4f}")
 
 
 @main.command(name="model-info")

@@ -174,8 +174,10 @@ def read_idx(path) -> np.ndarray:
 
 def _load_folder(folder: Path) -> ImageSet:
     try:
+        # Hidden files and subfolders are skipped; files and symbolic links are read (a broken link is an
+        # error naming it, not a silent omission).
         names = sorted(e.name for e in os.scandir(folder)
-                       if not e.name.startswith(".") and e.is_file())
+                       if not e.name.startswith(".") and (e.is_file() or e.is_symlink()) and not e.is_dir())
     except OSError as e:
         raise AcnError(f"{folder}: cannot list folder: {e}") from None
     if not names:

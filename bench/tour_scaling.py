@@ -1,11 +1,13 @@
 """How `greedy_tour` scales with N, and a check against the O(N^2) reference in the same run.
 
     python bench/tour_scaling.py [--sizes 1000 2000 ...] [--dim 16] [--threads 1] [--json OUT]
+                                 [--model MODEL --data DATA --kinds model]
 
 Times the tour on random codes, standard normal (fixed seed), and on clustered codes that look more like a
 trained encoder's (a 10-component Gaussian mixture with unequal spreads), for each N; prints seconds per N
 and the growth exponent (least-squares slope of log time against log N, overall and over the larger half of
-the sizes), with the machine. At N = 2,000 it also runs `greedy_tour_reference` and checks the tours are
+the sizes), with the machine. Kind `model` uses the codes of a trained model on real data (the first N images
+of DATA, e.g. mnist:all for 60,000). At N = 2,000 it also runs `greedy_tour_reference` and checks the tours are
 equal, reporting the speed ratio.
 """
 
@@ -67,7 +69,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--dim", type=int, default=16)
-    ap.add_argument("--kinds", nargs="+", default=["normal", "clustered"], choices=["normal", "clustered"])
+    ap.add_argument("--kinds", nargs="+", default=["normal", "clustered"],
+                    choices=["normal", "clustered", "model"])
+    ap.add_argument("--model", help="model file for kind 'model'")
+    ap.add_argument("--data", help="images for kind 'model'")
     ap.add_argument("--threads", type=int, default=1, help="faiss/OpenMP threads (default 1: shared machine)")
     ap.add_argument("--check-n", type=int, default=2_000, help="N for the brute-force comparison")
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -79,8 +84,20 @@ def main(argv=None) -> dict:
     print(f"machine: {result['machine']['cpu']} ({result['machine']['cpus']} cpus, "
           f"faiss threads {args.threads}, load {result['machine']['load_average_1min']})")
 
+    if "model" in args.kinds:
+        import acncodec
+        from acncodec.evaluate import encode_all
+        from acncodec.train import to_tensor
+        model = acncodec.load_model(args.model)
+        images = acncodec.load(args.data, levels=model.spec.levels)
+        real = encode_all(model.net, to_tensor(images.images)).numpy()
+        result["model"], result["data"] = args.model, args.data
+
+    def codes(kind, n):
+        return real[:n] if kind == "model" else make_codes(kind, n, args.dim)
+
     for kind in args.kinds:
-        x = make_codes(kind, args.check_n, args.dim)
+        x = codes(kind, args.check_n)
         t0 = time.perf_counter()
         fast = greedy_tour(x)
         t_fast = time.perf_counter() - t0
@@ -93,7 +110,7 @@ def main(argv=None) -> dict:
 
         rows = []
         for n in args.sizes:
-            x = make_codes(kind, n, args.dim)
+            x = codes(kind, n)
             stats = {}
             t0 = time.perf_counter()
             tour = greedy_tour(x, stats=stats)

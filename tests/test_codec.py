@@ -13,33 +13,9 @@ import pytest
 import torch
 
 from acncodec import codec, modelfile
-from acncodec.acn import ModelConfig
-from acncodec.data import DataSpec, ImageSet
+from acncodec.data import ImageSet
 from acncodec.errors import AcnError
-from acncodec.evaluate import encode_all
-from acncodec.train import to_tensor
-from acncodec.unconditional import fit_unconditional
-
-TINY = ModelConfig(latent_dim=3, prior_components=3, prior_hidden=16, encoder_channels=4, encoder_hidden=16,
-                   decoder_channels=6, decoder_layers=2, decoder_kernel=3, decoder_cond_channels=3)
-
-
-def tiny_model(spec: DataSpec, seed: int = 0, bits: int = 6) -> modelfile.Model:
-    torch.manual_seed(seed)
-    net = modelfile.build(spec, TINY).eval()
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, spec.levels, (64, spec.height, spec.width, spec.channels), dtype=np.uint8)
-    codes = encode_all(net, to_tensor(images)).numpy()
-    prior, _ = fit_unconditional(codes, seed=seed, candidates=(1, 2))
-    return modelfile.with_buckets(modelfile.Model(net, spec, prior, None, {}), bits)
-
-
-def random_images(spec: DataSpec, n: int, seed: int = 1, names: bool = False) -> ImageSet:
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, spec.levels, (n, spec.height, spec.width, spec.channels), dtype=np.uint8)
-    # Some structure, so the tour and the priors have something to work with.
-    images[: n // 2] = images[: n // 2] // 2 * 2
-    return ImageSet(images, spec.levels, [f"img {i:03d}.png" for i in range(n)] if names else None, "test")
+from helpers import SPECS, random_images, tiny_model
 
 
 def assert_round_trip(images: ImageSet, model, order: str, chains):
@@ -57,10 +33,6 @@ def assert_round_trip(images: ImageSet, model, order: str, chains):
             for name, im in zip(out.names, out.images):
                 assert np.array_equal(lookup[name], im)
     return blob, report
-
-
-SPECS = {"binary": DataSpec(5, 6, 1, 2), "digits-like": DataSpec(4, 4, 1, 17), "grey": DataSpec(4, 5, 1, 256),
-         "rgb": DataSpec(3, 4, 3, 256)}
 
 
 @pytest.mark.parametrize("kind", SPECS)

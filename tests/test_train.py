@@ -3,7 +3,6 @@ file (round trip, corruption) and the `train` command."""
 
 import functools
 import json
-import os
 import re
 import sys
 
