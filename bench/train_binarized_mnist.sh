@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The real training run of issue 2: binarized MNIST, training split (first 50,000 of the 60,000 training
-# images; the last 10,000 are the held-out test split), then its figures on the test split.
-# Resumable: run it again after an interruption and it continues from runs/binarized-mnist.acn.ckpt.
+# The binarized-MNIST training runs: training split (first 50,000 of the 60,000 MNIST training images; the
+# last 10,000 are the held-out test split), one thread each so two configurations train side by side on two
+# cores. Resumable: run again after an interruption and each continues from its checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-10000}
+STEPS=${STEPS:-6000}
 mkdir -p runs
-acncodec train binarized-mnist:train -o runs/binarized-mnist.acn --steps "$STEPS" --quiet "$@"
-python bench/evaluate_model.py runs/binarized-mnist.acn binarized-mnist:test --json bench/results/train-binarized-mnist.json
+acncodec train binarized-mnist:train -o runs/bmnist-L3K3.acn --steps "$STEPS" --kl-warmup 1500 \
+    --decoder-layers 3 --decoder-kernel 3 --threads 1 --quiet &
+acncodec train binarized-mnist:train -o runs/bmnist-L4K5.acn --steps "$STEPS" --kl-warmup 1500 \
+    --decoder-layers 4 --decoder-kernel 5 --threads 1 --quiet &
+wait
