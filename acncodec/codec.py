@@ -23,6 +23,8 @@ from .archive import Archive, parse
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .entropy import new_stack
 from .errors import AcnError
+from .evaluate import encode_all, kl_along, reconstruction
+from .kl import kl_to_unconditional
 from .fileio import atomic_write_bytes, replace_path
 from .modelfile import Model
 from .protocol import CodingModel, alice_round, bob_round, encode_round
@@ -123,7 +125,6 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         x_all = to_tensor(images.images)
         tour_started = time.perf_counter()
         if order == "tour":
-            from .evaluate import encode_all
             sequence = greedy_tour(encode_all(model.net, x_all).numpy())
         else:
             sequence = np.arange(n)
@@ -169,8 +170,6 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
 def kl_bound_estimate(model: Model, x_all: torch.Tensor, sequence: np.ndarray, lengths: list[int], order: str,
                       progress: bool) -> dict:
     """The model's estimate of the same cost: reconstruction + KL along the chains (heads unconditional)."""
-    from .evaluate import encode_all, kl_along, reconstruction
-    from .kl import kl_to_unconditional
     codes = encode_all(model.net, x_all)
     recon = reconstruction(model.net, x_all, codes, progress=progress)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .kl import kl_to_mixture
+from .kl import kl_to_mixture, kl_to_unconditional
 from .knn import nearest_others
+from .tour import greedy_tour
 
 BATCH = 256
 
@@ -63,8 +64,6 @@ def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress:
     KL(greedy tour) is the sum along one tour through the whole set, its head under the unconditional prior;
     `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth.
     """
-    from .kl import kl_to_unconditional
-    from .tour import greedy_tour
     n = len(images)
     codes = encode_all(model.net, images, progress)
     out = {"n": n, "reconstruction": reconstruction(model.net, images, codes, progress=progress).mean().item()}
