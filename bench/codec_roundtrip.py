@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,10 @@ def main():
                 if not same:
                     raise SystemExit(f"{order}: restored images differ")
                 checked = len(images)
-            report.update({"decompress_seconds_separate_process": seconds,
+            report.update({"peak_rss_mib_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                           "peak_rss_mib_decompress_processes":
+                               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                           "decompress_seconds_separate_process": seconds,
                            "decompress_images_per_second": len(images) / seconds,
                            "verified_images": checked, "decompress_threads_env": 2})
             results.append(report)
