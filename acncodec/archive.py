@@ -32,6 +32,7 @@ class Archive:
     header: dict
     names: list[str] | None
     payload: np.ndarray          # uint32 words
+    section_sizes: dict | None = None   # bytes per section, as read (set by `parse`)
 
     def to_bytes(self) -> bytes:
         return b"".join(self.sections().values())
@@ -78,7 +79,8 @@ def parse(data: bytes, where: str = "archive") -> Archive:
     if pos + 4 * words != len(body):
         raise AcnError(f"{where}: payload length {words} words does not match the archive size")
     payload = np.frombuffer(body, dtype="<u4", count=words, offset=pos).astype(np.uint32)
-    return Archive(header, names, payload)
+    sizes = {"header": 10 + header_len, "names": 4 + names_len, "payload": 8 + 4 * words, "checksum": DIGEST}
+    return Archive(header, names, payload, sizes)
 
 
 def _read(body: bytes, pos: int, fmt: str, where: str, what: str) -> int:

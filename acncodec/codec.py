@@ -229,9 +229,7 @@ def compare_images(expected: ImageSet, actual: ImageSet) -> int:
 
 def describe(blob: bytes, where: str = "archive") -> dict:
     archive = parse(blob, where)
-    sections = archive.sections()
-    return {"header": archive.header, "bytes": len(blob),
-            "section_bytes": {k: len(v) for k, v in sections.items()},
+    return {"header": archive.header, "bytes": len(blob), "section_bytes": archive.section_sizes,
             "names": None if archive.names is None else len(archive.names)}
 
 

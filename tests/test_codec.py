@@ -130,3 +130,17 @@ def test_decompress_in_another_process_with_other_threads(tmp_path):
     decoded, _ = codec.decompress(blob, model, progress=False)
     assert np.array_equal(out, decoded.images[..., 0])
     assert sorted(map(bytes, out[..., None])) == sorted(map(bytes, images.images))
+
+
+def test_info_reports_sections_without_decoding(tmp_path):
+    from click.testing import CliRunner
+    from acncodec.cli import main
+    spec = SPECS["binary"]
+    blob, report = codec.compress(random_images(spec, 12, names=True), tiny_model(spec), progress=False,
+                                  estimate=False)
+    (tmp_path / "a.acnz").write_bytes(blob)
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "a.acnz")])
+    assert result.exit_code == 0
+    info = __import__("json").loads(result.output)
+    assert info["section_bytes"] == report["section_bytes"] and info["bytes"] == len(blob)
+    assert info["header"]["n"] == 12 and info["names"] == 12
