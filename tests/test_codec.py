@@ -4,6 +4,7 @@ Exactness does not need a trained model, so these use tiny untrained networks wi
 probability is as arbitrary as a real model's, and far faster to compute.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from acncodec import codec, modelfile
+from acncodec.cli import main
 from acncodec.data import ImageSet
 from acncodec.errors import AcnError
 from helpers import SPECS, random_images, tiny_model
@@ -133,14 +136,12 @@ def test_decompress_in_another_process_with_other_threads(tmp_path):
 
 
 def test_info_reports_sections_without_decoding(tmp_path):
-    from click.testing import CliRunner
-    from acncodec.cli import main
     spec = SPECS["binary"]
     blob, report = codec.compress(random_images(spec, 12, names=True), tiny_model(spec), progress=False,
                                   estimate=False)
     (tmp_path / "a.acnz").write_bytes(blob)
     result = CliRunner().invoke(main, ["info", str(tmp_path / "a.acnz")])
     assert result.exit_code == 0
-    info = __import__("json").loads(result.output)
+    info = json.loads(result.output)
     assert info["section_bytes"] == report["section_bytes"] and info["bytes"] == len(blob)
     assert info["header"]["n"] == 12 and info["names"] == 12
