@@ -244,5 +244,162 @@ def model_info(model):
                            "unconditional_components": m.unconditional.components, "meta": m.meta}, indent=2))
 
 
+# ===================================================================================================== BEGIN
+# Representation tools (paper sections 3.1 and 3.2): sample, reconstruct, daydream, neighbours, probe.
+# Everything lives in acncodec/represent.py; these commands only parse options and draw grids.
+
+def _represent_options(fn, seed=True):
+    """-o/--output, --seed, --scale and --force, shared by the commands that draw a PNG grid."""
+    fn = click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")(fn)
+    fn = click.option("--scale", type=click.IntRange(min=1), default=None,
+                      help="Integer upscale of each image (default: images at least 32 pixels tall).")(fn)
+    if seed:
+        fn = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")(fn)
+    return click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+                        help="PNG file to write.")(fn)
+
+
+@main.command(name="sample")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Images to draw.")
+@_represent_options
+@friendly_errors
+def sample_command(model, count, output, seed, scale, force):
+    """Draw images from MODEL: z from the unconditional prior p(z), then x from r(x|z); write a PNG grid."""
+    from . import represent
+    check_writable(output, force)
+    torch.set_num_threads(codec.CODING_THREADS)
+    m, _ = represent.load_matched(model)
+    images = represent.sample(m, count, seed)
+    grid = represent.grid_png(represent.chunk(images, math.ceil(math.sqrt(count))), m.spec.levels, output,
+                              scale=scale, force=force)
+    click.echo(f"wrote {output}: {count} samples ({grid.shape[1]}x{grid.shape[0]} pixels)")
+
+
+@main.command(name="reconstruct", help="Reconstruct the first N images of DATA from their codes z = E(x): rows "
+              "of originals above rows of reconstructions (16 per row). " + data_option_help())
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("data")
+@click.option("-n", "count", type=click.IntRange(min=1), default=16, show_default=True, help="Images to show.")
+@_represent_options
+@friendly_errors
+def reconstruct_command(model, data, count, output, seed, scale, force):
+    from . import represent
+    check_writable(output, force)
+    torch.set_num_threads(codec.CODING_THREADS)
+    m, images = represent.load_matched(model, data)
+    originals = images.images[:count]
+    rebuilt = represent.reconstruct(m, originals, seed)
+    rows = []
+    for a, b in zip(represent.chunk(originals, 16), represent.chunk(rebuilt, 16)):
+        rows += [a, b]
+    grid = represent.grid_png(rows, m.spec.levels, output, scale=scale, force=force)
+    click.echo(f"wrote {output}: {len(originals)} originals and reconstructions "
+               f"({grid.shape[1]}x{grid.shape[0]} pixels)")
+
+
+@main.command(name="daydream", help="Daydream from images of DATA: encode, draw z from the ACN prior "
+              "p(z|code), decode by sampling, repeat. One row per chain: its start image, then every step. "
+              + data_option_help())
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("data")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Index of the first chain's start image; chain r starts at START + r.")
+@click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Chains.")
+@_represent_options
+@friendly_errors
+def daydream_command(model, data, start, steps, rows, output, seed, scale, force):
+    from . import represent
+    check_writable(output, force)
+    torch.set_num_threads(codec.CODING_THREADS)
+    m, images = represent.load_matched(model, data)
+    if start + rows > len(images):
+        raise AcnError(f"{images.source}: has {len(images)} images; --start {start} with --rows {rows} "
+                       f"needs {start + rows}")
+    chains = represent.daydream(m, images.images[start:start + rows], steps, seed)
+    grid = represent.grid_png(list(chains), m.spec.levels, output, scale=scale, force=force)
+    click.echo(f"wrote {output}: {rows} chains of {steps} steps from images {start}..{start + rows - 1} "
+               f"({grid.shape[1]}x{grid.shape[0]} pixels)")
+
+
+@main.command(name="neighbours", help="Nearest other images of DATA: for each query, a row of its K nearest "
+              "in code space, then a row of its K nearest in pixel space (each row starts with the query). "
+              + data_option_help())
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("data")
+@click.option("--queries", default="0,1,2", show_default=True, help="Comma-separated image indices.")
+@click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True)
+@functools.partial(_represent_options, seed=False)  # deterministic: no random draws
+@friendly_errors
+def neighbours_command(model, data, queries, k, output, scale, force):
+    from . import represent
+    try:
+        chosen = [int(q) for q in queries.split(",") if q.strip()]
+    except ValueError:
+        raise AcnError(f"--queries must be comma-separated image indices, got {queries!r}") from None
+    if not chosen:
+        raise AcnError("--queries names no image")
+    check_writable(output, force)
+    torch.set_num_threads(codec.CODING_THREADS)
+    m, images = represent.load_matched(model, data)
+    found = represent.neighbours(m, images, chosen, k)
+    x = images.images
+    rows = []
+    for n, q in enumerate(chosen):
+        rows += [x[[q, *found["code"][n]]], x[[q, *found["pixel"][n]]]]
+    grid = represent.grid_png(rows, m.spec.levels, output, scale=scale, force=force)
+    for n, q in enumerate(chosen):
+        click.echo(f"query {q}: code {' '.join(map(str, found['code'][n]))} | "
+                   f"pixel {' '.join(map(str, found['pixel'][n]))}")
+    click.echo(f"wrote {output} ({grid.shape[1]}x{grid.shape[0]} pixels)")
+
+
+@main.command(name="probe", help="Linear probe (paper, Table 3): logistic regression on standardised ACN codes, "
+              "pixels and PCA components of the pixels, fitted on TRAIN_DATA, accuracy on TEST_DATA. Labels "
+              "default to the built-in ones for built-in data names; otherwise give IDX or .npy label files. "
+              + data_option_help())
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("train_data")
+@click.argument("test_data")
+@click.option("--train-labels", default=None, help="Labels of TRAIN_DATA (IDX or .npy).")
+@click.option("--test-labels", default=None, help="Labels of TEST_DATA (IDX or .npy).")
+@click.option("--pca-components", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite the --json file if it exists.")
+@friendly_errors
+def probe_command(model, train_data, test_data, train_labels, test_labels, pca_components, seed, json_out,
+                  force):
+    from . import represent
+    if json_out:
+        check_writable(json_out, force)
+    labels = []
+    for data, given, flag in ((train_data, train_labels, "--train-labels"), (test_data, test_labels,
+                                                                             "--test-labels")):
+        if given is None and not represent.is_builtin(data):
+            raise AcnError(f"{data}: not a built-in data set, so its labels must be given with {flag}")
+        labels.append(represent.load_labels(given if given is not None else data))
+    torch.set_num_threads(codec.CODING_THREADS)
+    m, train_images = represent.load_matched(model, train_data)
+    test_images = codec.match_model(datamod.load(test_data), m)
+    for images, y, flag in ((train_images, labels[0], "--train-labels"), (test_images, labels[1],
+                                                                          "--test-labels")):
+        if len(images) != len(y):
+            raise AcnError(f"{images.source}: {len(images)} images but {len(y)} labels ({flag})")
+    result = represent.probe(m, train_images, labels[0], test_images, labels[1], pca_components, seed)
+    click.echo(f"linear probe: train {train_images.source} ({result['n_train']}), test {test_images.source} "
+               f"({result['n_test']}), {result['classes']} classes")
+    names = {"code": "ACN codes", "pixels": "pixels", "pca": "PCA of pixels"}
+    for key, label in names.items():
+        note = "" if result["converged"][key] else "  (not converged)"
+        click.echo(f"  {label:14}{result['dims'][key]:6d} dims  {100 * result['accuracy'][key]:6.2f}%{note}")
+    if json_out:
+        record = {"model_hash": m.hash, "train_data": train_data, "test_data": test_data, **result}
+        atomic_write_bytes(json_out, (json.dumps(record, indent=2) + "\n").encode())
+# ======================================================================================================= END
+
+
+
 if __name__ == "__main__":
     main()
