@@ -277,7 +277,11 @@ def _builtin_images(name: str, split: str) -> tuple[np.ndarray, str]:
     return images, str(path)
 
 
-def _load_builtin(source: str) -> ImageSet | None:
+def parse_builtin(source: str) -> tuple[str, str, int, int] | None:
+    """NAME[:SPLIT[:COUNT]] -> (name, split, start, stop) within the split's source; None if not a built-in.
+
+    Shared by the image and label loaders, so both always cut the same images.
+    """
     name, *rest = source.split(":")
     if name not in _SPLITS or len(rest) > 2:
         return None
@@ -292,6 +296,14 @@ def _load_builtin(source: str) -> ImageSet | None:
         if not rest[1].isdigit() or not 0 < int(rest[1]) <= stop - start:
             raise AcnError(f"{source}: COUNT must be 1..{stop - start}, got {rest[1]!r}")
         stop = start + int(rest[1])
+    return name, split, start, stop
+
+
+def _load_builtin(source: str) -> ImageSet | None:
+    found = parse_builtin(source)
+    if found is None:
+        return None
+    name, split, start, stop = found
     images, origin = _builtin_images(name, split)
     if name == "fashion-mnist":  # each split is its own file
         start, stop = 0, stop - start

@@ -291,12 +291,6 @@ def grid_png(rows, levels: int, path, *, scale: int | None = None, force: bool =
 
 
 # ------------------------------------------------------------------------------------------------- labels
-# Mirrors data.py's split table (a test checks that the two agree): name -> {split: (start, stop)}, default
-# split first.
-_MNIST_SPLITS = {"all": (0, 60000), "train": (0, 50000), "test": (50000, 60000)}
-LABEL_SPLITS = {"digits": {"all": (0, 1797), "train": (0, 1497), "test": (1497, 1797)},
-                "mnist": _MNIST_SPLITS, "binarized-mnist": _MNIST_SPLITS,
-                "fashion-mnist": {"test": (0, 10000), "train": (0, 60000)}}
 _LABEL_MAGIC = 0x00000801  # IDX, unsigned bytes, 1 dimension
 _MNIST_LABELS = "train-labels-idx1-ubyte"
 _FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -335,25 +329,6 @@ def _read_label_array(path: Path) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def _builtin_split(source: str):
-    """NAME[:SPLIT[:COUNT]] -> (name, split, start, stop), as data.load reads it; None if not a built-in."""
-    name, *rest = source.split(":")
-    if name not in LABEL_SPLITS or len(rest) > 2:
-        return None
-    splits = LABEL_SPLITS[name]
-    if len(rest) == 1 and rest[0].isdigit():
-        rest = [next(iter(splits)), rest[0]]
-    split = rest[0] if rest else next(iter(splits))
-    if split not in splits:
-        raise AcnError(f"{source}: unknown split {split!r} for {name} (has {', '.join(splits)})")
-    start, stop = splits[split]
-    if len(rest) == 2:
-        if not rest[1].isdigit() or not 0 < int(rest[1]) <= stop - start:
-            raise AcnError(f"{source}: COUNT must be 1..{stop - start}, got {rest[1]!r}")
-        stop = start + int(rest[1])
-    return name, split, start, stop
-
-
 def _find_label_file(folder: Path, stem: str) -> Path | None:
     for path in (folder / f"{stem}.gz", folder / stem):
         if path.is_file():
@@ -363,7 +338,7 @@ def _find_label_file(folder: Path, stem: str) -> Path | None:
 
 def is_builtin(source: str) -> bool:
     """Whether data.load reads `source` as a built-in name (an existing path always wins)."""
-    return not Path(source).exists() and _builtin_split(source) is not None
+    return not Path(source).exists() and datamod.parse_builtin(source) is not None
 
 
 def load_labels(source: str) -> np.ndarray:
@@ -374,10 +349,10 @@ def load_labels(source: str) -> np.ndarray:
         return _read_label_array(path) if path.suffix.lower() == ".npy" else read_label_idx(path)
     if path.exists():
         raise AcnError(f"{source}: labels must be a file (IDX or .npy), not a folder")
-    found = _builtin_split(source)
+    found = datamod.parse_builtin(source)
     if found is None:
         raise AcnError(f"{source}: no such labels file, and not a built-in data set "
-                       f"({', '.join(LABEL_SPLITS)})")
+                       f"({', '.join(datamod._SPLITS)})")
     name, split, start, stop = found
     if name == "digits":
         from sklearn.datasets import load_digits

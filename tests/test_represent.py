@@ -242,8 +242,9 @@ def test_grid_png(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- labels
-def test_label_splits_agree_with_data():
-    assert represent.LABEL_SPLITS == datamod._SPLITS
+def test_labels_and_images_are_cut_the_same_way():
+    for source in ("digits", "digits:test", "digits:train:40"):
+        assert len(represent.load_labels(source)) == len(datamod.load(source))
 
 
 def test_load_labels_builtin_and_files(tmp_path):
