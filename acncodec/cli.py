@@ -67,6 +67,8 @@ def main():
 @click.option("--decoder-kernel", type=int, default=ModelConfig.decoder_kernel, show_default=True)
 @click.option("--kl-warmup", type=int, default=TrainConfig.kl_warmup, show_default=True,
               help="Steps over which the KL weight rises from 0 to 1.")
+@click.option("--bucket-bits", type=int, default=TrainConfig.bucket_bits, show_default=True,
+              help="Latent discretisation: 2^b equal-mass buckets per dimension (bench/bucket_precision.py).")
 @click.option("--binarize", is_flag=True, help="Binarize 8-bit data (fixed-seed stochastic) before training.")
 @click.option("--levels", type=int, default=None,
               help="Grey levels of the model when 8-bit files hold fewer (e.g. 17 for digits saved as PNG).")
@@ -76,14 +78,14 @@ def main():
 @friendly_errors
 def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, unique_neighbours, ema_decay,
           seed, threads, latent_dim, prior_components, decoder_channels, decoder_layers, decoder_kernel,
-          kl_warmup, binarize, levels, fresh, force, quiet):
+          kl_warmup, bucket_bits, binarize, levels, fresh, force, quiet):
     check_writable(output, force)
     images = datamod.load(data, binarize=binarize, levels=levels)
     if steps is None:
         steps = epochs_to_steps(20.0 if epochs is None else epochs, len(images), batch_size)
     config = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                          neighbours=neighbours, unique_neighbours=unique_neighbours, ema_decay=ema_decay,
-                         seed=seed, threads=threads, kl_warmup=kl_warmup)
+                         seed=seed, threads=threads, kl_warmup=kl_warmup, bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
                                decoder_channels=decoder_channels, decoder_layers=decoder_layers,
                                decoder_kernel=decoder_kernel)

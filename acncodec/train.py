@@ -41,7 +41,7 @@ class TrainConfig:
     unique_neighbours: bool = False
     ema_decay: float = 0.999
     kl_warmup: int = 2000
-    bucket_bits: int = 10
+    bucket_bits: int = 8
     seed: int = 0
     threads: int = 2
     checkpoint_every: int = 500
