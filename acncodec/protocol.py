@@ -31,6 +31,7 @@ class CodingModel:
     table: BucketTable
     weights: np.ndarray            # (K,) unconditional mixture weights
     component_probs: np.ndarray    # (K, D, nbuckets) bucket masses under each unconditional component
+    log_component_probs: np.ndarray
 
     @classmethod
     def from_model(cls, model) -> "CodingModel":
@@ -39,14 +40,8 @@ class CodingModel:
                              means=torch.from_numpy(prior.means)[..., None],
                              scales=torch.from_numpy(np.sqrt(prior.variances))[..., None])
         model.net.eval()
-        return cls(model.net, model.buckets, np.asarray(prior.weights, np.float64),
-                   prior_probabilities(model.buckets, components))
-
-    @property
-    def log_component_probs(self) -> np.ndarray:
-        if not hasattr(self, "_log_cp"):
-            self._log_cp = np.log(self.component_probs)
-        return self._log_cp
+        probs = prior_probabilities(model.buckets, components)
+        return cls(model.net, model.buckets, np.asarray(prior.weights, np.float64), probs, np.log(probs))
 
     def latent_values(self, buckets: np.ndarray) -> torch.Tensor:
         """The decoder sees each bucket's representative value."""
