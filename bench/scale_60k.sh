@@ -20,6 +20,12 @@ def parse(text):
     return {"peak_rss_mib": round(rss / 1024, 1), "wall": wall}
 record = {step: parse((work / f"{step}.time").read_text()) for step in ("compress", "decompress")}
 record["archive_bytes"] = (work / "all.acnz").stat().st_size
+import numpy as np, acncodec
+expected = acncodec.load("binarized-mnist:all").images[..., 0]
+restored = np.load(work / "all.npy")
+# tour order: the same images, each exactly once
+record["verified"] = bool(restored.shape == expected.shape and
+                          sorted(map(bytes, restored)) == sorted(map(bytes, expected)))
 print(json.dumps(record, indent=2))
 Path(out).write_text(json.dumps(record, indent=2))
 PY
