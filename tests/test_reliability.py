@@ -188,7 +188,8 @@ def test_names_with_spaces_unicode_links_and_hidden_files_round_trip(setup, tmp_
         assert code == 0 and "identical: 4 images" in output
 
 
-@pytest.mark.parametrize("case", ["empty", "mixed-size", "mixed-mode", "not-image", "broken-link", "rgba"])
+@pytest.mark.parametrize("case", ["empty", "mixed-size", "mixed-mode", "not-image", "broken-link", "rgba",
+                                  "palette", "16-bit", "off-grid"])
 def test_bad_folders(setup, tmp_path, case):
     root, *_ = setup
     folder = tmp_path / "in"
@@ -205,10 +206,20 @@ def test_bad_folders(setup, tmp_path, case):
         os.symlink(tmp_path / "nowhere.png", folder / "b.png")
     elif case == "rgba":
         Image.new("RGBA", (6, 5)).save(folder / "b.png")
+    elif case == "palette":
+        Image.new("P", (6, 5)).save(folder / "b.png")
+    elif case == "16-bit":
+        Image.fromarray(np.full((5, 6), 40000, np.uint16)).save(folder / "b.png")
+    elif case == "off-grid":   # 8-bit grey with a value no binary model can hold
+        (folder / "a.png").unlink()
+        Image.fromarray(np.full((5, 6), 255, np.uint8)).save(folder / "a.png")
+        Image.fromarray(np.full((5, 6), 77, np.uint8)).save(folder / "b.png")
     code, output = run_cli(["compress", str(folder), str(tmp_path / "x.acnz"), "--model", str(root / "m.acn")])
     one_line_error(code, output)
-    if case != "empty":
+    if case not in ("empty", "off-grid"):
         assert "b.png" in output
+    if case == "off-grid":
+        assert "grid" in output
     assert not (tmp_path / "x.acnz").exists()
 
 
