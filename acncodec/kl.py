@@ -45,5 +45,6 @@ def kl_to_unconditional(codes: torch.Tensor, prior: UnconditionalPrior, samples:
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(samples, codes.shape[-1], generator=gen, dtype=torch.float64)
     codes = codes.double()
-    cross = [-prior.log_prob(codes[i:i + 32, None, :] + eps).mean(-1) for i in range(0, len(codes), 32)]
+    step = 64   # codes per chunk: temporaries are (step x samples x components) float64
+    cross = [-prior.log_prob(codes[i:i + step, None, :] + eps).mean(-1) for i in range(0, len(codes), step)]
     return torch.cat(cross) - unit_gaussian_entropy(codes.shape[-1])

@@ -86,10 +86,11 @@ class UnconditionalPrior:
         """log p(z) for z (..., D), joint over dimensions, in float64."""
         z = z.double()
         means = torch.from_numpy(self.means)
-        var = torch.from_numpy(self.variances)
-        diff = z.unsqueeze(-2) - means
-        comp = -0.5 * (diff * diff / var + torch.log(var)).sum(-1) - z.shape[-1] * LOG_SQRT_2PI
-        return torch.logsumexp(torch.log(torch.from_numpy(self.weights)) + comp, dim=-1)
+        precision = 1.0 / torch.from_numpy(self.variances)
+        # Σ_d (z_d - μ_kd)² / σ²_kd expanded into two matrix products: no (..., K, D) temporaries.
+        quad = (z * z) @ precision.T - 2.0 * z @ (means * precision).T + (means * means * precision).sum(-1)
+        const = -0.5 * torch.log(precision).neg().sum(-1) - z.shape[-1] * LOG_SQRT_2PI
+        return torch.logsumexp(torch.log(torch.from_numpy(self.weights)) + const - 0.5 * quad, dim=-1)
 
     def marginal(self) -> Mixture:
         """Per-dimension marginals as independent 1-D mixtures, (D, K) each."""
