@@ -59,14 +59,20 @@ def component_posterior(buckets: np.ndarray, log_weights: np.ndarray, log_compon
 def push_mixture_latent(stack, buckets, weights, component_probs, log_component_probs) -> None:
     """Code bucketed z (B, D) under Σ_k π_k Π_d P_k,d: costs -log p(z) on average, not -log π_k p(z|k).
 
-    Pop the component with q(k|z) (bits back), push z under the component, push k under π.
+    Pop the component with q(k|z) (bits back), push z under the component, push k under π. A single
+    component carries no information (and constriction cannot code a one-symbol alphabet): z alone then.
     """
+    if len(weights) == 1:
+        push_categorical(stack, buckets, np.broadcast_to(component_probs[0], buckets.shape + component_probs.shape[-1:]))
+        return
     ks = pop_categorical(stack, component_posterior(buckets, np.log(weights), log_component_probs))
     push_categorical(stack, buckets, component_probs[ks])
     push_categorical(stack, ks, np.broadcast_to(weights, (len(ks), len(weights))))
 
 
 def pop_mixture_latent(stack, n: int, weights, component_probs, log_component_probs) -> np.ndarray:
+    if len(weights) == 1:
+        return pop_categorical(stack, np.broadcast_to(component_probs[0], (n,) + component_probs.shape[1:]))
     ks = pop_categorical(stack, np.broadcast_to(weights, (n, len(weights))))
     buckets = pop_categorical(stack, component_probs[ks])
     push_categorical(stack, ks, component_posterior(buckets, np.log(weights), log_component_probs))

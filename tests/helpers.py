@@ -18,13 +18,13 @@ TINY = ModelConfig(latent_dim=3, prior_components=3, prior_hidden=16, encoder_ch
                    decoder_channels=6, decoder_layers=2, decoder_kernel=3, decoder_cond_channels=3)
 
 
-def tiny_model(spec: DataSpec, seed: int = 0, bits: int = 6) -> modelfile.Model:
+def tiny_model(spec: DataSpec, seed: int = 0, bits: int = 6, components=(1, 2)) -> modelfile.Model:
     torch.manual_seed(seed)
     net = modelfile.build(spec, TINY).eval()
     rng = np.random.default_rng(seed)
     images = rng.integers(0, spec.levels, (64, spec.height, spec.width, spec.channels), dtype=np.uint8)
     codes = encode_all(net, to_tensor(images)).numpy()
-    prior, _ = fit_unconditional(codes, seed=seed, candidates=(1, 2))
+    prior, _ = fit_unconditional(codes, seed=seed, candidates=components)
     return modelfile.with_buckets(modelfile.Model(net, spec, prior, None, {}), bits)
 
 

@@ -46,6 +46,15 @@ def test_round_trip_exact(kind, order, n, chains):
     assert_round_trip(random_images(spec, n, seed=n), tiny_model(spec), order, chains)
 
 
+@pytest.mark.parametrize("components", [(1,), (3,)])
+def test_round_trip_with_one_or_more_unconditional_components(components):
+    spec = SPECS["digits-like"]
+    model = tiny_model(spec, components=components)
+    assert model.unconditional.components == components[0]
+    for order in codec.ORDERS:
+        assert_round_trip(random_images(spec, 9), model, order, 2)
+
+
 def test_round_trip_with_names_and_many_chains():
     spec = SPECS["binary"]
     images = random_images(spec, 40, names=True)
