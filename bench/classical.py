@@ -57,6 +57,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+
 import acncodec
 from acncodec.data import ImageSet, level_grid
 
@@ -413,14 +416,7 @@ def install_jxl() -> str:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import PIL
     return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__, "pillow": PIL.__version__,

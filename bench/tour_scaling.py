@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import cpu_model  # noqa: E402
 from acncodec.tour import CANDIDATES, greedy_tour, greedy_tour_reference  # noqa: E402
 
 SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 60_000)
@@ -44,14 +45,7 @@ def make_codes(kind: str, n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -125,8 +119,9 @@ def main(argv=None) -> dict:
         exp_all = slope(sizes, secs) if len(rows) > 1 else None
         upper = rows[len(rows) // 2:]
         exp_upper = slope([r["n"] for r in upper], [r["seconds"] for r in upper]) if len(upper) > 1 else None
-        print(f"[{kind}] growth exponent (slope of log t vs log N): {exp_all:.2f} over all sizes, "
-              f"{exp_upper:.2f} over N >= {upper[0]['n']}")
+        if exp_all is not None:
+            upper_text = f", {exp_upper:.2f} over N >= {upper[0]['n']}" if exp_upper is not None else ""
+            print(f"[{kind}] growth exponent (slope of log t vs log N): {exp_all:.2f} over all sizes{upper_text}")
         result["series"][kind] = {"rows": rows, "exponent": exp_all, "exponent_upper": exp_upper,
                                   "check": {"n": args.check_n, "equal": equal, "seconds": t_fast,
                                             "reference_seconds": t_slow, "speedup": t_slow / t_fast}}
