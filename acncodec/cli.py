@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def data_option_help() -> str:
 @click.version_option(package_name="acncodec")
 def main():
     """Lossless compression of image datasets with Associative Compression Networks."""
+    # `kill` (SIGTERM) cleans up like Ctrl-C: temporary outputs are removed, nothing partial is left.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 @main.command(help="Train an ACN on DATA and write the model file. " + data_option_help())
