@@ -124,8 +124,10 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
     with coding_threads(CODING_THREADS):
         x_all = to_tensor(images.images)
         tour_started = time.perf_counter()
+        all_codes = None   # the tour's codes serve the estimate too, so the encoder runs once
         if order == "tour":
-            sequence = greedy_tour(encode_all(model.net, x_all).numpy())
+            all_codes = encode_all(model.net, x_all)
+            sequence = greedy_tour(all_codes.numpy())
         else:
             sequence = np.arange(n)
         tour_seconds = time.perf_counter() - tour_started
@@ -161,16 +163,18 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         report["names_bits_per_image"] = 8 * len(sections["names"]) / n
         report["log2_n_factorial_per_image"] = float(np.log2(np.arange(1, n + 1)).sum() / n)
     if estimate:
-        report.update(kl_bound_estimate(model, x_all, sequence, lengths, order, progress))
+        if all_codes is None:
+            all_codes = encode_all(model.net, x_all)
+        report.update(kl_bound_estimate(model, x_all, all_codes, sequence, lengths, order, progress))
         # The estimate prices the images; names are reported on their own.
         report["actual_over_estimate"] = report["nats_per_image_without_names"] / report["estimate_nats_per_image"]
     return b"".join(sections.values()), report
 
 
-def kl_bound_estimate(model: Model, x_all: torch.Tensor, sequence: np.ndarray, lengths: list[int], order: str,
-                      progress: bool) -> dict:
-    """The model's estimate of the same cost: reconstruction + KL along the chains (heads unconditional)."""
-    codes = encode_all(model.net, x_all)
+def kl_bound_estimate(model: Model, x_all: torch.Tensor, codes: torch.Tensor, sequence: np.ndarray,
+                      lengths: list[int], order: str, progress: bool) -> dict:
+    """The model's estimate of the same cost: reconstruction + KL along the chains (heads unconditional).
+    `codes` are E(x) of every image, in input order."""
     recon = reconstruction(model.net, x_all, codes, progress=progress)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     is_head = np.zeros(len(sequence), dtype=bool)
