@@ -168,11 +168,12 @@ def decompress(archive, output, model_path, force, quiet):
     check_writable(output, force)
     with open(archive, "rb") as f:
         blob = f.read()
-    warning = codec.version_warning(codec.parse(blob, archive).header)   # damaged archives fail here, fast
+    parsed = codec.parse(blob, archive)   # damaged archives fail here, fast, before the model loads
+    warning = codec.version_warning(parsed.header)
     if warning:
         click.echo(f"warning: {warning}", err=True)
     model = modelfile.load(model_path)
-    images, header = codec.decompress(blob, model, where=archive, progress=not quiet)
+    images, header = codec.decompress(parsed, model, where=archive, progress=not quiet)
     written = codec.write_output(images, header, output, force)
     click.echo(f"restored {len(images)} images into {written} (checksum verified)")
 

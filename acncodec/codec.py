@@ -252,9 +252,11 @@ def size_report(sections: dict[str, bytes], n: int, spec: DataSpec) -> dict:
             "payload_nats_per_image": 8 * len(sections["payload"]) * LN2 / n}
 
 
-def decompress(data: bytes, model: Model, where: str = "archive", progress: bool = True) -> tuple[ImageSet, dict]:
-    """Decode an archive; returns the images (archive order, names if any) and the archive header."""
-    archive = parse(data, where)
+def decompress(data: bytes | Archive, model: Model, where: str = "archive",
+               progress: bool = True) -> tuple[ImageSet, dict]:
+    """Decode an archive (its bytes, or as already parsed); returns the images (archive order, names if any)
+    and the archive header."""
+    archive = data if isinstance(data, Archive) else parse(data, where)
     header = check_header(archive, model, where)
     spec = model.spec
     lengths = header["chains"]
