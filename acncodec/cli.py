@@ -14,7 +14,7 @@ import torch
 
 from . import codec
 from . import data as datamod
-from . import modelfile
+from . import api, registry
 from .acn import ModelConfig
 from .errors import AcnError
 from .fileio import atomic_write_bytes, check_writable
@@ -69,9 +69,15 @@ def _interrupt(signum, frame):
 @click.option("--threads", type=int, default=TrainConfig.threads, show_default=True)
 @click.option("--latent-dim", type=int, default=ModelConfig.latent_dim, show_default=True)
 @click.option("--prior-components", type=int, default=ModelConfig.prior_components, show_default=True)
+@click.option("--prior-hidden", type=int, default=ModelConfig.prior_hidden, show_default=True,
+              help="Hidden units per layer of the conditional prior's MLP.")
+@click.option("--encoder-channels", type=int, default=ModelConfig.encoder_channels, show_default=True)
+@click.option("--encoder-hidden", type=int, default=ModelConfig.encoder_hidden, show_default=True)
 @click.option("--decoder-channels", type=int, default=ModelConfig.decoder_channels, show_default=True)
 @click.option("--decoder-layers", type=int, default=ModelConfig.decoder_layers, show_default=True)
 @click.option("--decoder-kernel", type=int, default=ModelConfig.decoder_kernel, show_default=True)
+@click.option("--decoder-cond-channels", type=int, default=ModelConfig.decoder_cond_channels, show_default=True,
+              help="Channels of the spatial map through which z reaches the decoder.")
 @click.option("--kl-warmup", type=int, default=TrainConfig.kl_warmup, show_default=True,
               help="Steps over which the KL weight rises from 0 to 1.")
 @click.option("--bucket-bits", type=int, default=TrainConfig.bucket_bits, show_default=True,
@@ -84,8 +90,8 @@ def _interrupt(signum, frame):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @friendly_errors
 def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, unique_neighbours, ema_decay,
-          seed, threads, latent_dim, prior_components, decoder_channels, decoder_layers, decoder_kernel,
-          kl_warmup, bucket_bits, binarize, levels, fresh, force, quiet):
+          seed, threads, latent_dim, prior_components, prior_hidden, encoder_channels, encoder_hidden,
+          decoder_channels, decoder_layers, decoder_kernel, decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, force, quiet):
     check_writable(output, force)
     images = datamod.load(data, binarize=binarize, levels=levels)
     if steps is None:
@@ -94,8 +100,10 @@ def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, un
                          neighbours=neighbours, unique_neighbours=unique_neighbours, ema_decay=ema_decay,
                          seed=seed, threads=threads, kl_warmup=kl_warmup, bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
-                               decoder_channels=decoder_channels, decoder_layers=decoder_layers,
-                               decoder_kernel=decoder_kernel)
+                               prior_hidden=prior_hidden, encoder_channels=encoder_channels,
+                               encoder_hidden=encoder_hidden, decoder_channels=decoder_channels,
+                               decoder_layers=decoder_layers, decoder_kernel=decoder_kernel,
+                               decoder_cond_channels=decoder_cond_channels)
     ckpt = checkpoint_path(Path(output))
     if fresh and ckpt.exists():
         ckpt.unlink()
@@ -132,8 +140,9 @@ def print_report(report: dict) -> None:
 @main.command()
 @click.argument("data")
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--model", "-m", "model_path", required=True, type=click.Path(dir_okay=False),
-              help="Model file (acncodec train).")
+@click.option("--model", "-m", "model_path", default=None,
+              help="Model file (acncodec train) or a shipped model's name (default: the shipped model that "
+                   "fits the data; see `acncodec models`).")
 @click.option("--order", type=click.Choice(codec.ORDERS), default="tour", show_default=True,
               help="tour: the ACN protocol (data come back in tour order, names travel with them); "
                    "original: input order, latents under the unconditional prior.")
@@ -146,8 +155,15 @@ def print_report(report: dict) -> None:
 def compress(data, output, model_path, order, chains, no_estimate, json_out, force, quiet):
     """Compress DATA (a folder of images, an array file or a built-in dataset) into OUTPUT."""
     check_writable(output, force)
-    model = modelfile.load(model_path)
-    images = datamod.load(data)
+    if model_path is None:
+        images = datamod.load(data)
+        entry = registry.pick_for(images)
+        click.echo(f"model: shipped {entry.name} ({entry.spec}, hash {entry.hash[:12]}, "
+                   f"trained on {entry.trained_on})", err=True)
+        model = entry.load()
+    else:
+        model = registry.load_model(model_path)
+        images = datamod.load(data)
     blob, report = codec.compress(images, model, order=order, chains=chains, progress=not quiet,
                                   estimate=not no_estimate)
     atomic_write_bytes(output, blob)
@@ -159,7 +175,8 @@ def compress(data, output, model_path, order, chains, no_estimate, json_out, for
 @main.command()
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output", type=click.Path())
-@click.option("--model", "-m", "model_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--model", "-m", "model_path", default=None,
+              help="Model file or shipped model's name (default: the shipped model named by the archive).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True)
 @friendly_errors
@@ -172,7 +189,8 @@ def decompress(archive, output, model_path, force, quiet):
     warning = codec.version_warning(parsed.header)
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    model = modelfile.load(model_path)
+    model = (registry.for_archive(parsed.header, archive).load() if model_path is None
+             else registry.load_model(model_path))
     images, header = codec.decompress(parsed, model, where=archive, progress=not quiet)
     written = codec.write_output(images, header, output, force)
     click.echo(f"restored {len(images)} images into {written} (checksum verified)")
@@ -219,18 +237,16 @@ ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(gre
 
 @main.command()
 @click.argument("data")
-@click.option("--model", "-m", "model_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--model", "-m", "model_path", default=None,
+              help="Model file or shipped model's name (default: the shipped model that fits the data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--quiet", "-q", is_flag=True)
 @friendly_errors
 def estimate(data, model_path, as_json, quiet):
     """The paper's Table 2 for DATA: KLs, reconstruction, ordered and unordered cost (nats/image, bits/dim)."""
-    from .evaluate import estimate as table
-    from .train import to_tensor
-    model = modelfile.load(model_path)
-    images = codec.match_model(datamod.load(data), model)
-    torch.set_num_threads(codec.CODING_THREADS)
-    figures = table(model, to_tensor(images.images), progress=not quiet)
+    images = datamod.load(data)
+    model = api.model_for(images, model_path)
+    figures = api.estimate(images, model, progress=not quiet)
     dims = model.spec.height * model.spec.width * model.spec.channels
     if as_json:
         click.echo(json.dumps({"data": data, "model_hash": model.hash, "nats_per_image": figures,
@@ -244,12 +260,29 @@ def estimate(data, model_path, as_json, quiet):
             click.echo(f"{label:22}{figures[key]:12.2f}{figures[key] / dims / math.log(2):10.4f}")
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@friendly_errors
+def models(as_json):
+    """List the reference models shipped with acncodec (usable by name wherever a model is asked for)."""
+    entries = registry.shipped()
+    if as_json:
+        click.echo(json.dumps([{**e.to_dict(), "path": str(e.path)} for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("no shipped models in this installation")
+    for e in entries:
+        size = e.path.stat().st_size / 1e6 if e.path.exists() else float("nan")
+        click.echo(f"{e.name:16} {str(e.spec):24} hash {e.hash[:12]}  {size:.1f} MB  {e.description}")
+        click.echo(f"{'':16} trained on {e.trained_on}: {e.command}")
+
+
 @main.command(name="model-info")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @friendly_errors
 def model_info(model):
     """Show a model file's data spec, configuration, hash and training record."""
-    m = modelfile.load(model)
+    m = registry.load_model(model)
     click.echo(json.dumps({"hash": m.hash, "spec": m.spec.to_dict(), "config": m.config.to_dict(),
                            "unconditional_components": m.unconditional.components, "meta": m.meta}, indent=2))
 
@@ -270,7 +303,7 @@ def _represent_options(fn, seed=True):
 
 
 @main.command(name="sample")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True, help="Images to draw.")
 @_represent_options
 @friendly_errors
@@ -288,7 +321,7 @@ def sample_command(model, count, output, seed, scale, force):
 
 @main.command(name="reconstruct", help="Reconstruct the first N images of DATA from their codes z = E(x): rows "
               "of originals above rows of reconstructions (16 per row). " + data_option_help())
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.argument("data")
 @click.option("-n", "count", type=click.IntRange(min=1), default=16, show_default=True, help="Images to show.")
 @_represent_options
@@ -311,7 +344,7 @@ def reconstruct_command(model, data, count, output, seed, scale, force):
 @main.command(name="daydream", help="Daydream from images of DATA: encode, draw z from the ACN prior "
               "p(z|code), decode by sampling, repeat. One row per chain: its start image, then every step. "
               + data_option_help())
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.argument("data")
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
               help="Index of the first chain's start image; chain r starts at START + r.")
@@ -336,7 +369,7 @@ def daydream_command(model, data, start, steps, rows, output, seed, scale, force
 @main.command(name="neighbours", help="Nearest other images of DATA: for each query, a row of its K nearest "
               "in code space, then a row of its K nearest in pixel space (each row starts with the query). "
               + data_option_help())
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.argument("data")
 @click.option("--queries", default="0,1,2", show_default=True, help="Comma-separated image indices.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True)
@@ -369,7 +402,7 @@ def neighbours_command(model, data, queries, k, output, scale, force):
               "pixels and PCA components of the pixels, fitted on TRAIN_DATA, accuracy on TEST_DATA. Labels "
               "default to the built-in ones for built-in data names; otherwise give IDX or .npy label files. "
               + data_option_help())
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.argument("train_data")
 @click.argument("test_data")
 @click.option("--train-labels", default=None, help="Labels of TRAIN_DATA (IDX or .npy).")

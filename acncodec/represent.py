@@ -381,11 +381,11 @@ def load_labels(source: str) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- command-line glue
 def load_matched(model_path, data: str | None = None):
-    """(model, images) for the commands: the model file, and DATA brought to its levels by codec.match_model
-    (fails naming both specs on a mismatch). `images` is None without DATA."""
-    from . import modelfile
+    """(model, images) for the commands: the model (a file or a shipped model's name), and DATA brought to its
+    levels by codec.match_model (fails naming both specs on a mismatch). `images` is None without DATA."""
     from .codec import match_model
-    model = modelfile.load(model_path)
+    from .registry import load_model
+    model = load_model(model_path)
     return model, (None if data is None else match_model(datamod.load(data), model))
 
 

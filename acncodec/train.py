@@ -72,7 +72,7 @@ def log_path(output: Path) -> Path:
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, C, H, W) uint8, kept compact; batches are widened on use."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), order="C", copy=True))
 
 
 def kl_weight(step: int, warmup: int) -> float:

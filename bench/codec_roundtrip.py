@@ -22,6 +22,44 @@ import acncodec
 from acncodec import codec
 
 
+def same_images(restored: np.ndarray, images: np.ndarray, order: str) -> bool:
+    """Original order: equal arrays. Tour order: the same images, each exactly once, in another order."""
+    if order == "original":
+        return np.array_equal(restored, images)
+    return sorted(map(bytes, restored)) == sorted(map(bytes, images))
+
+
+def roundtrip(images, model, model_arg: str, order: str, chains=None) -> dict:
+    """Compress in this process (one coding thread), decompress in a separate one with OMP_NUM_THREADS=2,
+    check every pixel; the compress report with decode speed, memory and the check added."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        blob, report = codec.compress(images, model, order=order, chains=chains, progress=False)
+        report["compress_wall_seconds"] = time.perf_counter() - t0
+        archive = Path(tmp) / f"{order}.acnz"
+        archive.write_bytes(blob)
+        out = Path(tmp) / f"{order}-out"
+        env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "acncodec.cli", "decompress", str(archive), str(out) +
+                        ("" if images.names else ".npy"), "--model", model_arg, "-q"], check=True, env=env)
+        seconds = time.perf_counter() - t0
+        if images.names is not None:
+            checked = codec.compare_images(images, acncodec.load(str(out)))
+        else:
+            restored = np.load(str(out) + ".npy").reshape(images.images.shape)
+            if not same_images(restored, images.images, order):
+                raise SystemExit(f"{order}: restored images differ")
+            checked = len(images)
+    report.update({"peak_rss_mib_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "peak_rss_mib_decompress_processes":
+                       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                   "decompress_seconds_separate_process": seconds,
+                   "decompress_images_per_second": len(images) / seconds,
+                   "verified_images": checked, "decompress_threads_env": 2})
+    return report
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -33,42 +71,12 @@ def main():
     torch.set_num_threads(1)
     model = acncodec.load_model(args.model)
     images = acncodec.load(args.data)
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for order in args.orders.split(","):
-            t0 = time.perf_counter()
-            blob, report = codec.compress(images, model, order=order, chains=args.chains, progress=False)
-            report["compress_wall_seconds"] = time.perf_counter() - t0
-            archive = Path(tmp) / f"{order}.acnz"
-            archive.write_bytes(blob)
-            out = Path(tmp) / f"{order}-out"
-            env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "acncodec.cli", "decompress", str(archive), str(out) +
-                            ("" if images.names else ".npy"), "--model", args.model, "-q"], check=True, env=env)
-            seconds = time.perf_counter() - t0
-            if images.names is not None:
-                checked = codec.compare_images(images, acncodec.load(str(out)))
-            else:
-                restored = np.load(str(out) + ".npy").reshape(images.images.shape)
-                if order == "original":
-                    same = np.array_equal(restored, images.images)
-                else:  # tour order: the same images, each exactly once, in another order
-                    same = sorted(map(bytes, restored)) == sorted(map(bytes, images.images))
-                if not same:
-                    raise SystemExit(f"{order}: restored images differ")
-                checked = len(images)
-            report.update({"peak_rss_mib_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                           "peak_rss_mib_decompress_processes":
-                               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                           "decompress_seconds_separate_process": seconds,
-                           "decompress_images_per_second": len(images) / seconds,
-                           "verified_images": checked, "decompress_threads_env": 2})
-            results.append(report)
-            print(json.dumps({k: report[k] for k in ("order", "n", "bytes", "bits_per_dim", "nats_per_image",
-                                                     "estimate_nats_per_image", "actual_over_estimate",
-                                                     "compress_images_per_second",
-                                                     "decompress_images_per_second", "verified_images")}))
+    results = [roundtrip(images, model, args.model, order, args.chains) for order in args.orders.split(",")]
+    for report in results:
+        print(json.dumps({k: report[k] for k in ("order", "n", "bytes", "bits_per_dim", "nats_per_image",
+                                                 "estimate_nats_per_image", "actual_over_estimate",
+                                                 "compress_images_per_second",
+                                                 "decompress_images_per_second", "verified_images")}))
     record = {"model": args.model, "model_hash": model.hash, "data": args.data, "results": results,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
     if args.json:

@@ -1,18 +1,22 @@
 """Print the README's results tables from bench/results/*.json (so every figure there traces to a file).
 
-Usage: python bench/readme_table.py [TAG ...]   (default tags: bmnist-L4K5 bmnist-L3K3)
+Usage: python bench/readme_table.py [models|results|all]   (default: all)
 """
 
 import json
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
 PAPER = {"kl_k1": 2.6, "kl_k5": 3.5, "kl_tour": 3.6, "kl_k10": 4.1, "kl_unconditional": 10.6,
          "reconstruction": 70.3, "ordered": 73.9, "unordered": 80.9}
 ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy tour)"), ("kl_k10", "KL(K=10)"),
         ("kl_unconditional", "KL(unconditional)"), ("reconstruction", "reconstruction"),
         ("ordered", "ordered <= (recon + tour KL)"), ("unordered", "unordered (recon + unconditional KL)")]
+DATASETS = ["digits", "binarized-mnist", "fashion-mnist", "mnist"]
+CLASSICAL = ["gzip", "bz2", "xz", "png", "webp", "jxl"]
 
 
 def load(name):
@@ -20,34 +24,78 @@ def load(name):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def main(tags):
-    estimates = {t: load(f"{t}-estimate.json") for t in tags}
-    tags = [t for t in tags if estimates[t]]
-    print("Binarized MNIST test split (10,000 images), nats/image; `bench/evaluate_model.py MODEL "
-          "binarized-mnist:test`:\n")
-    print("| | paper | " + " | ".join(tags) + " |")
-    print("|---|---|" + "---|" * len(tags))
-    for key, label in ROWS:
-        cells = [f"{estimates[t]['nats_per_image'][key]:.2f}" for t in tags]
-        print(f"| {label} | {PAPER[key]} | " + " | ".join(cells) + " |")
-    print()
-    print("The codec on the same 10,000 images as an array (`bench/codec_roundtrip.py MODEL binarized-mnist:test`; "
-          "decoded in a separate process and checked pixel for pixel):\n")
-    print("| model | order | archive bytes | bits/dim | nats/image | KL-bound estimate | actual/estimate "
-          "| compress img/s | decompress img/s |")
+def models():
+    from acncodec import registry
+    print("| name | data spec | file | hash | trained on | training |")
+    print("|---|---|---|---|---|---|")
+    for m in registry.shipped():
+        meta = m.load().meta
+        print(f"| `{m.name}` | {m.spec} | {m.path.stat().st_size / 1e6:.2f} MB | `{m.hash[:12]}` | {m.trained_on} "
+              f"| {meta['steps']:,} steps ({meta['epochs']} epochs), {meta['train_seconds'] / 60:.0f} min |")
+
+
+def results():
+    runs = {d: load(f"{d}.json") for d in DATASETS}
+    runs = {d: r for d, r in runs.items() if r}
+    summary = load("summary.json") or {}
+    print("Bits per dimension, every archive decoded and checked pixel for pixel:\n")
+    print("| data | images | acncodec tour | acncodec original | " + " | ".join(CLASSICAL) + " |")
+    print("|---|---|---|---|" + "---|" * len(CLASSICAL))
+    for d, r in runs.items():
+        best = min(c["bits_per_dim"] for c in r["classical"].values() if "bits_per_dim" in c)
+        cells = []
+        for k in CLASSICAL:
+            c = r["classical"].get(k, {})
+            v = f"{c['bits_per_dim']:.4f}" if "bits_per_dim" in c else "skipped"
+            cells.append(f"**{v}**" if "bits_per_dim" in c and c["bits_per_dim"] == best else v)
+        a = r["acncodec"]
+        print(f"| {d} | {r['n']:,} | {a['tour']['bits_per_dim']:.4f} | {a['original']['bits_per_dim']:.4f} | "
+              + " | ".join(cells) + " |")
+    print("\nacncodec, actual archive against the KL-bound estimate, and speed (compress in the bench process on "
+          "one thread, decompress in a separate process with two):\n")
+    print("| data | model | order | archive bytes | nats/image | estimate | actual/estimate | compress img/s "
+          "| decompress img/s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for t in tags:
-        codec = load(f"{t}-codec.json")
-        for r in (codec or {}).get("results", []):
-            print(f"| {t} | {r['order']} | {r['bytes']:,} | {r['bits_per_dim']:.4f} | {r['nats_per_image']:.2f} "
-                  f"| {r['estimate_nats_per_image']:.2f} | {r['actual_over_estimate']:.4f} "
-                  f"| {r['compress_images_per_second']:.0f} | {r['decompress_images_per_second']:.0f} |")
-    classical = load("classical-binarized-mnist-test.json")
-    if classical:
-        rows = classical["datasets"][0]["results"]
-        print("\nClassical compressors on the same pixels (`bench/classical.py binarized-mnist:test`), bits/dim: "
-              + ", ".join(f"{k} {v['bits_per_dim']:.4f}" for k, v in rows.items() if "bits_per_dim" in v) + ".")
+    for d, r in runs.items():
+        for order, c in r["acncodec"].items():
+            print(f"| {d} | {r['model']['name']} | {order} | {c['bytes']:,} | {c['nats_per_image']:.2f} | "
+                  f"{c['estimate_nats_per_image']:.2f} | {c['actual_over_estimate']:.4f} | "
+                  f"{c['compress_images_per_second']:.0f} | {c['decompress_images_per_second']:.0f} |")
+    if "binarized-mnist" in runs:
+        r = runs["binarized-mnist"]
+        t = r["estimate_nats_per_image"]
+        print("\nBinarized MNIST test split, the paper's Table 2 (nats/image):\n")
+        print("| | paper | acncodec |")
+        print("|---|---|---|")
+        for key, label in ROWS:
+            print(f"| {label} | {PAPER[key]} | {t[key]:.2f} |")
+        if "names" in r:
+            nm = r["names"]
+            print(f"\nNames, a folder of {nm['n']:,} PNG files with sequential names ({nm['data']}): "
+                  + "; ".join(f"{o} order {v['section_bytes']['names']:,} B = {v['names_bits_per_image']:.2f} "
+                              f"bits/image" for o, v in nm["orders"].items())
+                  + f" (log2(N!)/N = {next(iter(nm['orders'].values()))['log2_n_factorial_per_image']:.2f}).")
+    speed = load("speed.json")
+    if speed:
+        dec, tour = speed["decoding"], speed["tour"]["series"]["model"]
+        last = tour["rows"][-1]
+        print(f"\nSpeed (`binarized-mnist` model): cached decoding {dec['incremental']['images_per_s']:.1f} "
+              f"images/s against naive {dec['naive']['images_per_s']:.2f} images/s, {dec['speedup']:.0f}x, batch "
+              f"{dec['batch']}; greedy tour over N = {last['n']:,} codes {last['seconds']:.1f} s, growing as "
+              f"N^{tour['exponent']:.2f} over {tour['rows'][0]['n']:,}..{last['n']:,}.")
+    if summary.get("runs"):
+        total = sum(v["seconds"] for v in summary["datasets"].values()) + summary.get("speed", {}).get("seconds", 0)
+        cmds = sorted({v["command"] for v in summary["datasets"].values()})
+        m = summary["runs"][-1]["machine"]
+        print(f"\nMade by {' and '.join(f'`{c}`' for c in cmds)}: {total / 60:.0f} min in all on {m['cpu']} "
+              f"({m['cpu_count']} cores, no GPU, torch {summary['runs'][-1]['torch']}). Per-dataset records: "
+              "`bench/results/<data>.{json,md}`, plots `bench/results/<data>-{cost,compressors}.png`.")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["bmnist-L4K5", "bmnist-L3K3"])
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what in ("models", "all"):
+        models()
+        print()
+    if what in ("results", "all"):
+        results()

@@ -1,7 +1,7 @@
 """The representation tools (acncodec/represent.py and the sample/reconstruct/daydream/neighbours/probe commands).
 
 Tiny untrained models (helpers.tiny_model) check shapes, ranges, seeding, the sampler against full parallel
-passes, grids and refusals; one test runs the trained demo model when it is there.
+passes, grids and refusals; one test runs the shipped digits model.
 """
 
 import copy
@@ -16,13 +16,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from acncodec import data as datamod
-from acncodec import modelfile, represent
+from acncodec import modelfile, registry, represent
 from acncodec.cli import main
 from acncodec.data import DataSpec, ImageSet, level_grid
 from acncodec.errors import AcnError
 from helpers import SPECS, random_images, tiny_model
 
-DEMO = Path(__file__).resolve().parents[1] / "demo" / "digits.acn"
 
 
 @pytest.fixture(scope="module")
@@ -361,10 +360,9 @@ def test_cli_daydream_start_out_of_range(model_files, tmp_path):
     assert "12 images" in message
 
 
-# ------------------------------------------------------------------------------------- the demo model
-@pytest.mark.skipif(not DEMO.is_file(), reason=f"no trained demo model at {DEMO}")
-def test_demo_digits_model(tmp_path):
-    model = modelfile.load(DEMO)
+# ------------------------------------------------------------------------------ the shipped digits model
+def test_shipped_digits_model(tmp_path):
+    model = registry.by_name("digits").load()
     spec = model.spec
     samples = represent.sample(model, 4, seed=0)
     check_images(samples, spec, 4)

@@ -2,6 +2,7 @@
 file (round trip, corruption) and the `train` command."""
 
 import functools
+import io
 import json
 import re
 import sys
@@ -248,11 +249,45 @@ def test_future_version_and_tampered_weights_raise_acn_error(model_bytes, tmp_pa
     with pytest.raises(AcnError, match="version 99"):
         modelfile.load(tmp_path / "v99.acn")
     payload = torch.load(src, weights_only=True)
-    name = next(iter(payload["state"]))
-    payload["state"][name] = payload["state"][name] + 1e-3
+    state = modelfile.unpack_state(payload["weights"])
+    name = next(iter(state))
+    state[name] = state[name] + 1e-3
+    payload["weights"] = modelfile.pack_state(state)
     torch.save(payload, tmp_path / "tampered.acn")
     with pytest.raises(AcnError, match="hash"):
         modelfile.load(tmp_path / "tampered.acn")
+
+
+def test_packed_weights_restore_every_bit():
+    g = torch.Generator().manual_seed(0)
+    state = {"w": torch.randn(7, 5, generator=g), "scalar": torch.tensor(3.5), "empty": torch.zeros(0, 4),
+             "d": torch.randn(3, generator=g, dtype=torch.float64), "i": torch.arange(5), "b": torch.rand(4) > 0.5}
+    restored = modelfile.unpack_state(modelfile.pack_state(state))
+    assert list(restored) == list(state)
+    for k in state:
+        assert restored[k].dtype == state[k].dtype and restored[k].shape == state[k].shape
+        assert restored[k].view(-1).numpy().tobytes() == state[k].view(-1).numpy().tobytes()
+
+
+def test_damaged_weights_blob_raises_acn_error(model_bytes, tmp_path):
+    payload = torch.load(io.BytesIO(model_bytes), weights_only=True)
+    blob = payload["weights"]["blob"].clone()
+    for name, damage in [("short", blob[:-9]), ("flipped", blob.clone().index_put_(
+            (torch.tensor([len(blob) // 2]),), blob[len(blob) // 2:len(blob) // 2 + 1] ^ 0x10))]:
+        payload["weights"]["blob"] = damage
+        torch.save(payload, tmp_path / f"{name}.acn")
+        expect_acn_error(tmp_path / f"{name}.acn")
+
+
+def test_version_1_model_files_still_load(trained, tmp_path):
+    """Files written before the weights were compressed (plain state dict) load with the same hash."""
+    model = trained[1]
+    state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+    payload = {"format": modelfile.FORMAT, "version": 1, "hash": model.hash, "spec": model.spec.to_dict(),
+               "config": model.config.to_dict(), "state": state, "unconditional": model.unconditional.to_dict(),
+               "buckets": model.buckets.to_dict(), "meta": "{}"}
+    torch.save(payload, tmp_path / "v1.acn")
+    assert modelfile.load(tmp_path / "v1.acn").hash == model.hash
 
 
 def flip_bit_at(data: bytes, pattern: bytes, offset: int = 0) -> bytes:

@@ -1,0 +1,114 @@
+"""The reference models shipped inside the package: found by name, by data spec or by content hash.
+
+`reference/index.json` lists them (bench/ship_models.py writes it from trained model files); each entry holds
+what is needed to choose a model without loading it: its data spec, content hash and training command.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import DataSpec, ImageSet, fit_levels
+from .errors import AcnError
+from . import modelfile
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+INDEX = "index.json"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    name: str
+    file: str
+    hash: str
+    spec: DataSpec
+    trained_on: str
+    command: str
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return REFERENCE_DIR / self.file
+
+    def load(self) -> modelfile.Model:
+        model = modelfile.load(self.path)
+        if model.hash != self.hash:
+            raise AcnError(f"{self.path}: shipped model {self.name} does not match its index entry "
+                           f"(hash {model.hash[:12]}, index says {self.hash[:12]}); reinstall acncodec")
+        return model
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "file": self.file, "hash": self.hash, "spec": self.spec.to_dict(),
+                "trained_on": self.trained_on, "command": self.command, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ShippedModel":
+        return cls(d["name"], d["file"], d["hash"], DataSpec.from_dict(d["spec"], where=INDEX), d["trained_on"],
+                   d["command"], d["description"])
+
+
+def shipped() -> list[ShippedModel]:
+    """The shipped models, in index order (empty if the package holds none)."""
+    path = REFERENCE_DIR / INDEX
+    if not path.is_file():
+        return []
+    try:
+        return [ShippedModel.from_dict(d) for d in json.loads(path.read_text())["models"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise AcnError(f"{path}: damaged index of shipped models ({e.__class__.__name__}); "
+                       "reinstall acncodec") from None
+
+
+def by_name(name: str) -> ShippedModel | None:
+    return next((m for m in shipped() if m.name == name), None)
+
+
+def by_hash(digest: str) -> ShippedModel | None:
+    return next((m for m in shipped() if m.hash == digest), None)
+
+
+def for_archive(header: dict, where: str) -> ShippedModel:
+    """The shipped model an archive names by content hash, or a clear error."""
+    entry = by_hash(header["model_hash"])
+    if entry is None:
+        raise AcnError(f"{where}: made with model {header['model_hash'][:12]}, which is not a shipped model; "
+                       "pass the model file with --model")
+    return entry
+
+
+def fits(images: ImageSet, spec: DataSpec) -> bool:
+    """Whether a model for `spec` can code these data (same shape, values on its level grid)."""
+    s = images.spec
+    if (s.height, s.width, s.channels) != (spec.height, spec.width, spec.channels):
+        return False
+    if images.levels == spec.levels:
+        return True
+    try:
+        fit_levels(images, spec.levels)
+    except AcnError:
+        return False
+    return True
+
+
+def pick_for(images: ImageSet) -> ShippedModel:
+    """The shipped model for these data: of those that fit, the one with the fewest levels (binary data go
+    to the binary model, not to an 8-bit one of the same size)."""
+    candidates = sorted((m for m in shipped() if fits(images, m.spec)), key=lambda m: m.spec.levels)
+    if not candidates:
+        have = "; ".join(f"{m.name} ({m.spec})" for m in shipped()) or "none"
+        raise AcnError(f"{images.source}: no shipped model fits {images.spec} data (shipped: {have}); "
+                       f"train one with `acncodec train {images.source} -o model.acn` and pass --model model.acn")
+    return candidates[0]
+
+
+def load_model(arg: str) -> modelfile.Model:
+    """A model given on the command line: a model file, or the name of a shipped model."""
+    if not Path(arg).exists():
+        entry = by_name(arg)
+        if entry is not None:
+            return entry.load()
+        names = ", ".join(m.name for m in shipped())
+        raise AcnError(f"{arg}: model file not found" + (f" and not a shipped model ({names})" if names else ""))
+    return modelfile.load(arg)

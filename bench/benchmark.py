@@ -1,0 +1,266 @@
+"""The benchmark: every dataset through acncodec (both order modes) and the classical compressors, verified.
+
+    python bench/benchmark.py [--datasets digits,binarized-mnist,fashion-mnist,mnist] [--count N]
+                              [--out bench/results] [--no-speed] [--install]
+
+For each dataset, on the same pixels in the same run:
+- the paper's Table 2 (`acncodec.estimate`) under the shipped model that fits the data;
+- acncodec in tour and in original order: compressed here, decompressed in a separate process, every pixel
+  checked (bench/codec_roundtrip.py);
+- gzip, bz2, xz (bit-packed for binary data), PNG, WebP lossless and a JPEG XL mosaic (bench/classical.py),
+  each decoded and checked;
+- for binarized MNIST, also a folder of 1,000 PNG files with sequential names: what keeping the names costs in
+  each order mode.
+It writes bench/results/<dataset>.json and .md, <dataset>-cost.png (reconstruction and KL stacked per order
+mode, like the paper's Figure 2) and <dataset>-compressors.png (bits/dim of every compressor). Unless
+--no-speed: cached against naive decoding and tour time against N (1k..60k), into speed.json.
+summary.json records the machine and the run time of the whole command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import acncodec  # noqa: E402
+from acncodec import api, codec, registry  # noqa: E402
+from acncodec.data import export_png  # noqa: E402
+from classical import CODECS, classical_sizes, install_jxl, jxl_tools, machine  # noqa: E402
+from codec_roundtrip import roundtrip  # noqa: E402
+
+# name -> (data, the shipped model that codes it, what it is)
+DATASETS = {
+    "digits": ("digits", "digits", "scikit-learn digits, all 1,797 images (8x8, 17 levels)"),
+    "binarized-mnist": ("binarized-mnist:test", "binarized-mnist",
+                        "binarized MNIST test split: MNIST training images 50,000..59,999, binarized with seed 0"),
+    "fashion-mnist": ("fashion-mnist:test", "fashion-mnist", "Fashion-MNIST test set, 10,000 8-bit images"),
+    "mnist": ("mnist:test", "fashion-mnist",
+              "grey MNIST split: MNIST training images 50,000..59,999, 8-bit (no grey-MNIST model is shipped: "
+              "the Fashion-MNIST model codes them)"),
+}
+PAPER_BMNIST = {"kl_k1": 2.6, "kl_k5": 3.5, "kl_tour": 3.6, "kl_k10": 4.1, "kl_unconditional": 10.6,
+                "reconstruction": 70.3, "ordered": 73.9, "unordered": 80.9}
+TABLE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_k10", "KL(K=10)"), ("kl_tour", "KL(greedy tour)"),
+              ("kl_unconditional", "KL(unconditional)"), ("reconstruction", "reconstruction"),
+              ("ordered", "ordered <= (reconstruction + tour KL)"),
+              ("unordered", "unordered (reconstruction + unconditional KL)"), ("order_cost", "ln(N!)/N")]
+NAMES_FOLDER = ("binarized-mnist:test:1000", "binarized-mnist")
+
+
+def bits_per_dim(nats_per_image: float, dims: int) -> float:
+    return nats_per_image / dims / math.log(2)
+
+
+def run_dataset(name: str, count: int | None) -> dict:
+    data, model_name, about = DATASETS[name]
+    if count:
+        data = f"{data}:{count}"
+    started = time.perf_counter()
+    images = acncodec.load(data)
+    model = registry.by_name(model_name).load()
+    dims = model.spec.height * model.spec.width * model.spec.channels
+    print(f"[{name}] {images.source}: {len(images)} images; model {model_name} ({model.hash[:12]})", flush=True)
+    table = api.estimate(images, model)
+    coded = {}
+    for order in codec.ORDERS:
+        report = roundtrip(images, model, model_name, order)
+        coded[order] = report
+        print(f"[{name}] acncodec {order}: {report['bytes']:,} B = {report['bits_per_dim']:.4f} bits/dim "
+              f"(estimate {report['estimate_bits_per_dim']:.4f}), verified {report['verified_images']}", flush=True)
+    classical = classical_sizes(images, CODECS)
+    for codec_name, r in classical.items():
+        print(f"[{name}] {codec_name}: " + (f"{r['bits_per_dim']:.4f} bits/dim, verified" if "bits_per_dim" in r
+                                            else f"skipped: {r['skipped']}"), flush=True)
+    return {"dataset": name, "data": data, "about": about, "source": images.source, "n": len(images),
+            "spec": model.spec.to_dict(), "dims_per_image": dims,
+            "model": {"name": model_name, "hash": model.hash, "command": model.meta.get("command")},
+            "estimate_nats_per_image": table,
+            "estimate_bits_per_dim": {k: bits_per_dim(v, dims) for k, v in table.items() if k != "n"},
+            "acncodec": coded, "classical": classical, "seconds": time.perf_counter() - started}
+
+
+def names_cost(count: int | None) -> dict:
+    """A folder of PNG files with sequential names, both orders: the names section and its share."""
+    data, model_name = NAMES_FOLDER
+    if count:
+        data = f"binarized-mnist:test:{min(count, 1000)}"
+    images = acncodec.load(data)
+    model = registry.by_name(model_name).load()
+    out = {"data": data, "n": len(images), "orders": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_png(images, Path(tmp) / "folder")
+        folder = acncodec.load(str(Path(tmp) / "folder"))
+        out["example_names"] = folder.names[:3]
+        for order in codec.ORDERS:
+            report = roundtrip(folder, model, model_name, order)
+            out["orders"][order] = {k: report[k] for k in ("bytes", "section_bytes", "bits_per_dim",
+                                                           "names_bits_per_image", "log2_n_factorial_per_image",
+                                                           "verified_images")}
+            print(f"[names] {order}: names {report['section_bytes']['names']:,} B = "
+                  f"{report['names_bits_per_image']:.2f} bits/image", flush=True)
+    return out
+
+
+def speed(results: Path) -> dict:
+    """Cached against naive decoding, and tour time against N, each by its own bench script."""
+    model = registry.by_name("binarized-mnist")
+    out = {}
+    for key, cmd in [("decoding", [sys.executable, str(HERE / "decoding_speed.py"), "--model", "binarized-mnist",
+                                   "--data", "binarized-mnist:test", "--json", str(results / "speed-decoding.json")]),
+                     ("tour", [sys.executable, str(HERE / "tour_scaling.py"), "--kinds", "model", "--model",
+                               "binarized-mnist", "--data", "binarized-mnist",
+                               "--json", str(results / "speed-tour.json")])]:
+        print(f"[speed] {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, check=True)
+        out[key] = json.loads((results / f"speed-{key}.json").read_text())
+    out["model"] = {"name": model.name, "hash": model.hash}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ output
+def markdown(r: dict) -> str:
+    lines = [f"# {r['dataset']}: {r['about']}", "",
+             f"{r['n']:,} images ({r['source']}), {r['spec']['height']}x{r['spec']['width']}x{r['spec']['channels']}, "
+             f"{r['spec']['levels']} levels; shipped model `{r['model']['name']}` ({r['model']['hash'][:12]}). "
+             f"Made by `python bench/benchmark.py` ({r['seconds']:.0f} s for this dataset).", "",
+             "## Table 2 (estimates)", "", "| | nats/image | bits/dim |" +
+             (" paper (nats) |" if r["dataset"] == "binarized-mnist" else ""),
+             "|---|---|---|" + ("---|" if r["dataset"] == "binarized-mnist" else "")]
+    for key, label in TABLE_ROWS:
+        if key in r["estimate_nats_per_image"]:
+            paper = f" {PAPER_BMNIST[key]} |" if r["dataset"] == "binarized-mnist" and key in PAPER_BMNIST else \
+                (" |" if r["dataset"] == "binarized-mnist" else "")
+            lines.append(f"| {label} | {r['estimate_nats_per_image'][key]:.2f} | "
+                         f"{r['estimate_bits_per_dim'][key]:.4f} |{paper}")
+    lines += ["", "## Compressed and restored (every pixel checked)", "",
+              "| compressor | bytes | bits/dim | notes |", "|---|---|---|---|"]
+    for order, c in r["acncodec"].items():
+        lines.append(f"| acncodec, {order} order | {c['bytes']:,} | {c['bits_per_dim']:.4f} | estimate "
+                     f"{c['estimate_bits_per_dim']:.4f}, actual/estimate {c['actual_over_estimate']:.4f}; "
+                     f"compress {c['compress_images_per_second']:.0f} img/s, decompress "
+                     f"{c['decompress_images_per_second']:.0f} img/s |")
+    for name, c in r["classical"].items():
+        if "bits_per_dim" in c:
+            lines.append(f"| {name} | {c['bytes']:,} | {c['bits_per_dim']:.4f} | {c['what']} |")
+        else:
+            lines.append(f"| {name} | skipped | | {c['skipped']} |")
+    if "names" in r:
+        nm = r["names"]
+        lines += ["", f"## Names: a folder of {nm['n']:,} PNG files with sequential names ({nm['data']})", "",
+                  "| order | archive bytes | names section | bits/image | log2(N!)/N |", "|---|---|---|---|---|"]
+        for order, o in nm["orders"].items():
+            lines.append(f"| {order} | {o['bytes']:,} | {o['section_bytes']['names']:,} B | "
+                         f"{o['names_bits_per_image']:.2f} | {o['log2_n_factorial_per_image']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(r: dict, results: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    name, bpd = r["dataset"], r["estimate_bits_per_dim"]
+    written = []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    orders = [("ordered (tour)", "kl_tour", "tour"), ("unordered", "kl_unconditional", "original")]
+    xs = np.arange(len(orders))
+    recon = [bpd["reconstruction"]] * len(orders)
+    kl = [bpd[k] for _, k, _ in orders]
+    ax.bar(xs, recon, color="#4c72b0", label="reconstruction")
+    ax.bar(xs, kl, bottom=recon, color="#dd8452", label="KL")
+    ax.scatter(xs, [r["acncodec"][o]["bits_per_dim"] for _, _, o in orders], color="black", marker="_", s=600,
+               zorder=3, label="actual archive")
+    ax.set_xticks(xs, [label for label, _, _ in orders])
+    ax.set_ylabel("bits/dim")
+    ax.set_title(f"{name}: cost per order mode")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = results / f"{name}-cost.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path.name)
+
+    entries = [(f"acncodec {o}", c["bits_per_dim"]) for o, c in r["acncodec"].items()]
+    entries += [(k, c["bits_per_dim"]) for k, c in r["classical"].items() if "bits_per_dim" in c]
+    entries.sort(key=lambda e: e[1])
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(entries) + 1))
+    colors = ["#c44e52" if e[0].startswith("acncodec") else "#8c8c8c" for e in entries]
+    ax.barh([e[0] for e in entries], [e[1] for e in entries], color=colors)
+    for i, (_, v) in enumerate(entries):
+        ax.text(v, i, f" {v:.3f}", va="center")
+    ax.invert_yaxis()
+    ax.set_xlabel("bits/dim (lower is better)")
+    ax.set_title(f"{name}: {r['n']:,} images")
+    ax.set_xlim(0, max(e[1] for e in entries) * 1.2)
+    fig.tight_layout()
+    path = results / f"{name}-compressors.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path.name)
+    return written
+
+
+def write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--count", type=int, help="only the first N images of each dataset (a quick run)")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--no-speed", action="store_true", help="skip the decoding-speed and tour-scaling runs")
+    ap.add_argument("--install", action="store_true", help="apt-get install libjxl-tools if missing (root)")
+    args = ap.parse_args(argv)
+    names = [d for d in args.datasets.split(",") if d]
+    unknown = [d for d in names if d not in DATASETS]
+    if unknown:
+        ap.error(f"unknown datasets {unknown}; known: {', '.join(DATASETS)}")
+    if args.install and not jxl_tools():
+        print(install_jxl(), flush=True)
+    if not jxl_tools():
+        print("JPEG XL: cjxl/djxl not found, skipped (run with --install, or apt-get install libjxl-tools)")
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    # Runs over some datasets add to the summary of earlier runs (each entry keeps its own command and time).
+    command = "python bench/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    summary_path = args.out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"datasets": {}, "runs": []}
+    for name in names:
+        r = run_dataset(name, args.count)
+        if name == "binarized-mnist":
+            r["names"] = names_cost(args.count)
+        r["plots"] = plots(r, args.out)
+        write(args.out / f"{name}.json", json.dumps(r, indent=2))
+        write(args.out / f"{name}.md", markdown(r))
+        summary["datasets"][name] = {"seconds": r["seconds"], "n": r["n"], "command": command}
+    if not args.no_speed:
+        t0 = time.perf_counter()
+        s = speed(args.out)
+        s["seconds"] = time.perf_counter() - t0
+        write(args.out / "speed.json", json.dumps(s, indent=2))
+        summary["speed"] = {"seconds": s["seconds"], "command": command}
+    seconds = time.perf_counter() - started
+    summary["runs"].append({"command": command, "seconds": seconds, "machine": machine(), "torch": torch.__version__})
+    write(summary_path, json.dumps(summary, indent=2))
+    print(f"done in {seconds:.0f} s; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Shipped reference models: the index agrees with the files, and the command line finds them without --model."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from acncodec import modelfile, registry
+from acncodec.cli import main
+from acncodec.data import DataSpec, ImageSet, export_png, level_grid, load
+from acncodec.errors import AcnError
+from helpers import tiny_model
+
+SHIPPED = registry.shipped()
+
+
+def run(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# --- the real shipped models --------------------------------------------------------------------------
+
+def test_the_three_reference_models_are_shipped():
+    assert {m.name for m in SHIPPED} == {"digits", "binarized-mnist", "fashion-mnist"}
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda m: m.name)
+def test_shipped_model_matches_its_index_entry(entry):
+    assert entry.path.stat().st_size <= 8_000_000
+    model = entry.load()
+    assert model.hash == entry.hash and model.spec == entry.spec
+    assert entry.command.startswith("acncodec train ")
+    assert model.meta["command"] == entry.command
+
+
+def test_shipped_models_fit_the_size_budget():
+    assert sum(m.path.stat().st_size for m in SHIPPED) <= 20_000_000
+
+
+def test_a_damaged_shipped_model_is_refused(tmp_path, monkeypatch):
+    entry = SHIPPED[0]
+    (tmp_path / entry.file).write_bytes(entry.path.read_bytes()[:-100])
+    (tmp_path / registry.INDEX).write_text(json.dumps({"models": [entry.to_dict()]}))
+    monkeypatch.setattr(registry, "REFERENCE_DIR", tmp_path)
+    with pytest.raises(AcnError):
+        registry.by_name(entry.name).load()
+
+
+def test_pick_prefers_the_model_with_the_fewest_levels_that_fits():
+    rng = np.random.default_rng(0)
+    binary = ImageSet(rng.integers(0, 2, (3, 28, 28, 1), dtype=np.uint8), 2, None, "binary")
+    as_png = ImageSet(binary.images * np.uint8(255), 256, None, "binary as 8-bit")
+    grey = ImageSet(rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8), 256, None, "grey")
+    assert registry.pick_for(binary).name == "binarized-mnist"
+    assert registry.pick_for(as_png).name == "binarized-mnist"
+    assert registry.pick_for(grey).name == "fashion-mnist"
+    assert registry.pick_for(load("digits:5")).name == "digits"
+
+
+def test_no_fitting_model_says_how_to_train_one():
+    odd = ImageSet(np.zeros((2, 9, 9, 1), np.uint8), 256, None, "odd")
+    with pytest.raises(AcnError, match="acncodec train odd"):
+        registry.pick_for(odd)
+    off_grid = ImageSet(np.full((2, 8, 8, 1), 7, np.uint8), 256, None, "off-grid digits")
+    with pytest.raises(AcnError, match="no shipped model fits"):
+        registry.pick_for(off_grid)
+
+
+def test_digits_folder_round_trips_with_the_shipped_model_and_no_model_option(tmp_path):
+    folder = tmp_path / "digits"
+    export_png(load("digits:40"), folder)
+    r = run(["compress", folder, tmp_path / "d.acnz", "--no-estimate", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "shipped digits" in r.output
+    r = run(["decompress", tmp_path / "d.acnz", tmp_path / "out", "-q"])
+    assert r.exit_code == 0, r.output
+    r = run(["compare", folder, tmp_path / "out"])
+    assert r.exit_code == 0 and "identical: 40 images" in r.output
+
+
+def test_models_command_lists_every_shipped_model():
+    r = run(["models", "--json"])
+    assert r.exit_code == 0
+    listed = json.loads(r.output)
+    assert [m["name"] for m in listed] == [m.name for m in SHIPPED]
+    assert all(os.path.isfile(m["path"]) for m in listed)
+    text = run(["models"]).output
+    assert all(m.name in text and m.hash[:12] in text for m in SHIPPED)
+
+
+def test_a_shipped_name_works_wherever_a_model_is_asked_for(tmp_path):
+    r = run(["model-info", "digits"])
+    assert r.exit_code == 0 and json.loads(r.output)["hash"] == registry.by_name("digits").hash
+    r = run(["sample", "digits", "-n", "4", "-o", tmp_path / "s.png"])
+    assert r.exit_code == 0 and (tmp_path / "s.png").is_file()
+    r = run(["model-info", "no-such-model"])
+    assert r.exit_code == 1 and "not a shipped model" in r.output and "digits" in r.output
+
+
+# --- the lookup rules, on a registry of tiny models ---------------------------------------------------
+
+@pytest.fixture
+def tiny_registry(tmp_path, monkeypatch):
+    spec = DataSpec(4, 4, 1, 17)
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    model = tiny_model(spec)
+    digest = modelfile.save(model, ref / "tiny.acn")
+    entry = registry.ShippedModel("tiny", "tiny.acn", digest, spec, "nothing", "acncodec train x", "test")
+    (ref / registry.INDEX).write_text(json.dumps({"models": [entry.to_dict()]}))
+    monkeypatch.setattr(registry, "REFERENCE_DIR", ref)
+    return model, spec
+
+
+def test_without_model_compress_picks_and_decompress_needs_a_shipped_hash(tmp_path, tiny_registry):
+    model, spec = tiny_registry
+    data = tmp_path / "x.npy"
+    rng = np.random.default_rng(3)
+    np.save(data, level_grid(17)[rng.integers(0, 17, (6, 4, 4))])  # 8-bit values on the 17-level grid
+    r = run(["compress", data, tmp_path / "a.acnz", "-q", "--no-estimate", "--order", "original"])
+    assert r.exit_code == 0 and "shipped tiny" in r.output, r.output
+    r = run(["decompress", tmp_path / "a.acnz", tmp_path / "a.npy", "-q"])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.load(tmp_path / "a.npy").reshape(6, 4, 4), np.load(data))
+    other = tiny_model(spec, seed=5)
+    modelfile.save(other, tmp_path / "other.acn")
+    r = run(["compress", data, tmp_path / "other.acnz", "-m", tmp_path / "other.acn", "-q", "--no-estimate",
+             "--order", "original"])
+    assert r.exit_code == 0, r.output
+    r = run(["decompress", tmp_path / "other.acnz", tmp_path / "out.npy", "-q"])
+    assert r.exit_code == 1 and "not a shipped model" in r.output and other.hash[:12] in r.output
+    assert not (tmp_path / "out.npy").exists()
+    r = run(["decompress", tmp_path / "other.acnz", tmp_path / "out.npy", "-q", "-m", tmp_path / "other.acn"])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.load(tmp_path / "out.npy").reshape(6, 4, 4), np.load(data))
+
+
+def test_the_python_api_example_runs(tmp_path):
+    """examples/python_api.py end to end (it asserts its own round trips), with a short training run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "examples" / "python_api.py"
+    r = subprocess.run([sys.executable, str(script), "--steps", "20"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "exact: True" in r.stdout and "restored in order" in r.stdout and "own model (20 steps)" in r.stdout
