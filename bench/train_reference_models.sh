@@ -18,7 +18,7 @@ fi
 
 # Fashion-MNIST 8-bit: the 60,000 training images of Debian's dataset-fashion-mnist.
 if [ "$which" = fashion ] || [ "$which" = all ]; then
-    acncodec train fashion-mnist:train -o runs/ref/fashion-mnist.acn --steps "${FASHION_STEPS:-8000}" \
+    acncodec train fashion-mnist:train -o runs/ref/fashion-mnist.acn --steps "${FASHION_STEPS:-3000}" \
         --kl-warmup 1500 --decoder-channels 48 --decoder-layers 5 --decoder-kernel 5 \
         --prior-hidden 256 --encoder-hidden 128 --threads 2 --quiet
 fi
