@@ -91,7 +91,8 @@ def _interrupt(signum, frame):
 @friendly_errors
 def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, unique_neighbours, ema_decay,
           seed, threads, latent_dim, prior_components, prior_hidden, encoder_channels, encoder_hidden,
-          decoder_channels, decoder_layers, decoder_kernel, decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, force, quiet):
+          decoder_channels, decoder_layers, decoder_kernel, decoder_cond_channels, kl_warmup, bucket_bits,
+          binarize, levels, fresh, force, quiet):
     check_writable(output, force)
     images = datamod.load(data, binarize=binarize, levels=levels)
     if steps is None:
@@ -116,6 +117,18 @@ def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, un
     sel = model.meta["unconditional_selection"]
     click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
+
+
+def data_and_model(data: str, model_path: str | None):
+    """DATA, and the model given (a file or a shipped name) or else the shipped one that fits, said on stderr."""
+    if model_path is not None:
+        model = registry.load_model(model_path)   # a missing model fails before a large dataset loads
+        return datamod.load(data), model
+    images = datamod.load(data)
+    entry = registry.pick_for(images)
+    click.echo(f"model: shipped {entry.name} ({entry.spec}, hash {entry.hash[:12]}, trained on {entry.trained_on})",
+               err=True)
+    return images, entry.load()
 
 
 def print_report(report: dict) -> None:
@@ -155,15 +168,7 @@ def print_report(report: dict) -> None:
 def compress(data, output, model_path, order, chains, no_estimate, json_out, force, quiet):
     """Compress DATA (a folder of images, an array file or a built-in dataset) into OUTPUT."""
     check_writable(output, force)
-    if model_path is None:
-        images = datamod.load(data)
-        entry = registry.pick_for(images)
-        click.echo(f"model: shipped {entry.name} ({entry.spec}, hash {entry.hash[:12]}, "
-                   f"trained on {entry.trained_on})", err=True)
-        model = entry.load()
-    else:
-        model = registry.load_model(model_path)
-        images = datamod.load(data)
+    images, model = data_and_model(data, model_path)
     blob, report = codec.compress(images, model, order=order, chains=chains, progress=not quiet,
                                   estimate=not no_estimate)
     atomic_write_bytes(output, blob)
@@ -244,8 +249,7 @@ ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(gre
 @friendly_errors
 def estimate(data, model_path, as_json, quiet):
     """The paper's Table 2 for DATA: KLs, reconstruction, ordered and unordered cost (nats/image, bits/dim)."""
-    images = datamod.load(data)
-    model = api.model_for(images, model_path)
+    images, model = data_and_model(data, model_path)
     figures = api.estimate(images, model, progress=not quiet)
     dims = model.spec.height * model.spec.width * model.spec.channels
     if as_json:

@@ -77,7 +77,7 @@ def main():
         model = acncodec.load_model(args.model)
         cfg, net = model.config, model.net.decoder.eval()
         x = to_tensor(acncodec.load(args.data, levels=model.spec.levels).images[:b]).long()
-        s = x.shape[-1]
+        s, levels = x.shape[-1], model.spec.levels
         with torch.no_grad():
             z = model.net.encoder(x) + torch.randn(b, cfg.latent_dim)
     else:
@@ -86,6 +86,7 @@ def main():
                             height=s, width=s, cond_channels=cfg.decoder_cond_channels).eval()
         x = torch.randint(0, 2, (b, 1, s, s))
         z = torch.randn(b, cfg.latent_dim)
+        levels = 2
     pixels = s * s
     n = max(min(args.naive_pixels, pixels), 2)
     positions = sorted({round(k * (pixels - 1) / (n - 1)) for k in range(n)})
@@ -99,7 +100,7 @@ def main():
 
     flat_inc = inc.flatten(3)[:, 0, :, positions]
     record = {
-        "image": f"{s}x{s} binary", "batch": b, "model": args.model, "data": args.data,
+        "image": f"{s}x{s}, {levels} levels", "batch": b, "model": args.model, "data": args.data,
         "decoder": {"channels": cfg.decoder_channels, "layers": cfg.decoder_layers,
                     "kernel": cfg.decoder_kernel, "latent_dim": cfg.latent_dim},
         "naive": {"seconds_per_batch": t_naive, "images_per_s": b / t_naive,
@@ -114,7 +115,7 @@ def main():
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
     print(f"machine: {record['machine']['platform']}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s); batch {b} of {s}x{s} binary images, "
+          f"{torch.get_num_threads()} thread(s); batch {b} of {s}x{s} images with {levels} levels, "
           f"decoder {cfg.decoder_channels}ch x {cfg.decoder_layers} layers, kernel {cfg.decoder_kernel}; "
           f"best of {args.repeats}")
     print(f"naive:       {b / t_naive:9.3f} images/s  ({t_naive:8.2f} s/batch, extrapolated from "

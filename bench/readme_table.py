@@ -84,12 +84,11 @@ def results():
               f"{dec['batch']}; greedy tour over N = {last['n']:,} codes {last['seconds']:.1f} s, growing as "
               f"N^{tour['exponent']:.2f} over {tour['rows'][0]['n']:,}..{last['n']:,}.")
     if summary.get("runs"):
-        total = sum(v["seconds"] for v in summary["datasets"].values()) + summary.get("speed", {}).get("seconds", 0)
-        cmds = sorted({v["command"] for v in summary["datasets"].values()})
         m = summary["runs"][-1]["machine"]
-        print(f"\nMade by {' and '.join(f'`{c}`' for c in cmds)}: {total / 60:.0f} min in all on {m['cpu']} "
-              f"({m['cpu_count']} cores, no GPU, torch {summary['runs'][-1]['torch']}). Per-dataset records: "
-              "`bench/results/<data>.{json,md}`, plots `bench/results/<data>-{cost,compressors}.png`.")
+        print(f"\nMade by `python bench/benchmark.py` (all four datasets, then speed and scaling): "
+              f"{summary['seconds_all_records'] / 60:.0f} min in all on {m['cpu']} ({m['cpu_count']} cores, no GPU, "
+              f"torch {summary['runs'][-1]['torch']}). Per-dataset records: `bench/results/<data>.{{json,md}}`, plots "
+              "`bench/results/<data>-{cost,compressors}.png`, speed `bench/results/speed.{json,md}`.")
 
 
 if __name__ == "__main__":

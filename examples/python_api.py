@@ -1,6 +1,6 @@
 """The Python API: estimate, compress and decompress with a shipped model, then train a model of your own.
 
-    python examples/python_api.py [--steps 300]
+    python examples/python_api.py [--steps 300] [--images 500]
 
 About a minute on two CPU cores; writes nothing outside a temporary folder.
 """
@@ -15,10 +15,11 @@ import acncodec
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=300, help="training steps for the model of your own")
+parser.add_argument("--images", type=int, default=500, help="how many digits to use")
 args = parser.parse_args()
 
 # Any dataset: a folder of images, an array file, or a built-in name (here 500 of scikit-learn's digits).
-images = acncodec.load("digits:500")
+images = acncodec.load(f"digits:{args.images}")
 print(f"{len(images)} images, {images.spec}")
 
 # The shipped models, and the one that fits these data (chosen when no model is given).

@@ -288,3 +288,17 @@ def test_version_difference_is_warned_about(setup, tmp_path):
                                        "--model", str(root / "m.acn"), "-q"])
     assert result.exit_code == 0
     assert "warning: archive written with" in result.output and "0.0.0-other" in result.output
+
+
+def test_outputs_get_the_mode_of_any_new_file(tmp_path):
+    """Atomic writes go through a private temporary file; the finished output must not stay private."""
+    from acncodec.fileio import atomic_write_bytes
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        assert os.stat(tmp_path / "a.bin").st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.bin", b"x")
+        assert os.stat(tmp_path / "b.bin").st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
