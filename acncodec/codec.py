@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .archive import Archive, parse
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .entropy import new_stack
 from .errors import AcnError
+from .progress import bar
 from .evaluate import encode_all, kl_along, reconstruction
 from .kl import kl_to_unconditional
 from .fileio import atomic_write_bytes, replace_path
@@ -137,7 +137,7 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         codes = [encode_round(cm, x_all[idx].long()) for idx in batches]
         n_seed = seed_word_count(model)
         stack = new_stack(seed_words(n_seed))
-        for r in tqdm(range(len(batches) - 1, -1, -1), desc="compress", unit="round", disable=not progress,
+        for r in bar(range(len(batches) - 1, -1, -1), progress, desc="compress", unit="round",
                       leave=False):
             idx = batches[r]
             previous = codes[r - 1][:len(idx)] if r > 0 and order == "tour" else None
@@ -267,8 +267,8 @@ def decompress(data: bytes | Archive, model: Model, where: str = "archive",
     tour = header["order"] == "tour"
     with coding_threads(header["coding_threads"]):
         previous = None
-        for r, active in enumerate(tqdm(active_counts(lengths), desc="decompress", unit="round",
-                                        disable=not progress, leave=False)):
+        for r, active in enumerate(bar(active_counts(lengths), progress, desc="decompress", unit="round",
+                                       leave=False)):
             prev = previous[:active] if (previous is not None and tour) else None
             x, codes = bob_round(stack, cm, active, (spec.channels, spec.height, spec.width), prev)
             out[starts[:active] + r] = x.numpy().astype(np.uint8)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from .progress import bar
 from .kl import kl_to_mixture, kl_to_unconditional
 from .knn import nearest_others
 from .tour import greedy_tour
@@ -21,7 +21,7 @@ def encode_all(net, images: torch.Tensor, progress: bool = False) -> torch.Tenso
     """Codes E(x) for (N, C, H, W) level indices, in batches."""
     net.eval()
     out = [net.encoder(images[i:i + BATCH].long())
-           for i in tqdm(range(0, len(images), BATCH), desc="encode", disable=not progress, leave=False)]
+           for i in bar(range(0, len(images), BATCH), progress, desc="encode", leave=False)]
     return torch.cat(out) if out else torch.empty(0, net.config.latent_dim)
 
 
@@ -32,7 +32,7 @@ def reconstruction(net, images: torch.Tensor, codes: torch.Tensor, samples: int 
     gen = torch.Generator().manual_seed(seed)
     total = torch.zeros(len(images), dtype=torch.float64)
     for _ in range(samples):
-        for i in tqdm(range(0, len(images), BATCH), desc="reconstruction", disable=not progress, leave=False):
+        for i in bar(range(0, len(images), BATCH), progress, desc="reconstruction", leave=False):
             c = codes[i:i + BATCH]
             z = c + torch.randn(c.shape, generator=gen)
             total[i:i + BATCH] -= net.decoder.log_prob(images[i:i + BATCH].long(), z).double()

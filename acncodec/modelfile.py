@@ -125,7 +125,8 @@ def save(model: Model, path: str | Path) -> str:
     state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
     digest = content_hash(state, model.spec, model.config, model.unconditional, model.buckets)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "hash": digest, "spec": model.spec.to_dict(),
-               "config": model.config.to_dict(), "weights": pack_state(state), "unconditional": model.unconditional.to_dict(),
+               "config": model.config.to_dict(), "weights": pack_state(state),
+               "unconditional": model.unconditional.to_dict(),
                "buckets": model.buckets.to_dict(), "meta": json.dumps(model.meta)}
     buf = io.BytesIO()
     torch.save(payload, buf)

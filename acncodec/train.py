@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import modelfile
 from .acn import ModelConfig
 from .data import ImageSet
 from .errors import AcnError
 from .evaluate import encode_all
+from .progress import bar as progress_bar
 from .fileio import atomic_write_bytes
 from .knn import CodeMemory, UniqueNeighbours, pick_uniform
 from .unconditional import fit_unconditional
@@ -189,7 +189,7 @@ class Trainer:
     def run(self, progress: bool = True) -> modelfile.Model:
         cfg = self.config
         self.net.train()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, progress=progress, initial=self.step, unit="step", dynamic_ncols=True)
         window: list[dict] = []
         started = time.perf_counter() - self.elapsed
         self.output.parent.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,7 @@ def test_the_python_api_example_runs(tmp_path):
     import sys
     from pathlib import Path
     script = Path(__file__).resolve().parents[1] / "examples" / "python_api.py"
-    r = subprocess.run([sys.executable, str(script), "--steps", "20", "--images", "120"], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=600)
+    r = subprocess.run([sys.executable, str(script), "--steps", "20", "--images", "120"], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "exact: True" in r.stdout and "restored in order" in r.stdout and "own model (20 steps)" in r.stdout

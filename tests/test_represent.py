@@ -6,7 +6,6 @@ passes, grids and refusals; one test runs the shipped digits model.
 
 import copy
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
