@@ -1,13 +1,16 @@
 """Bad archives, bad inputs and interrupted runs: a clear one-line error, a non-zero exit, nothing left behind."""
 
+import fcntl
 import functools
 import hashlib
 import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import numpy as np
@@ -262,16 +265,31 @@ def test_interrupted_decompress_leaves_no_output(setup, big_archive, tmp_path, s
     arch.write_bytes(big_archive)
     out = tmp_path / "out"
     # A shell that starts jobs in the background makes them ignore SIGINT; give the child the default back.
+    # stderr is a terminal, as for a user at a shell, so the progress bar shows when decoding has started.
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a width to draw the bar in
     proc = subprocess.Popen([sys.executable, "-m", "acncodec.cli", "decompress", str(arch), str(out),
-                             "--model", str(root / "m.acn")], stderr=subprocess.PIPE,
+                             "--model", str(root / "m.acn")], stderr=slave,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(slave)
+
+    def read_terminal() -> bytes:
+        try:
+            return os.read(master, 1024)
+        except OSError:   # EIO: the child closed its end
+            return b""
+
     seen = b""
     while b"decompress" not in seen:     # the progress bar: decoding has started
-        chunk = proc.stderr.read(1)
+        chunk = read_terminal()
         assert chunk, "decompress ended before it could be interrupted"
         seen += chunk
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    err = seen
+    while chunk := read_terminal():
+        err += chunk
+    os.close(master)
     assert proc.returncode != 0, f"decompress was not interrupted: {err.decode()[-300:]}"
     assert not out.exists()
     if sig != signal.SIGKILL:   # cleaned up: one line, and nothing but the archive in the folder
