@@ -279,6 +279,10 @@ def main(argv=None) -> int:
     unknown = [d for d in names if d not in DATASETS]
     if unknown:
         ap.error(f"unknown datasets {unknown}; known: {', '.join(DATASETS)}")
+    try:   # fail now, not after the first dataset's hour of work
+        import matplotlib  # noqa: F401
+    except ImportError:
+        ap.error("matplotlib draws the plots: pip install -e '.[bench]'")
     if args.install and not jxl_tools():
         print(install_jxl(), flush=True)
     if not jxl_tools():
