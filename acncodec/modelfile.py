@@ -100,18 +100,15 @@ def pack_state(state: dict) -> dict:
 def unpack_state(packed: dict) -> dict:
     """The exact inverse of pack_state. Damage raises (the caller turns that into a one-line error)."""
     manifest = json.loads(packed["manifest"])
-    sizes = []
-    for name, dtype, shape in manifest:
-        item = torch.empty((), dtype=_DTYPES[dtype]).element_size()
-        sizes.append(int(np.prod(shape, dtype=np.int64)) * item)
+    items = [torch.empty((), dtype=_DTYPES[dtype]).element_size() for _, dtype, _ in manifest]
+    sizes = [int(np.prod(shape, dtype=np.int64)) * item for (_, _, shape), item in zip(manifest, items)]
     total = sum(sizes)
     dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
     raw = dec.decompress(packed["blob"].numpy().tobytes(), max_length=total + 1)
     if len(raw) != total or not dec.eof:
         raise ValueError("weights blob has the wrong length")
     state, offset = {}, 0
-    for (name, dtype, shape), size in zip(manifest, sizes):
-        item = torch.empty((), dtype=_DTYPES[dtype]).element_size()
+    for (name, dtype, shape), item, size in zip(manifest, items, sizes):
         planes = np.frombuffer(raw, np.uint8, size, offset).reshape(item, size // item)
         flat = torch.from_numpy(planes.T.copy().reshape(-1)).view(_DTYPES[dtype])
         state[name] = flat.reshape(shape)

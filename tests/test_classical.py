@@ -29,12 +29,13 @@ def _data(kind: str) -> ImageSet:
     return ImageSet(images, levels, None, kind)
 
 
-def _expected_skips() -> set:
-    skips = set()
+def _expected_skips() -> dict:
+    """Codecs this machine cannot run, each with what would make it available."""
+    skips = {}
     if classical.jxl_tools() is None:
-        skips.add("jxl")
+        skips["jxl"] = "cjxl/djxl not installed (apt-get install libjxl-tools, or bench/classical.py --install)"
     if not classical.features.check("webp"):
-        skips.add("webp")
+        skips["webp"] = "this Pillow was built without WebP support"
     return skips
 
 
@@ -80,7 +81,7 @@ def _flip_8bit(orig):
 @pytest.mark.parametrize("kind", ["binary", "levels17", "rgb"])
 def test_a_corrupted_decode_is_detected(monkeypatch, codec, decoder, flip, kind):
     if codec in _expected_skips():
-        pytest.skip(f"{codec} not available here")
+        pytest.skip(f"{codec}: {_expected_skips()[codec]}")
     monkeypatch.setattr(classical, decoder, flip(getattr(classical, decoder)))
     with pytest.raises(classical.RoundTripError, match=codec):
         classical.classical_sizes(_data(kind), codecs=(codec,))
