@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .archive import Archive, parse
+from .compare import compare_images  # noqa: F401  (its home is compare.py; kept importable here)
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .entropy import new_stack
 from .errors import AcnError
@@ -208,27 +209,6 @@ def write_output(images: ImageSet, header: dict, output: str, force: bool = Fals
     np.save(buf, arr)
     atomic_write_bytes(out, buf.getvalue())
     return str(out)
-
-
-def compare_images(expected: ImageSet, actual: ImageSet) -> int:
-    """Number of images compared; AcnError naming the first difference. Folders pair images by file name
-    (tour order changes the order, not the pairing); arrays compare in order."""
-    if expected.spec != actual.spec:
-        raise AcnError(f"{actual.source}: {actual.spec}, expected {expected.spec}")
-    if len(expected) != len(actual):
-        raise AcnError(f"{actual.source}: {len(actual)} images, expected {len(expected)}")
-    if expected.names is not None and actual.names is not None:
-        lookup = dict(zip(actual.names, actual.images))
-        for name, image in zip(expected.names, expected.images):
-            if name not in lookup:
-                raise AcnError(f"{actual.source}: {name} is missing")
-            if not np.array_equal(lookup[name], image):
-                raise AcnError(f"{actual.source}: {name} differs")
-    else:
-        for i, (x, y) in enumerate(zip(expected.images, actual.images)):
-            if not np.array_equal(x, y):
-                raise AcnError(f"{actual.source}: image {i} differs")
-    return len(expected)
 
 
 def describe(blob: bytes, where: str = "archive") -> dict:

@@ -45,7 +45,7 @@ def roundtrip(images, model, model_arg: str, order: str, chains=None) -> dict:
                         ("" if images.names else ".npy"), "--model", model_arg, "-q"], check=True, env=env)
         seconds = time.perf_counter() - t0
         if images.names is not None:
-            checked = codec.compare_images(images, acncodec.load(str(out)))
+            checked = codec.compare_images(images, acncodec.load(str(out))).count
         else:
             restored = np.load(str(out) + ".npy").reshape(images.images.shape)
             if not same_images(restored, images.images, order):
