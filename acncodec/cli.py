@@ -625,7 +625,8 @@ def reconstruct_command(model, data, count, output, seed, scale, force):
 @click.argument("data")
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
               help="Index of the first chain's start image; chain r starts at START + r.")
-@click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Daydream steps per chain.")
 @click.option("--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Chains.")
 @_represent_options
 @friendly_errors
@@ -649,7 +650,8 @@ def daydream_command(model, data, start, steps, rows, output, seed, scale, force
 @click.argument("model")
 @click.argument("data")
 @click.option("--queries", default="0,1,2", show_default=True, help="Comma-separated image indices.")
-@click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Neighbours shown per query and space.")
 @functools.partial(_represent_options, seed=False)  # deterministic: no random draws
 @friendly_errors
 def neighbours_command(model, data, queries, k, output, scale, force):
@@ -668,7 +670,9 @@ def neighbours_command(model, data, queries, k, output, scale, force):
     rows = []
     for n, q in enumerate(chosen):
         rows += [x[[q, *found["code"][n]]], x[[q, *found["pixel"][n]]]]
-    grid = represent.grid_png(rows, m.spec.levels, output, scale=scale, force=force)
+    labels = [f"image {q}, {space}" for q in chosen for space in ("by code", "by pixels")]
+    grid = represent.grid_png(rows, m.spec.levels, output, scale=scale, force=force, row_labels=labels,
+                              header=f"each row: the query image, then its {k} nearest other images of {data}")
     for n, q in enumerate(chosen):
         click.echo(f"query {q}: code {' '.join(map(str, found['code'][n]))} | "
                    f"pixel {' '.join(map(str, found['pixel'][n]))}")
@@ -684,8 +688,9 @@ def neighbours_command(model, data, queries, k, output, scale, force):
 @click.argument("test_data")
 @click.option("--train-labels", default=None, help="Labels of TRAIN_DATA (IDX or .npy).")
 @click.option("--test-labels", default=None, help="Labels of TEST_DATA (IDX or .npy).")
-@click.option("--pca-components", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--pca-components", type=click.IntRange(min=1), default=16, show_default=True,
+              help="PCA components of the pixels for the third probe.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the probes' solvers.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite the --json file if it exists.")
 @friendly_errors
