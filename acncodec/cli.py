@@ -222,6 +222,9 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
     sel = model.meta["unconditional_selection"]
     click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
+    if trainer.out_of_time:
+        say(f"the {minutes:g}-min budget ran out after {trainer.step:,} steps: the cores were slower than when the "
+            "plan was made")
     if trainer.last_loss is not None:
         bpd = trainer.last_loss / math.log(2) / images.images[0].size
         verdict = "worse than" if bpd > reference["bits_per_dim"] else "better than"

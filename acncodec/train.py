@@ -127,6 +127,9 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.total_steps: int | None = config.steps   # None until plan() has timed the first steps
+        self.warmup_steps: int | None = (config.warmup_steps(config.steps) if config.steps is not None
+                                         else config.kl_warmup)
+        self.out_of_time = False   # a time-budgeted run that ended at its budget before its planned steps
         self.seconds_per_step: float | None = None
         self.last_loss: float | None = None   # nats/image, mean over the last logged steps
         self.order = self.rng.permutation(len(data))
@@ -146,7 +149,7 @@ class Trainer:
                  "order": torch.from_numpy(self.order), "cursor": self.cursor,
                  "rng": json.dumps(self.rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                  "used": torch.from_numpy(self.unique.used) if self.unique else None,
-                 "total_steps": self.total_steps}
+                 "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
         buf = io.BytesIO()
         torch.save(state, buf)
         path = checkpoint_path(self.output)
@@ -171,6 +174,7 @@ class Trainer:
             self.unique.used = state["used"].numpy().copy()
         if self.config.steps is None:   # a length chosen by time is kept; one given now replaces it
             self.total_steps = state.get("total_steps")
+            self.warmup_steps = state.get("warmup_steps", self.warmup_steps)
 
     # -- training ------------------------------------------------------------------------------------
     def next_batch(self) -> np.ndarray:
@@ -186,9 +190,7 @@ class Trainer:
     def kl_weight(self) -> float:
         """Before a time-budgeted run's length is known (its first few steps) the warm-up is not known either;
         those steps use the KL weight 0, which any warm-up of more than a few steps would round to anyway."""
-        if self.config.kl_warmup is None and self.total_steps is None:
-            return 0.0
-        return kl_weight(self.step, self.config.warmup_steps(self.total_steps or 0))
+        return 0.0 if self.warmup_steps is None else kl_weight(self.step, self.warmup_steps)
 
     def train_step(self) -> dict:
         ids = self.next_batch()
@@ -214,6 +216,8 @@ class Trainer:
         self.seconds_per_step = seconds_per_step
         if self.total_steps is None:
             self.total_steps = max(self.step, self.config.budget_steps(len(self.data), seconds_per_step))
+        if self.warmup_steps is None:
+            self.warmup_steps = self.config.warmup_steps(self.total_steps)
         return self.total_steps
 
     def run(self, progress: bool = True, on_plan=None) -> modelfile.Model:
@@ -228,6 +232,9 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         last_checkpoint = time.perf_counter()
         probe_from, probe_started = None, None
+        # A length set by the time budget is an estimate from the first steps; on shared cores the speed
+        # changes, so the budget itself also ends the run (the warm-up stays as planned).
+        budget = 60 * cfg.minutes if cfg.steps is None else None
         self.output.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path(self.output), "a") as log, deferred_interrupts() as caught:
             while self.total_steps is None or self.step < self.total_steps:
@@ -246,6 +253,9 @@ class Trainer:
                         on_plan(self)
                 rate = cfg.batch_size / max(now - t0, 1e-9)
                 bar.update(1)
+                if budget is not None and self.total_steps is not None and self.step < self.total_steps \
+                        and self.elapsed >= budget:
+                    self.total_steps, self.out_of_time = self.step, True
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     avg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                     window.clear()
@@ -275,10 +285,11 @@ class Trainer:
         self.ema.eval()
         codes = encode_all(self.ema, self.images, progress=progress)
         prior, selection = fit_unconditional(codes.numpy(), seed=self.config.seed)
-        train_config = {**asdict(self.config), "steps": self.total_steps, "kl_warmup": self.config.warmup_steps(self.total_steps)}
+        train_config = {**asdict(self.config), "steps": self.total_steps, "kl_warmup": self.warmup_steps}
         meta = {**self.meta, "train_config": train_config, "steps": self.step,
                 "train_seconds": round(self.elapsed, 1), "train_images": len(self.data),
                 "train_source": self.data.source, "unconditional_selection": selection,
+                "stopped_at_time_budget": self.out_of_time,
                 "epochs": round(self.step * self.config.batch_size / len(self.data), 2)}
         model = modelfile.with_buckets(modelfile.Model(self.ema, self.data.spec, prior, None, meta),
                                        self.config.bucket_bits)
