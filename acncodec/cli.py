@@ -38,10 +38,10 @@ def friendly_errors(fn):
     return wrapper
 
 
-def data_option_help() -> str:
-    return ("DATA is a folder of images, a .npy/.npz file (- reads one from standard input), an IDX file (plain "
-            "or gzipped) or a built-in name: digits, mnist, binarized-mnist, fashion-mnist, optionally with "
-            ":SPLIT[:COUNT] (e.g. binarized-mnist:test).")
+def data_option_help(stdin: bool = False) -> str:
+    return ("DATA is a folder of images, a .npy/.npz file" + (" (- reads one from standard input)" if stdin else "")
+            + ", an IDX file (plain or gzipped) or a built-in name: digits, mnist, binarized-mnist, fashion-mnist, "
+            "optionally with :SPLIT[:COUNT] (e.g. binarized-mnist:test).")
 
 
 def check_output_folder(path: str | Path) -> None:
@@ -114,7 +114,7 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 
 @main.command(help="Train an ACN on DATA and write the model file. Without --steps or --epochs the run is as "
               "long as fits in --minutes (measured on the first steps, said before the run goes on). Ctrl-C "
-              "or kill writes a checkpoint; the same command again continues from it. " + data_option_help())
+              "or kill writes a checkpoint; the same command again continues from it. " + data_option_help(True))
 @click.argument("data")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
 @click.option("--minutes", type=float, default=TrainConfig.minutes, show_default=True,
@@ -308,7 +308,7 @@ def print_report(report: dict, verbose: bool = False, err: bool = False) -> None
 
 
 @main.command(help="Compress DATA into an archive (OUTPUT, or -o; default: DATA's name with .acnz, in the "
-              "current folder for built-in names; - writes standard output). " + data_option_help())
+              "current folder for built-in names; - writes standard output). " + data_option_help(True))
 @click.argument("data")
 @click.argument("output", required=False)
 @click.option("-o", "--output", "output_option", default=None, help="The archive to write (- for standard output).")
