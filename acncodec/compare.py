@@ -29,8 +29,9 @@ class Comparison:
 
     def describe(self) -> str:
         how = {"name": "paired by file name", "order": "in the same order",
-               "set": "as a set (" + ("the order differs" if self.reordered else "the order is the same") + ")"}
-        return f"identical: {self.count} images, every pixel equal, compared {how[self.mode]}"
+               "set": "compared as a set (" + ("the order differs" if self.reordered else "the order is the same")
+               + ")"}
+        return f"identical: {self.count} images, every pixel equal, {how[self.mode]}"
 
 
 def _first_order_difference(expected: np.ndarray, actual: np.ndarray) -> int | None:
