@@ -11,10 +11,10 @@ mkdir -p "$out"
 
 # 2. Compress in tour order (the ACN protocol). No --model: acncodec picks the shipped model that fits the
 #    data (`acncodec models` lists them) and prints the report: sizes, actual against estimated bits.
-acncodec compress "$out/digits" "$out/digits.acnz" --force --quiet --json "$out/report.json"
+acncodec compress "$out/digits" "$out/digits.acnz" --force -v --json "$out/report.json"
 
 # 3. Restore into a new folder; the archive names its model by content hash.
-acncodec decompress "$out/digits.acnz" "$out/restored" --force --quiet
+acncodec decompress "$out/digits.acnz" "$out/restored" --force
 
 # 4. Check every pixel of every file against the input.
 acncodec compare "$out/digits" "$out/restored"
