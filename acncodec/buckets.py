@@ -252,3 +252,37 @@ def discretised_kl(q_probs: np.ndarray, p_probs: np.ndarray) -> np.ndarray:
     if q.shape != p.shape:
         raise ValueError(f"shapes differ: {q.shape} and {p.shape}")
     return np.sum(q * (np.log(q) - np.log(p)), axis=(-2, -1))
+
+
+@dataclass
+class HeadTables:
+    """The unconditional mixture p(z) over buckets, which codes every chain head: component weights (K,) and
+    each component's bucket masses (K, D, 2^b). Computed once when the model is made (`from_prior`) and
+    stored in the model file, so both sides read the same numbers instead of re-deriving them."""
+
+    weights: np.ndarray
+    probs: np.ndarray
+
+    def __post_init__(self):
+        self.weights = np.asarray(self.weights, dtype=np.float64)
+        self.probs = np.asarray(self.probs, dtype=np.float64)
+        if self.weights.ndim != 1 or self.probs.ndim != 3 or self.probs.shape[0] != len(self.weights):
+            raise ValueError(f"head tables need weights (K,) and probs (K, D, buckets), got "
+                             f"{self.weights.shape} and {self.probs.shape}")
+
+    @classmethod
+    def from_prior(cls, prior, table: BucketTable) -> "HeadTables":
+        """prior: the UnconditionalPrior (diagonal Gaussian mixture over the whole latent vector)."""
+        k = prior.components
+        components = Mixture(log_weights=torch.zeros(k, prior.means.shape[1], 1, dtype=torch.float64),
+                             means=torch.from_numpy(np.asarray(prior.means, np.float64))[..., None],
+                             scales=torch.from_numpy(np.sqrt(np.asarray(prior.variances, np.float64)))[..., None])
+        return cls(np.asarray(prior.weights, np.float64), prior_probabilities(table, components))
+
+    def to_dict(self) -> dict:
+        return {"weights": torch.from_numpy(self.weights.copy()), "probs": torch.from_numpy(self.probs.copy())}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeadTables":
+        return cls(d["weights"].detach().cpu().double().numpy().copy(),
+                   d["probs"].detach().cpu().double().numpy().copy())

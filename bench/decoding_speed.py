@@ -17,20 +17,19 @@ import time
 import torch
 
 from acncodec.acn import ModelConfig
+from acncodec.coding.raster import raster
 from acncodec.incremental import IncrementalDecoder, naive_logits
 from acncodec.pixelcnn import GatedPixelCNN
 
 
 def incremental_all(net, x, z):
     b, ch, height, width = x.shape
-    dec = IncrementalDecoder(net, z, width)
     out = torch.empty(b, ch, net.head.outputs, height, width)
-    for i in range(height):
-        for j in range(width):
-            pixel = x[:, :, i, j]
-            for c in range(ch):
-                out[:, c, :, i, j] = dec.logits(i, j, c, pixel)
-            dec.set_pixel(i, j, pixel)
+
+    def record(logits, i, j, c):
+        out[:, c, :, i, j] = logits
+        return x[:, c, i, j].numpy()
+    raster(IncrementalDecoder(net, z, width), b, (ch, height, width), record)
     return out
 
 
