@@ -18,21 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .archive import Archive, parse
+from .archive import Archive, describe, parse
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .entropy import new_stack
 from .errors import AcnError
 from .progress import bar
 from .evaluate import encode_all, kl_along, reconstruction
 from .kl import kl_to_unconditional
-from .fileio import atomic_write_bytes, replace_path
+from .fileio import write_bytes
+from .header import CODING_THREADS, MAX_CHAINS, MIN_BITS_PER_IMAGE, ORDERS, Header
 from .modelfile import Model
+from .names import check_names
 from .protocol import CodingModel, alice_round, bob_round, encode_round
 from .tour import greedy_tour
 from .train import to_tensor
 
-CODING_THREADS = 1   # fixed so both sides run identical kernels; recorded in the archive
-ORDERS = ("tour", "original")
 LN2 = math.log(2)
 
 
@@ -115,6 +115,10 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         raise AcnError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
     if len(images) == 0:
         raise AcnError(f"{images.source}: no images to compress")
+    if images.names is not None:
+        check_names(images.names, images.source)    # by decompress's rules, before any coding work
+    if chains is not None and not 1 <= chains <= MAX_CHAINS:
+        raise AcnError(f"chains must be 1..{MAX_CHAINS}, got {chains}")
     input_levels = images.levels
     images = match_model(images, model)
     n = len(images)
@@ -136,22 +140,27 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         # Alice needs every round's codes (computed with the round's batch) before coding backwards.
         codes = [encode_round(cm, x_all[idx].long()) for idx in batches]
         n_seed = seed_word_count(model)
-        stack = new_stack(seed_words(n_seed))
+        stack = PayloadStack(new_stack(seed_words(n_seed)))
         for r in bar(range(len(batches) - 1, -1, -1), progress, desc="compress", unit="round",
                       leave=False):
             idx = batches[r]
             previous = codes[r - 1][:len(idx)] if r > 0 and order == "tour" else None
-            alice_round(stack, cm, x_all[idx].long(), codes[r], previous)
+            try:
+                alice_round(stack, cm, x_all[idx].long(), codes[r], previous)
+            except StackExhausted:
+                raise AcnError(f"{images.source}: the seed words did not cover a bits-back pop (round {r}); "
+                               f"try another --chains") from None
         payload = stack.get_compressed()
+    if n > 32 * len(payload) // MIN_BITS_PER_IMAGE:
+        raise AcnError(f"{images.source}: the data code to under {MIN_BITS_PER_IMAGE} bit per image, "
+                       f"which the archive format does not allow")
     seconds = time.perf_counter() - started
     # Archive order is chain by chain, i.e. the sequence itself: that is how Bob writes the data out.
     names = None if images.names is None else [images.names[i] for i in sequence]
     pixels = images.images[sequence]
-    header = {"model_hash": model.hash, "spec": model.spec.to_dict(), "n": n, "chains": lengths,
-              "order": order, "kind": "folder" if images.names is not None else "array",
-              "input_levels": input_levels, "seed_words": n_seed, "coding_threads": CODING_THREADS,
-              "pixels_sha256": pixel_digest(pixels, names), "versions": library_versions(),
-              "bucket_bits": model.buckets.bits}
+    header = Header(model_hash=model.hash, spec=model.spec, n=n, chains=len(lengths), order=order,
+                    input_levels=input_levels, seed_words=n_seed, bucket_bits=model.buckets.bits,
+                    pixels_sha256=pixel_digest(pixels, names), versions=library_versions())
     archive = Archive(header, names, payload)
     sections = archive.sections()
     report = size_report(sections, n, model.spec)
@@ -198,15 +207,18 @@ def kl_bound_estimate(model: Model, x_all: torch.Tensor, codes: torch.Tensor, se
             "estimate_formula": formula, "estimate_n": n}
 
 
-def write_output(images: ImageSet, header: dict, output: str, force: bool = False) -> str:
-    """Folder archives become PNG files with their names; array archives a .npy file."""
+def write_output(images: ImageSet, header: Header, output: str, force: bool = False,
+                 keep: tuple[Path, ...] = ()) -> str:
+    """Folder archives become PNG files with their names (into a new or an existing folder: see
+    fileio.write_folder); array archives a .npy file. `keep` (the archive read) is never overwritten."""
     out = Path(output)
-    if header["kind"] == "folder":
-        return str(replace_path(out, force, lambda tmp: export_png(images, tmp, names=images.names)))
+    if images.names is not None:
+        export_png(images, out, names=images.names, force=force, keep=list(keep))
+        return str(out)
     arr = images.images[..., 0] if images.images.shape[-1] == 1 else images.images  # (N, H, W) for grey
     buf = io.BytesIO()
     np.save(buf, arr)
-    atomic_write_bytes(out, buf.getvalue())
+    write_bytes(out, buf.getvalue(), force, keep=list(keep))
     return str(out)
 
 
@@ -231,12 +243,6 @@ def compare_images(expected: ImageSet, actual: ImageSet) -> int:
     return len(expected)
 
 
-def describe(blob: bytes, where: str = "archive") -> dict:
-    archive = parse(blob, where)
-    return {"header": archive.header, "bytes": len(blob), "section_bytes": archive.section_sizes,
-            "names": None if archive.names is None else len(archive.names)}
-
-
 def seed_word_count(model: Model) -> int:
     """Enough initial bits for one datum's bits-back pop (D latents of at most `bits` bits each)."""
     return math.ceil(model.config.latent_dim * model.buckets.bits / 32) + 2
@@ -259,67 +265,86 @@ def decompress(data: bytes | Archive, model: Model, where: str = "archive",
     archive = data if isinstance(data, Archive) else parse(data, where)
     header = check_header(archive, model, where)
     spec = model.spec
-    lengths = header["chains"]
+    lengths = chain_layout(header.n, header.chains)
     cm = CodingModel.from_model(model)
-    stack = new_stack(archive.payload)
-    out = np.zeros((header["n"], spec.channels, spec.height, spec.width), dtype=np.uint8)
+    stack = PayloadStack(new_stack(archive.payload))
+    out = np.zeros((header.n, spec.channels, spec.height, spec.width), dtype=np.uint8)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    tour = header["order"] == "tour"
-    with coding_threads(header["coding_threads"]):
+    tour = header.order == "tour"
+    with coding_threads(header.coding_threads):
         previous = None
-        for r, active in enumerate(bar(active_counts(lengths), progress, desc="decompress", unit="round",
-                                       leave=False)):
+        counts = active_counts(lengths)
+        for r, active in enumerate(bar(counts, progress, desc="decompress", unit="round", leave=False)):
             prev = previous[:active] if (previous is not None and tour) else None
-            x, codes = bob_round(stack, cm, active, (spec.channels, spec.height, spec.width), prev)
+            try:
+                x, codes = bob_round(stack, cm, active, (spec.channels, spec.height, spec.width), prev)
+            except StackExhausted:
+                raise AcnError(f"{where}: the payload ran out after {sum(counts[:r])} of the {header.n} images "
+                               f"the archive claims: it is damaged; nothing was written") from None
             out[starts[:active] + r] = x.numpy().astype(np.uint8)
             previous = codes
     images = out.transpose(0, 2, 3, 1)
     rest = stack.get_compressed()
-    if not np.array_equal(rest, seed_words(header["seed_words"])) or \
-            pixel_digest(images, archive.names) != header["pixels_sha256"]:
-        raise AcnError(f"{where}: decoding diverged (checksum mismatch): the probabilities computed here differ "
-                       f"from the ones used to compress (archive written with {fmt_versions(header)}; this is "
-                       f"{fmt_versions({'versions': library_versions()})}); nothing was written")
+    seeds_back = np.array_equal(rest, seed_words(header.seed_words))
+    if not seeds_back or pixel_digest(images, archive.names) != header.pixels_sha256:
+        seen = ("the payload did not end on the seed words" if not seeds_back else
+                "the decoded images do not match the archive's checksum")
+        theirs, ours = fmt_versions(header.versions), fmt_versions(library_versions())
+        versions = f"written with {theirs}; this is {ours}" if theirs != ours else "same library versions"
+        raise AcnError(f"{where}: decoding diverged ({seen}): either the archive was altered and re-sealed, or "
+                       f"this machine computes other probabilities than the writer's ({versions}); nothing "
+                       f"was written")
     levels = spec.levels
-    if header["input_levels"] == 256 and levels != 256:
+    if header.input_levels == 256 and levels != 256:
         images, levels = level_grid(levels)[images].astype(np.uint8), 256
     return ImageSet(images, levels, archive.names, where), header
 
 
-def fmt_versions(header: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(header.get("versions", {}).items()))
+def fmt_versions(versions: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
 
 
-def check_header(archive: Archive, model: Model, where: str) -> dict:
+class StackExhausted(Exception):
+    """A pop left the stack with less than one word."""
+
+
+class PayloadStack:
+    """An ANS stack that refuses a pop that leaves it with less than one word.
+
+    Alice starts on the seed words, which hold a datum's bits-back pop with a word to spare, and checks after
+    every pop; Bob passes through exactly her states, so on his side a drained stack means the payload is
+    exhausted: a damaged or forged archive stops there rather than decoding zeros until the claimed count.
+    """
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def decode(self, *args):
+        symbols = self.stack.decode(*args)
+        if self.stack.num_valid_bits() < 32:
+            raise StackExhausted
+        return symbols
+
+    def __getattr__(self, name):
+        return getattr(self.stack, name)
+
+
+def check_header(archive: Archive, model: Model, where: str) -> Header:
+    """What the header must agree on with the model (archive.parse checked the rest)."""
     h = archive.header
-    required = {"model_hash": str, "spec": dict, "n": int, "chains": list, "order": str, "kind": str,
-                "input_levels": int, "seed_words": int, "coding_threads": int, "pixels_sha256": str}
-    for key, kind in required.items():
-        if not isinstance(h.get(key), kind):
-            raise AcnError(f"{where}: archive header field {key!r} is missing or invalid")
-    if h["model_hash"] != model.hash:
-        raise AcnError(f"{where}: archive was made with model {h['model_hash'][:12]} but the model given is "
+    if h.model_hash != model.hash:
+        raise AcnError(f"{where}: archive was made with model {h.model_hash[:12]} but the model given is "
                        f"{model.hash[:12]}")
-    lengths = h["chains"]
-    if not all(isinstance(k, int) and k > 0 for k in lengths) or sum(lengths) != h["n"] or h["n"] < 1:
-        raise AcnError(f"{where}: archive chain layout is invalid")
-    if list(lengths) != sorted(lengths, reverse=True) or h["order"] not in ORDERS:
-        raise AcnError(f"{where}: archive chain layout or order mode is invalid")
-    if archive.names is not None and len(archive.names) != h["n"]:
-        raise AcnError(f"{where}: archive holds {len(archive.names)} names for {h['n']} images")
-    if not 1 <= h["coding_threads"] <= 256 or not 0 <= h["seed_words"] <= 4096:
-        raise AcnError(f"{where}: archive coding settings are invalid")
-    # Every image costs bits; a count far beyond what the payload could hold is damage, and is refused
-    # before anything is allocated for it.
-    if h["n"] > 2048 * (len(archive.payload) + 1):
-        raise AcnError(f"{where}: archive claims {h['n']} images, more than its payload can hold")
+    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or h.seed_words != seed_word_count(model):
+        raise AcnError(f"{where}: archive header does not match its model (data spec, bucket bits or seed "
+                       f"words)")
     return h
 
 
-def version_warning(header: dict) -> str | None:
+def version_warning(header: Header) -> str | None:
     """A warning when the archive was written by other library versions (decoding may then diverge,
     which the checksum would catch)."""
-    theirs, ours = header.get("versions", {}), library_versions()
+    theirs, ours = header.versions, library_versions()
     if theirs != ours:
-        return f"archive written with {fmt_versions(header)}; this is {fmt_versions({'versions': ours})}"
+        return f"archive written with {fmt_versions(theirs)}; this is {fmt_versions(ours)}"
     return None

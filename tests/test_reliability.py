@@ -1,5 +1,6 @@
 """Bad archives, bad inputs and interrupted runs: a clear one-line error, a non-zero exit, nothing left behind."""
 
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -148,7 +149,7 @@ def test_wrong_or_missing_model(setup, tmp_path):
     code, output = run_cli(["decompress", str(tmp_path / "a.acnz"), str(tmp_path / "o"),
                             "--model", str(tmp_path / "other.acn")])
     one_line_error(code, output)
-    assert other.hash[:12] in output and codec.parse(blob).header["model_hash"][:12] in output
+    assert other.hash[:12] in output and codec.parse(blob).header.model_hash[:12] in output
     code, output = run_cli(["decompress", str(tmp_path / "a.acnz"), str(tmp_path / "o"),
                             "--model", str(tmp_path / "missing.acn")])
     one_line_error(code, output)
@@ -240,12 +241,16 @@ def test_nothing_is_overwritten_without_force(setup, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    (out / "a.png").write_text("also mine")
     code, output = run_cli(["decompress", str(arch), str(out), "--model", str(root / "m.acn")])
     one_line_error(code, output)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert "a.png already exists" in output
+    assert (out / "keep.txt").read_text() == "mine" and (out / "a.png").read_text() == "also mine"
     assert run_cli(["decompress", str(arch), str(out), "--model", str(root / "m.acn"), "--force", "-q"])[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "keep.txt"]     # nothing else is deleted
+    assert (out / "keep.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +305,7 @@ def test_interrupted_decompress_leaves_no_output(setup, big_archive, tmp_path, s
 def test_version_difference_is_warned_about(setup, tmp_path):
     root, images, blob, _ = setup
     archive = codec.parse(blob)
-    archive.header["versions"]["torch"] = "0.0.0-other"
+    archive.header = dataclasses.replace(archive.header, versions={**archive.header.versions, "torch": "0.0.0-other"})
     (tmp_path / "a.acnz").write_bytes(archive.to_bytes())
     result = CliRunner().invoke(main, ["decompress", str(tmp_path / "a.acnz"), str(tmp_path / "o"),
                                        "--model", str(root / "m.acn"), "-q"])
