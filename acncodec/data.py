@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,10 +195,15 @@ def _open_image_file(path: Path):
 def _image_header(path: Path) -> tuple[str, tuple[int, int], int]:
     """Mode, size and frame count, read from the file's header without decoding its pixels."""
     try:
-        with _open_image_file(path) as f, Image.open(f) as im:
-            return im.mode, im.size, getattr(im, "n_frames", 1)
+        with warnings.catch_warnings():   # the size is checked below, against a far smaller limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open_image_file(path) as f, Image.open(f) as im:
+                return im.mode, im.size, getattr(im, "n_frames", 1)
     except AcnError:
         raise
+    except Image.DecompressionBombError:
+        raise AcnError(f"{path}: is larger than acncodec codes (at most {MAX_IMAGE_PIXELS:,} pixels per "
+                       f"image)") from None
     except Exception as e:  # Pillow raises many types for unreadable files
         raise AcnError(f"{path}: not an image Pillow can read ({e})") from None
 
