@@ -86,10 +86,11 @@ def mutate(blob: bytes, other: bytes, rng: random.Random) -> tuple[str, bytes]:
 
 
 def test_two_thousand_mutations_fail_cleanly(setup, tmp_path):
-    """Every mutation of a sealed archive is refused quickly, with one line, leaving no output."""
+    """Every mutation of a sealed archive is refused quickly (under 1 s of CPU), with one line, leaving no
+    output."""
     root, images, blob, other = setup
     rng = random.Random(1234)
-    worst = 0.0
+    worst = worst_cpu = 0.0
     kinds = {}
     trial = 0
     while trial < 2000:
@@ -101,13 +102,14 @@ def test_two_thousand_mutations_fail_cleanly(setup, tmp_path):
         path = tmp_path / "a.acnz"
         path.write_bytes(damaged)
         out = tmp_path / "out"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         code, output = run_cli(["decompress", str(path), str(out), "--model", str(root / "m.acn"), "-q"])
         worst = max(worst, time.perf_counter() - t0)
+        worst_cpu = max(worst_cpu, time.process_time() - cpu0)
         one_line_error(code, output)
         assert os.listdir(tmp_path) == ["a.acnz"], (trial, kind, os.listdir(tmp_path))
     assert len(kinds) == 6 and min(kinds.values()) > 250
-    assert worst < 10
+    assert worst < 10 and worst_cpu < 1, (worst, worst_cpu)
 
 
 def test_resealed_mutations_never_give_wrong_data(setup, tmp_path):
@@ -116,15 +118,16 @@ def test_resealed_mutations_never_give_wrong_data(setup, tmp_path):
     root, images, blob, other = setup
     rng = random.Random(99)
     outcomes = {"error": 0, "exact": 0}
-    worst = 0.0
+    worst = worst_cpu = 0.0
     for trial in range(300):
         kind, damaged = mutate(blob, other, rng)
         path = tmp_path / "a.acnz"
         path.write_bytes(with_checksum(damaged[:-32]))
         out = tmp_path / "out"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         code, output = run_cli(["decompress", str(path), str(out), "--model", str(root / "m.acn"), "-q", "--force"])
         worst = max(worst, time.perf_counter() - t0)
+        worst_cpu = max(worst_cpu, time.process_time() - cpu0)
         if code == 0:
             restored = {p.name: np.asarray(Image.open(p)) for p in out.iterdir()}
             assert sorted(restored) == sorted(images.names)
@@ -138,7 +141,7 @@ def test_resealed_mutations_never_give_wrong_data(setup, tmp_path):
         if out.exists():
             shutil.rmtree(out)
     assert outcomes["error"] > 250
-    assert worst < 10
+    assert worst < 10 and worst_cpu < 1, (worst, worst_cpu)
 
 
 def test_wrong_or_missing_model(setup, tmp_path):
