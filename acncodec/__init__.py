@@ -1,12 +1,36 @@
-"""acncodec: lossless compression of image datasets with Associative Compression Networks."""
+"""acncodec: lossless compression of image datasets with Associative Compression Networks.
 
-from .acn import ACN, ModelConfig
-from .api import compress, decompress, estimate
-from .data import DataSpec, ImageSet, export_png, load
-from .errors import AcnError
-from .modelfile import Model
-from .registry import load_model, shipped
-from .train import TrainConfig, train
+The public names load their module on first use, so reading an archive (acncodec.archive) does not wait for
+torch, which only modelling and coding need.
+"""
 
-__all__ = ["ACN", "AcnError", "DataSpec", "ImageSet", "Model", "ModelConfig", "TrainConfig", "compress",
-           "decompress", "estimate", "export_png", "load", "load_model", "shipped", "train"]
+import importlib
+import sys
+import types
+
+_EXPORTS = {"ACN": "acn", "AcnError": "errors", "DataSpec": "data", "ImageSet": "data", "Model": "modelfile",
+            "ModelConfig": "config", "TrainConfig": "config", "compress": "api", "decompress": "api",
+            "estimate": "api", "export_png": "data", "load": "data", "load_model": "registry",
+            "shipped": "registry", "train": "train"}
+__all__ = sorted(_EXPORTS)
+
+
+class _Package(types.ModuleType):
+    def __getattr__(self, name):
+        if name not in _EXPORTS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        types.ModuleType.__setattr__(self, name, value)
+        return value
+
+    def __setattr__(self, name, value):
+        # importing the submodule acncodec.train binds it here as `train`; the public name is the function
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        types.ModuleType.__setattr__(self, name, value)
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(_EXPORTS))
+
+
+sys.modules[__name__].__class__ = _Package

@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from .config import ModelConfig
 from .encoder import Encoder
-from .errors import AcnError
 from .pixelcnn import GatedPixelCNN
 from .prior import LOG_SQRT_2PI, ConditionalPrior
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Network sizes. Defaults train in reasonable time on two CPU cores; the paper's are larger."""
-
-    latent_dim: int = 16
-    prior_components: int = 8
-    prior_hidden: int = 512
-    encoder_channels: int = 64
-    encoder_hidden: int = 256
-    decoder_channels: int = 32
-    decoder_layers: int = 5
-    decoder_kernel: int = 5
-    decoder_cond_channels: int = 16
-
-    def __post_init__(self):
-        for name, value in self.to_dict().items():
-            if not isinstance(value, int) or value < 1:
-                raise AcnError(f"model setting {name} must be a positive integer, got {value!r}")
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**d)
 
 
 class ACN(nn.Module):

@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
 
 import click
-import torch
 
-from . import codec
-from . import data as datamod
-from . import api, registry
-from .acn import ModelConfig
+from .config import ModelConfig, TrainConfig
 from .errors import AcnError
-from .fileio import atomic_write_bytes, check_writable
-from .train import TrainConfig, Trainer, checkpoint_path, epochs_to_steps
+from .fileio import atomic_write_bytes, check_folder_output, check_writable, same_file, write_bytes
+from .header import ORDERS
+
+
+class _OnFirstUse:
+    """A module imported when first used: a command loads only what it needs, so reading and refusing an
+    archive does not wait for torch."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _OnFirstUse("torch")
+api, codec, datamod, registry = (_OnFirstUse(f"acncodec.{m}") for m in ("api", "codec", "data", "registry"))
+
+
+def one_line(text: str) -> str:
+    """A message as one printable line: text from files and archives may hold escapes and newlines."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def friendly_errors(fn):
@@ -28,7 +46,10 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except AcnError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(str(e))}", err=True)
+            sys.exit(1)
+        except OSError as e:     # a file problem no check foresaw (permissions, a full disk): still one line
+            click.echo(f"error: {one_line(str(e))}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -93,6 +114,7 @@ def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, un
           seed, threads, latent_dim, prior_components, prior_hidden, encoder_channels, encoder_hidden,
           decoder_channels, decoder_layers, decoder_kernel, decoder_cond_channels, kl_warmup, bucket_bits,
           binarize, levels, fresh, force, quiet):
+    from .train import Trainer, checkpoint_path, epochs_to_steps
     check_writable(output, force)
     images = datamod.load(data, binarize=binarize, levels=levels)
     if steps is None:
@@ -123,7 +145,8 @@ def data_and_model(data: str, model_path: str | None):
     """DATA, and the model given (a file or a shipped name) or else the shipped one that fits, said on stderr."""
     if model_path is not None:
         model = registry.load_model(model_path)   # a missing model fails before a large dataset loads
-        return datamod.load(data), model
+        spec = model.spec
+        return datamod.load(data, shape=(spec.height, spec.width, spec.channels)), model
     images = datamod.load(data)
     entry = registry.pick_for(images)
     click.echo(f"model: shipped {entry.name} ({entry.spec}, hash {entry.hash[:12]}, trained on {entry.trained_on})",
@@ -156,25 +179,30 @@ def print_report(report: dict) -> None:
 @click.option("--model", "-m", "model_path", default=None,
               help="Model file (acncodec train) or a shipped model's name (default: the shipped model that "
                    "fits the data; see `acncodec models`).")
-@click.option("--order", type=click.Choice(codec.ORDERS), default="tour", show_default=True,
+@click.option("--order", type=click.Choice(ORDERS), default="tour", show_default=True,
               help="tour: the ACN protocol (data come back in tour order, names travel with them); "
                    "original: input order, latents under the unconditional prior.")
-@click.option("--chains", type=int, default=None, help="Parallel chains (default: about N/100, at most 128).")
+@click.option("--chains", type=int, default=None,
+              help="Parallel chains (default: about N/100, at most 128; at most 1,024).")
 @click.option("--no-estimate", is_flag=True, help="Skip the KL-bound estimate in the report.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT and the --json file if they exist.")
 @click.option("--quiet", "-q", is_flag=True)
 @friendly_errors
 def compress(data, output, model_path, order, chains, no_estimate, json_out, force, quiet):
     """Compress DATA (a folder of images, an array file or a built-in dataset) into OUTPUT."""
     check_writable(output, force)
+    if json_out:
+        check_writable(json_out, force)
+        if os.path.abspath(json_out) == os.path.abspath(output) or same_file(json_out, output):
+            raise AcnError(f"{json_out}: --json names the archive itself; give another file")
     images, model = data_and_model(data, model_path)
     blob, report = codec.compress(images, model, order=order, chains=chains, progress=not quiet,
                                   estimate=not no_estimate)
-    atomic_write_bytes(output, blob)
+    write_bytes(output, blob, force)
     print_report(report)
     if json_out:
-        atomic_write_bytes(json_out, json.dumps(report, indent=2).encode())
+        write_bytes(json_out, json.dumps(report, indent=2).encode(), force, keep=[Path(output)])
 
 
 @main.command()
@@ -182,22 +210,30 @@ def compress(data, output, model_path, order, chains, no_estimate, json_out, for
 @click.argument("output", type=click.Path())
 @click.option("--model", "-m", "model_path", default=None,
               help="Model file or shipped model's name (default: the shipped model named by the archive).")
-@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--force", is_flag=True,
+              help="Overwrite files of the same name (an array file OUTPUT, or the images' files in the folder "
+                   "OUTPUT). Other files in the folder are never touched.")
 @click.option("--quiet", "-q", is_flag=True)
 @friendly_errors
 def decompress(archive, output, model_path, force, quiet):
-    """Restore the images of ARCHIVE: PNG files into the folder OUTPUT, or an array into OUTPUT (.npy)."""
-    check_writable(output, force)
+    """Restore the images of ARCHIVE: PNG files into the folder OUTPUT (new or existing), or an array into
+    OUTPUT (.npy)."""
+    from .archive import parse
+    from .names import check_names
     with open(archive, "rb") as f:
         blob = f.read()
-    parsed = codec.parse(blob, archive)   # damaged archives fail here, fast, before the model loads
+    parsed = parse(blob, archive)   # damaged archives fail here, fast, before torch and the model load
+    if parsed.names is not None:
+        check_folder_output(output, check_names(parsed.names, archive), force, keep=[Path(archive)])
+    else:
+        check_writable(output, force)
     warning = codec.version_warning(parsed.header)
     if warning:
         click.echo(f"warning: {warning}", err=True)
     model = (registry.for_archive(parsed.header, archive).load() if model_path is None
              else registry.load_model(model_path))
     images, header = codec.decompress(parsed, model, where=archive, progress=not quiet)
-    written = codec.write_output(images, header, output, force)
+    written = codec.write_output(images, header, output, force, keep=(Path(archive),))
     click.echo(f"restored {len(images)} images into {written} (checksum verified)")
 
 
@@ -208,7 +244,8 @@ def info(archive):
     """Show an archive's header and section sizes without decoding it."""
     with open(archive, "rb") as f:
         blob = f.read()
-    click.echo(json.dumps(codec.describe(blob, where=archive), indent=2, ensure_ascii=False))
+    from .archive import describe
+    click.echo(json.dumps(describe(blob, where=archive), indent=2, ensure_ascii=False))
 
 
 @main.command()

@@ -2,7 +2,7 @@
 
 Alice orders the data by the greedy tour through their codes (or keeps the input order), splits the order
 into B chains of staggered lengths and codes round by round, last round first; Bob decodes round by round,
-re-encoding each round to condition the next. See protocol.py for one round and archive.py for the file.
+re-encoding each round to condition the next. See coding/protocol.py for one round and archive.py for the file.
 """
 
 from __future__ import annotations
@@ -17,19 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import Archive, parse
+from .archive import Archive, describe, parse
 from .coding import numerics
 from .coding.order import (active_counts, chain_layout, chain_starts, default_chains, round_positions,
                            seed_word_count as _seed_word_count, seed_words)
+from .coding.codecs import StackExhausted
 from .coding.protocol import decode_stream, encode_stream
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .errors import AcnError
-from .fileio import atomic_write_bytes, replace_path
+from .fileio import write_bytes
+from .header import CODING_THREADS, MAX_CHAINS, MIN_BITS_PER_IMAGE, ORDERS, Header
 from .modelfile import Model
+from .names import check_names
 from .progress import bar
 
-CODING_THREADS = 1   # fixed so both sides run identical kernels; recorded in the archive
-ORDERS = ("tour", "original")
 LN2 = math.log(2)
 ENCODE_BATCH = 256   # images per encoder call when coding all data for the tour
 
@@ -82,6 +83,10 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         raise AcnError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
     if len(images) == 0:
         raise AcnError(f"{images.source}: no images to compress")
+    if images.names is not None:
+        check_names(images.names, images.source)    # by decompress's rules, before any coding work
+    if chains is not None and not 1 <= chains <= MAX_CHAINS:
+        raise AcnError(f"chains must be 1..{MAX_CHAINS}, got {chains}")
     input_levels = images.levels
     images = match_model(images, model)
     n = len(images)
@@ -102,17 +107,22 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         tour_seconds = time.perf_counter() - tour_started
         lengths = chain_layout(n, chains)
         n_seed = seed_word_count(model)
-        payload = encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour", seed_count=n_seed,
-                                rounds=lambda r: bar(r, progress, desc="compress", unit="round", leave=False))
+        try:
+            payload = encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour", seed_count=n_seed,
+                                    rounds=lambda r: bar(r, progress, desc="compress", unit="round", leave=False))
+        except StackExhausted as e:
+            raise AcnError(f"{images.source}: the seed words did not cover a bits-back pop (round {e.round}); "
+                           f"try another --chains") from None
+    if n > 32 * len(payload) // MIN_BITS_PER_IMAGE:
+        raise AcnError(f"{images.source}: the data code to under {MIN_BITS_PER_IMAGE} bit per image, "
+                       f"which the archive format does not allow")
     seconds = time.perf_counter() - started
     # Archive order is chain by chain, i.e. the sequence itself: that is how Bob writes the data out.
     names = None if images.names is None else [images.names[i] for i in sequence]
     pixels = images.images[sequence]
-    header = {"model_hash": model.hash, "spec": model.spec.to_dict(), "n": n, "chains": lengths,
-              "order": order, "kind": "folder" if images.names is not None else "array",
-              "input_levels": input_levels, "seed_words": n_seed, "coding_threads": CODING_THREADS,
-              "pixels_sha256": pixel_digest(pixels, names), "versions": library_versions(),
-              "bucket_bits": model.buckets.bits}
+    header = Header(model_hash=model.hash, spec=model.spec, n=n, chains=len(lengths), order=order,
+                    input_levels=input_levels, seed_words=n_seed, bucket_bits=model.buckets.bits,
+                    pixels_sha256=pixel_digest(pixels, names), versions=library_versions())
     archive = Archive(header, names, payload)
     sections = archive.sections()
     report = size_report(sections, n, model.spec)
@@ -164,15 +174,18 @@ def kl_bound_estimate(model: Model, x_all, codes, sequence: np.ndarray, lengths:
             "estimate_formula": formula, "estimate_n": n}
 
 
-def write_output(images: ImageSet, header: dict, output: str, force: bool = False) -> str:
-    """Folder archives become PNG files with their names; array archives a .npy file."""
+def write_output(images: ImageSet, header: Header, output: str, force: bool = False,
+                 keep: tuple[Path, ...] = ()) -> str:
+    """Folder archives become PNG files with their names (into a new or an existing folder: see
+    fileio.write_folder); array archives a .npy file. `keep` (the archive read) is never overwritten."""
     out = Path(output)
-    if header["kind"] == "folder":
-        return str(replace_path(out, force, lambda tmp: export_png(images, tmp, names=images.names)))
+    if images.names is not None:
+        export_png(images, out, names=images.names, force=force, keep=list(keep))
+        return str(out)
     arr = images.images[..., 0] if images.images.shape[-1] == 1 else images.images  # (N, H, W) for grey
     buf = io.BytesIO()
     np.save(buf, arr)
-    atomic_write_bytes(out, buf.getvalue())
+    write_bytes(out, buf.getvalue(), force, keep=list(keep))
     return str(out)
 
 
@@ -197,12 +210,6 @@ def compare_images(expected: ImageSet, actual: ImageSet) -> int:
     return len(expected)
 
 
-def describe(blob: bytes, where: str = "archive") -> dict:
-    archive = parse(blob, where)
-    return {"header": archive.header, "bytes": len(blob), "section_bytes": archive.section_sizes,
-            "names": None if archive.names is None else len(archive.names)}
-
-
 def seed_word_count(model: Model) -> int:
     return _seed_word_count(model.config.latent_dim, model.buckets.bits)
 
@@ -224,57 +231,52 @@ def decompress(data: bytes | Archive, model: Model, where: str = "archive",
     archive = data if isinstance(data, Archive) else parse(data, where)
     header = check_header(archive, model, where)
     spec = model.spec
-    lengths = header["chains"]
+    lengths = chain_layout(header.n, header.chains)
     pm = numerics.for_model(model)
-    with coding_threads(header["coding_threads"]):
-        out, rest = decode_stream(pm, archive.payload, lengths, conditional=header["order"] == "tour",
-                                  rounds=lambda r: bar(r, progress, desc="decompress", unit="round", leave=False))
+    with coding_threads(header.coding_threads):
+        try:
+            out, rest = decode_stream(pm, archive.payload, lengths, conditional=header.order == "tour",
+                                      rounds=lambda r: bar(r, progress, desc="decompress", unit="round",
+                                                           leave=False))
+        except StackExhausted as e:
+            raise AcnError(f"{where}: the payload ran out after {e.decoded} of the {header.n} images "
+                           f"the archive claims: it is damaged; nothing was written") from None
     images = out.transpose(0, 2, 3, 1)
-    if not np.array_equal(rest, seed_words(header["seed_words"])) or \
-            pixel_digest(images, archive.names) != header["pixels_sha256"]:
-        raise AcnError(f"{where}: decoding diverged (checksum mismatch): the probabilities computed here differ "
-                       f"from the ones used to compress (archive written with {fmt_versions(header)}; this is "
-                       f"{fmt_versions({'versions': library_versions()})}); nothing was written")
+    seeds_back = np.array_equal(rest, seed_words(header.seed_words))
+    if not seeds_back or pixel_digest(images, archive.names) != header.pixels_sha256:
+        seen = ("the payload did not end on the seed words" if not seeds_back else
+                "the decoded images do not match the archive's checksum")
+        theirs, ours = fmt_versions(header.versions), fmt_versions(library_versions())
+        versions = f"written with {theirs}; this is {ours}" if theirs != ours else "same library versions"
+        raise AcnError(f"{where}: decoding diverged ({seen}): either the archive was altered and re-sealed, or "
+                       f"this machine computes other probabilities than the writer's ({versions}); nothing "
+                       f"was written")
     levels = spec.levels
-    if header["input_levels"] == 256 and levels != 256:
+    if header.input_levels == 256 and levels != 256:
         images, levels = level_grid(levels)[images].astype(np.uint8), 256
     return ImageSet(images, levels, archive.names, where), header
 
 
-def fmt_versions(header: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(header.get("versions", {}).items()))
+def fmt_versions(versions: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
 
 
-def check_header(archive: Archive, model: Model, where: str) -> dict:
+def check_header(archive: Archive, model: Model, where: str) -> Header:
+    """What the header must agree on with the model (archive.parse checked the rest)."""
     h = archive.header
-    required = {"model_hash": str, "spec": dict, "n": int, "chains": list, "order": str, "kind": str,
-                "input_levels": int, "seed_words": int, "coding_threads": int, "pixels_sha256": str}
-    for key, kind in required.items():
-        if not isinstance(h.get(key), kind):
-            raise AcnError(f"{where}: archive header field {key!r} is missing or invalid")
-    if h["model_hash"] != model.hash:
-        raise AcnError(f"{where}: archive was made with model {h['model_hash'][:12]} but the model given is "
+    if h.model_hash != model.hash:
+        raise AcnError(f"{where}: archive was made with model {h.model_hash[:12]} but the model given is "
                        f"{model.hash[:12]}")
-    lengths = h["chains"]
-    if not all(isinstance(k, int) and k > 0 for k in lengths) or sum(lengths) != h["n"] or h["n"] < 1:
-        raise AcnError(f"{where}: archive chain layout is invalid")
-    if list(lengths) != sorted(lengths, reverse=True) or h["order"] not in ORDERS:
-        raise AcnError(f"{where}: archive chain layout or order mode is invalid")
-    if archive.names is not None and len(archive.names) != h["n"]:
-        raise AcnError(f"{where}: archive holds {len(archive.names)} names for {h['n']} images")
-    if not 1 <= h["coding_threads"] <= 256 or not 0 <= h["seed_words"] <= 4096:
-        raise AcnError(f"{where}: archive coding settings are invalid")
-    # Every image costs bits; a count far beyond what the payload could hold is damage, and is refused
-    # before anything is allocated for it.
-    if h["n"] > 2048 * (len(archive.payload) + 1):
-        raise AcnError(f"{where}: archive claims {h['n']} images, more than its payload can hold")
+    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or h.seed_words != seed_word_count(model):
+        raise AcnError(f"{where}: archive header does not match its model (data spec, bucket bits or seed "
+                       f"words)")
     return h
 
 
-def version_warning(header: dict) -> str | None:
+def version_warning(header: Header) -> str | None:
     """A warning when the archive was written by other library versions (decoding may then diverge,
     which the checksum would catch)."""
-    theirs, ours = header.get("versions", {}), library_versions()
+    theirs, ours = header.versions, library_versions()
     if theirs != ours:
-        return f"archive written with {fmt_versions(header)}; this is {fmt_versions({'versions': ours})}"
+        return f"archive written with {fmt_versions(theirs)}; this is {fmt_versions(ours)}"
     return None

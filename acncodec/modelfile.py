@@ -74,8 +74,19 @@ def with_buckets(model: Model, bits: int) -> Model:
                  HeadTables.from_prior(model.unconditional, table), model.numerics)
 
 
+MAX_PARAMETERS = 64_000_000   # 256 MB of float32 weights, many times the shipped models
+
+
 def build(spec: DataSpec, config: ModelConfig) -> ACN:
     return ACN(spec.height, spec.width, spec.channels, spec.levels, config)
+
+
+def network_layout(spec: DataSpec, config: ModelConfig) -> tuple[int, dict]:
+    """Parameter count and {name: [dtype, shape]} of the network, found without allocating it."""
+    with torch.device("meta"):
+        state = build(spec, config).state_dict()
+    layout = {name: [str(t.dtype).removeprefix("torch."), list(t.shape)] for name, t in state.items()}
+    return sum(t.numel() for t in state.values()), layout
 
 
 def content_hash(state: dict, spec: DataSpec, config: ModelConfig, prior: UnconditionalPrior,
@@ -114,9 +125,14 @@ def pack_state(state: dict) -> dict:
     return {"manifest": json.dumps(manifest), "blob": torch.frombuffer(bytearray(blob), dtype=torch.uint8)}
 
 
-def unpack_state(packed: dict) -> dict:
-    """The exact inverse of pack_state. Damage raises (the caller turns that into a one-line error)."""
+def unpack_state(packed: dict, layout: dict | None = None) -> dict:
+    """The exact inverse of pack_state. Damage raises (the caller turns that into a one-line error).
+
+    `layout` ({name: [dtype, shape]} of the network the weights are for) is checked before anything is
+    inflated, so the blob can never inflate past the size of the network its configuration describes."""
     manifest = json.loads(packed["manifest"])
+    if layout is not None and {name: [dtype, list(shape)] for name, dtype, shape in manifest} != layout:
+        raise ValueError("weights manifest does not match the model configuration")
     items = [torch.empty((), dtype=_DTYPES[dtype]).element_size() for _, dtype, _ in manifest]
     sizes = [int(np.prod(shape, dtype=np.int64)) * item for (_, _, shape), item in zip(manifest, items)]
     total = sum(sizes)
@@ -169,8 +185,12 @@ def load(path: str | Path) -> Model:
         config = ModelConfig.from_dict(payload["config"])
         prior = UnconditionalPrior.from_dict(payload["unconditional"])
         buckets = BucketTable.from_dict(payload["buckets"])
+        count, layout = network_layout(spec, config)
+        if count > MAX_PARAMETERS:
+            raise AcnError(f"{path}: model has {count:,} parameters, more than the {MAX_PARAMETERS:,} acncodec "
+                           f"loads")
         net = build(spec, config)
-        state = payload["state"] if payload["version"] == 1 else unpack_state(payload["weights"])
+        state = payload["state"] if payload["version"] == 1 else unpack_state(payload["weights"], layout)
         net.load_state_dict(state)
         stored_hash = str(payload["hash"])
         if payload["version"] >= 3:

@@ -15,14 +15,14 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import modelfile
-from .acn import ModelConfig
+from .config import ModelConfig, TrainConfig
 from .data import ImageSet
 from .errors import AcnError
 from .evaluate import encode_all
@@ -30,36 +30,6 @@ from .progress import bar as progress_bar
 from .fileio import atomic_write_bytes
 from .knn import CodeMemory, UniqueNeighbours, pick_uniform
 from .unconditional import fit_unconditional
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 20000
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    neighbours: int = 5
-    unique_neighbours: bool = False
-    ema_decay: float = 0.999
-    kl_warmup: int = 2000
-    bucket_bits: int = 8
-    seed: int = 0
-    threads: int = 2
-    checkpoint_every: int = 500
-    log_every: int = 50
-
-    def __post_init__(self):
-        positive = {"batch size": self.batch_size, "neighbours": self.neighbours, "threads": self.threads,
-                    "checkpoint interval": self.checkpoint_every, "log interval": self.log_every}
-        for name, value in positive.items():
-            if value < 1:
-                raise AcnError(f"{name} must be at least 1, got {value}")
-        if self.steps < 0 or self.kl_warmup < 0:
-            raise AcnError(f"steps and KL warm-up must not be negative, got {self.steps} and {self.kl_warmup}")
-        if not self.learning_rate > 0 or not 0 <= self.ema_decay < 1:
-            raise AcnError(f"need learning rate > 0 and 0 <= EMA decay < 1, got {self.learning_rate} and "
-                           f"{self.ema_decay}")
-        if not 1 <= self.bucket_bits <= 16:
-            raise AcnError(f"bucket bits must be in 1..16, got {self.bucket_bits}")
 
 
 def checkpoint_path(output: Path) -> Path:

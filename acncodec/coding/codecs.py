@@ -31,6 +31,36 @@ def new_stack(words: np.ndarray | None = None) -> constriction.stream.stack.AnsC
     return constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
 
 
+class StackExhausted(Exception):
+    """A pop left the stack with less than one word. `round` and `decoded` say where (set by the protocol)."""
+
+    def __init__(self, round: int = -1, decoded: int = 0):
+        super().__init__(round, decoded)
+        self.round, self.decoded = round, decoded
+
+
+class GuardedStack:
+    """An ANS stack that refuses a pop that leaves it with less than one word.
+
+    The sender starts on the seed words, which hold a datum's bits-back pop with a word to spare, and checks
+    after every pop; the receiver passes through exactly the sender's states, so on his side a drained stack
+    means the payload is exhausted: a damaged or forged archive stops there rather than decoding zeros until
+    the claimed count.
+    """
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def decode(self, *args):
+        symbols = self.stack.decode(*args)
+        if self.stack.num_valid_bits() < 32:
+            raise StackExhausted
+        return symbols
+
+    def __getattr__(self, name):
+        return getattr(self.stack, name)
+
+
 def stack_bits(stack) -> int:
     """Size of the stack's compressed representation in bits (what an archive would store)."""
     return 32 * len(stack.get_compressed())

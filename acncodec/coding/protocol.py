@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .codecs import Autoregressive, BitsBack, Categorical, mixture, new_stack
+from .codecs import Autoregressive, BitsBack, Categorical, GuardedStack, StackExhausted, mixture, new_stack
 from .numerics import ProbabilityModel
 from .order import round_positions, seed_words
 
@@ -49,26 +49,33 @@ def encode_stream(pm: ProbabilityModel, x: np.ndarray, lengths: list[int], condi
     positions = round_positions(lengths)
     # The sender needs every round's codes, computed with the round's batch, before coding backwards.
     codes = [pm.encode(x[p]) for p in positions]
-    stack = new_stack(seed_words(seed_count))
+    stack = GuardedStack(new_stack(seed_words(seed_count)))
     for r in rounds(range(len(positions) - 1, -1, -1)):
         p = positions[r]
         previous = codes[r - 1][:len(p)] if r > 0 and conditional else None
-        Round(pm, len(p), previous, codes[r]).codec.push(stack, x[p])
+        try:
+            Round(pm, len(p), previous, codes[r]).codec.push(stack, x[p])
+        except StackExhausted:
+            raise StackExhausted(round=r) from None
     return stack.get_compressed()
 
 
 def decode_stream(pm: ProbabilityModel, words: np.ndarray, lengths: list[int], conditional: bool,
                   rounds: Callable[[Iterable], Iterable] = iter) -> tuple[np.ndarray, np.ndarray]:
     """The inverse of `encode_stream`: images (N, C, H, W) uint8 in sequence order, and the words left on
-    the stack (the seed words when nothing diverged)."""
+    the stack (the seed words when nothing diverged). A pop that drains the stack raises StackExhausted: the
+    payload ran out before the data it claims."""
     channels, height, width = pm.shape
     positions = round_positions(lengths)
     out = np.zeros((sum(lengths), channels, height, width), dtype=np.uint8)
-    stack = new_stack(words)
-    previous = None
-    for p in rounds(positions):
+    stack = GuardedStack(new_stack(words))
+    previous, decoded = None, 0
+    for r, p in enumerate(rounds(positions)):
         prev = previous[:len(p)] if previous is not None and conditional else None
         step = Round(pm, len(p), prev)
-        out[p] = step.codec.pop(stack)
-        previous = step.codes
+        try:
+            out[p] = step.codec.pop(stack)
+        except StackExhausted:
+            raise StackExhausted(round=r, decoded=decoded) from None
+        previous, decoded = step.codes, decoded + len(p)
     return out, stack.get_compressed()
