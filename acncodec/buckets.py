@@ -1,4 +1,4 @@
-"""Discretised latents for bits-back coding (DESIGN.md section 3).
+"""Discretised latents for bits-back coding (docs/DESIGN.md, section 3).
 
 Per latent dimension the real line is cut into 2^b buckets of equal mass under a fixed reference distribution
 (normally the unconditional prior's marginal). The table of edges and representative values is computed once,
@@ -10,7 +10,7 @@ value, the reference's median of the bucket.
 Probabilities are float64, computed with elementwise operations, components added in a fixed order and each
 row normalised on its own, so a row's probabilities do not depend on the other rows of the batch (checked in
 tests/test_buckets.py on torch 2.13 CPU; the protocol still uses the same batch shapes on both sides,
-DESIGN.md section 4).
+docs/DESIGN.md, section 4).
 """
 
 from __future__ import annotations

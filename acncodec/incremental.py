@@ -15,7 +15,7 @@ reusable:
   the grouped `logits` conv.
 
 Per pixel this leaves, per layer, two small matmuls on (B, channels) vectors. The results agree with
-`GatedPixelCNN.logits` to float tolerance, not bit for bit (different summation order): per DESIGN.md
+`GatedPixelCNN.logits` to float tolerance, not bit for bit (different summation order): per docs/DESIGN.md
 section 4 the encoder and decoder of a file must both use this path with the same batch shapes. Given the same
 inputs, batch and thread settings, repeated runs are bit-identical (deterministic CPU ops, fixed call order).
 """

@@ -9,7 +9,7 @@ What each codec gets (the ``what`` line of every result says it again, so a row 
 - gzip (level 9, mtime 0), bz2 (level 9), xz (preset 9 | PRESET_EXTREME, .xz container), each on one stream:
   a 16-byte shape header (N, H, W, C as little-endian uint32) followed by
     * binary data (levels == 2): ``np.packbits`` of the whole C-order N*H*W*C array (1 bit a pixel, first pixel
-      in the high bit, last byte zero-padded), as DESIGN.md section 8 says ("bit-pack binary data");
+      in the high bit, last byte zero-padded), as the project brief (shared DESIGN.md, section 8) says ("bit-pack binary data");
     * any other level count: the level indices as uint8, one byte a pixel (for 256 levels these are the raw
       8-bit values; for digits' 17 levels the indices 0..16, not the 8-bit grid values).
 - PNG (Pillow, optimize=True), one file per image, bytes = sum of the file sizes: binary grey as mode '1'
