@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig  # noqa: F401  (re-exported: acncodec.acn.ModelConfig)
 from .encoder import Encoder
 from .pixelcnn import GatedPixelCNN
 from .prior import LOG_SQRT_2PI, ConditionalPrior

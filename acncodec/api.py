@@ -1,23 +1,38 @@
 """The Python API in a few calls: what the command line does, for a notebook or a script.
 
-Every `model` argument takes a loaded Model, a model file's path, a shipped model's name, or None: the
-shipped model that fits the data (compress, estimate) or that the archive names (decompress).
+Every `data` argument takes an ImageSet, a numpy array ((N, H, W) or (N, H, W, C), integer), or what
+`acncodec.load` accepts (a folder, an array file, a built-in name). `levels` says how many levels the data
+have when an array's values alone do not (see data.set_levels). Every `model` argument takes a loaded Model,
+a model file's path, a shipped model's name, or None: the shipped model that fits the data (compress,
+estimate) or that the archive names (decompress).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from . import codec, registry
-from .data import ImageSet
+from .baseline import xz_baseline
+from .data import ImageSet, declare_levels, from_array
 from .data import load as load_data
 from .evaluate import estimate as table
 from .modelfile import Model
 from .train import to_tensor
 
+Data = ImageSet | np.ndarray | str | Path
 
-def as_images(data: ImageSet | str | Path) -> ImageSet:
-    return data if isinstance(data, ImageSet) else load_data(str(data))
+
+def as_images(data: Data, levels: int | None = None) -> ImageSet:
+    """The data to code, with `levels` declared (data.declare_levels: values are kept as they are)."""
+    if isinstance(data, np.ndarray):
+        images = from_array(data, "array")
+    elif isinstance(data, ImageSet):
+        images = data
+    else:
+        images = load_data(str(data))
+    return declare_levels(images, levels) if levels is not None else images
 
 
 def model_for(images: ImageSet, model: Model | str | Path | None = None) -> Model:
@@ -29,12 +44,31 @@ def model_for(images: ImageSet, model: Model | str | Path | None = None) -> Mode
     return registry.load_model(str(model))
 
 
-def compress(data: ImageSet | str | Path, model: Model | str | Path | None = None, order: str = "tour",
-             chains: int | None = None, estimate: bool = True, progress: bool = False) -> tuple[bytes, dict]:
-    """Compress a dataset: the archive's bytes and the report (sizes, actual and estimated cost, speed)."""
-    images = as_images(data)
-    return codec.compress(images, model_for(images, model), order=order, chains=chains, progress=progress,
-                          estimate=estimate)
+def for_model(images: ImageSet, model: Model) -> ImageSet:
+    """An array's values read as the model's level indices when they all lie below its level count; anything
+    else is left to codec.match_model (8-bit values on the model's level grid, or a clear error)."""
+    levels = model.spec.levels
+    if images.levels != levels and images.levels_from_values and int(images.images.max()) < levels:
+        return declare_levels(images, levels)
+    return images
+
+
+def compress(data: Data, model: Model | str | Path | None = None, order: str = "tour",
+             chains: int | None = None, estimate: bool = True, progress: bool = False,
+             levels: int | None = None, baseline: bool = True) -> tuple[bytes, dict]:
+    """Compress a dataset: the archive's bytes and the report (sizes, actual and estimated cost, speed, and
+    with `baseline` what xz -9 makes of the same pixels, measured in the same call)."""
+    images = as_images(data, levels)
+    model = model_for(images, model)
+    images = for_model(images, model)
+    blob, report = codec.compress(images, model, order=order, chains=chains, progress=progress,
+                                  estimate=estimate)
+    if baseline:
+        reference = xz_baseline(codec.match_model(images, model))
+        report["baseline"] = reference
+        report["worse_than_baseline"] = report["bits_per_dim"] > reference["bits_per_dim"]
+    report["order_kept"] = order != "tour" or images.names is not None
+    return blob, report
 
 
 def decompress(archive: bytes | str | Path, model: Model | str | Path | None = None,
@@ -51,11 +85,11 @@ def decompress(archive: bytes | str | Path, model: Model | str | Path | None = N
     return codec.decompress(parsed, model, where=where, progress=progress)
 
 
-def estimate(data: ImageSet | str | Path, model: Model | str | Path | None = None,
-             progress: bool = False) -> dict:
+def estimate(data: Data, model: Model | str | Path | None = None, progress: bool = False,
+             levels: int | None = None) -> dict:
     """The paper's Table 2 for a dataset, in nats per image (see evaluate.estimate)."""
-    images = as_images(data)
+    images = as_images(data, levels)
     model = model_for(images, model)
-    images = codec.match_model(images, model)
+    images = codec.match_model(for_model(images, model), model)
     with codec.coding_threads(codec.CODING_THREADS):
         return table(model, to_tensor(images.images), progress=progress)

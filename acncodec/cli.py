@@ -1,4 +1,10 @@
-"""The `acncodec` command line: a thin layer over the Python API."""
+"""The `acncodec` command line: a thin layer over the Python API.
+
+Each command imports what it needs when it runs, so `acncodec --version` and `--help` do not wait for torch.
+Conventions of gzip/xz/zstd: `-` is standard input or output, `-o` names the output, a default output name
+is derived from the input, `-q` prints nothing but errors and `-v` prints more. Outputs go only into
+folders that exist: a mistyped folder is an error, not a new folder.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ import click
 
 from .config import ModelConfig, TrainConfig
 from .errors import AcnError
-from .fileio import atomic_write_bytes, check_folder_output, check_writable, same_file, write_bytes
-from .header import ORDERS
+from .fileio import atomic_write_bytes, check_folder_output, same_file, write_bytes
+
+ORDERS = ("tour", "original")   # header.ORDERS, without importing numpy for --help and --version
 
 
 class _OnFirstUse:
@@ -51,22 +58,74 @@ def friendly_errors(fn):
         except OSError as e:     # a file problem no check foresaw (permissions, a full disk): still one line
             click.echo(f"error: {one_line(str(e))}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+        except KeyboardInterrupt as e:
+            click.echo(str(e) or "interrupted", err=True)
             sys.exit(130)
     return wrapper
 
 
 def data_option_help() -> str:
-    return ("DATA is a folder of images, a .npy/.npz file, an IDX file (plain or gzipped) or a built-in name: "
-            "digits, mnist, binarized-mnist, fashion-mnist, optionally with :SPLIT[:COUNT] "
-            "(e.g. binarized-mnist:test).")
+    return ("DATA is a folder of images, a .npy/.npz file (- reads one from standard input), an IDX file (plain "
+            "or gzipped) or a built-in name: digits, mnist, binarized-mnist, fashion-mnist, optionally with "
+            ":SPLIT[:COUNT] (e.g. binarized-mnist:test).")
+
+
+def check_output_folder(path: str | Path) -> None:
+    """Outputs go into folders that exist: creating one from a mistyped path would hide the mistake."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise AcnError(f"{path}: folder {parent} does not exist (acncodec does not create folders)")
+
+
+def check_writable(path: str | Path, force: bool) -> None:
+    from .fileio import check_writable as check
+    check(path, force)
+    check_output_folder(path)
+
+
+def one_output(argument: str | None, option: str | None, what: str) -> str | None:
+    if argument is not None and option is not None and argument != option:
+        raise AcnError(f"two {what}s given: {argument} and -o {option}")
+    return argument if argument is not None else option
+
+
+def read_stdin() -> bytes:
+    if sys.stdin.isatty():
+        raise AcnError("standard input is a terminal; pipe a file into it or give a file name")
+    return sys.stdin.buffer.read()
+
+
+def write_stdout(blob: bytes, what: str) -> None:
+    if sys.stdout.isatty():
+        raise AcnError(f"will not write {what} to a terminal; redirect standard output or give a file name")
+    sys.stdout.buffer.write(blob)
+    sys.stdout.buffer.flush()
+
+
+def load_data(data: str, levels: int | None = None, binarize: bool = False, shape=None):
+    """`shape` (height, width, channels), when the model is known, refuses other images before decoding them."""
+    from . import data as datamod
+    if data == "-":
+        if binarize:
+            raise AcnError("--binarize needs DATA as a file, not standard input")
+        return datamod.load_bytes(read_stdin(), "<stdin>", levels)
+    return datamod.load(data, binarize=binarize, levels=levels, shape=shape)
+
+
+QUIET = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress bar).")
+FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="acncodec")
+@click.version_option(package_name="acncodec", message="%(prog)s %(version)s")
 def main():
-    """Lossless compression of image datasets with Associative Compression Networks."""
+    """Lossless compression of image datasets with Associative Compression Networks.
+
+    \b
+    acncodec compress my_images/              # -> my_images.acnz, with the shipped model that fits
+    acncodec decompress my_images.acnz -o restored/
+    acncodec compare my_images/ restored/
+    """
     # `kill` (SIGTERM) cleans up like Ctrl-C: temporary outputs are removed, nothing partial is left.
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -75,53 +134,83 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-@main.command(help="Train an ACN on DATA and write the model file. " + data_option_help())
+# The shipped models had 3,000 (digits, Fashion-MNIST) and 6,000 (binarized MNIST) steps and beat xz; a shorter
+# run is warned about before it goes on (measured on 520 colour patches: bench/own_model_colour.py).
+STEPS_SHIPPED_MODELS_HAD = 3000
+
+
+@main.command(help="Train an ACN on DATA and write the model file. Without --steps or --epochs the run is as "
+              "long as fits in --minutes (measured on the first steps, said before the run goes on). Ctrl-C "
+              "or kill writes a checkpoint; the same command again continues from it. " + data_option_help())
 @click.argument("data")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
-@click.option("--steps", type=int, default=None, help="Training steps (default: 20 epochs).")
-@click.option("--epochs", type=float, default=None, help="Training length in passes over DATA.")
-@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=TrainConfig.learning_rate, show_default=True)
+@click.option("--minutes", type=float, default=TrainConfig.minutes, show_default=True,
+              help="Time budget that sets the number of steps when neither --steps nor --epochs is given.")
+@click.option("--max-epochs", type=float, default=TrainConfig.max_epochs, show_default=True,
+              help="At most this many passes over DATA when the time budget sets the length.")
+@click.option("--steps", type=int, default=None, help="Training steps (overrides the time budget).")
+@click.option("--epochs", type=float, default=None, help="Training length in passes over DATA (overrides the "
+              "time budget).")
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True,
+              help="Images per training step.")
+@click.option("--lr", "learning_rate", type=float, default=TrainConfig.learning_rate, show_default=True,
+              help="Adam's learning rate.")
 @click.option("--neighbours", "-k", type=int, default=TrainConfig.neighbours, show_default=True,
               help="K: the prior is conditioned on a code drawn from the K nearest.")
 @click.option("--unique-neighbours", is_flag=True, help="Use each code as a neighbour at most once per pass.")
-@click.option("--ema-decay", type=float, default=TrainConfig.ema_decay, show_default=True)
-@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
-@click.option("--threads", type=int, default=TrainConfig.threads, show_default=True)
-@click.option("--latent-dim", type=int, default=ModelConfig.latent_dim, show_default=True)
-@click.option("--prior-components", type=int, default=ModelConfig.prior_components, show_default=True)
+@click.option("--ema-decay", type=float, default=TrainConfig.ema_decay, show_default=True,
+              help="Decay of the weight average that the model file keeps.")
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True, help="Seed of every random draw.")
+@click.option("--threads", type=int, default=TrainConfig.threads, show_default=True, help="CPU threads to use.")
+@click.option("--latent-dim", type=int, default=ModelConfig.latent_dim, show_default=True,
+              help="Dimensions of the code z.")
+@click.option("--prior-components", type=int, default=ModelConfig.prior_components, show_default=True,
+              help="Mixture components per latent dimension of the conditional prior.")
 @click.option("--prior-hidden", type=int, default=ModelConfig.prior_hidden, show_default=True,
               help="Hidden units per layer of the conditional prior's MLP.")
-@click.option("--encoder-channels", type=int, default=ModelConfig.encoder_channels, show_default=True)
-@click.option("--encoder-hidden", type=int, default=ModelConfig.encoder_hidden, show_default=True)
-@click.option("--decoder-channels", type=int, default=ModelConfig.decoder_channels, show_default=True)
-@click.option("--decoder-layers", type=int, default=ModelConfig.decoder_layers, show_default=True)
-@click.option("--decoder-kernel", type=int, default=ModelConfig.decoder_kernel, show_default=True)
+@click.option("--encoder-channels", type=int, default=ModelConfig.encoder_channels, show_default=True,
+              help="Channels of the encoder's convolutions.")
+@click.option("--encoder-hidden", type=int, default=ModelConfig.encoder_hidden, show_default=True,
+              help="Hidden units of the encoder's last layer.")
+@click.option("--decoder-channels", type=int, default=ModelConfig.decoder_channels, show_default=True,
+              help="Channels of the PixelCNN decoder.")
+@click.option("--decoder-layers", type=int, default=ModelConfig.decoder_layers, show_default=True,
+              help="Gated layers of the PixelCNN decoder.")
+@click.option("--decoder-kernel", type=int, default=ModelConfig.decoder_kernel, show_default=True,
+              help="Kernel size of the PixelCNN decoder.")
 @click.option("--decoder-cond-channels", type=int, default=ModelConfig.decoder_cond_channels, show_default=True,
               help="Channels of the spatial map through which z reaches the decoder.")
-@click.option("--kl-warmup", type=int, default=TrainConfig.kl_warmup, show_default=True,
-              help="Steps over which the KL weight rises from 0 to 1.")
+@click.option("--kl-warmup", type=int, default=None,
+              help="Steps over which the KL weight rises from 0 to 1 (default: "
+                   f"{TrainConfig.kl_warmup_fraction:.0%} of the run).")
 @click.option("--bucket-bits", type=int, default=TrainConfig.bucket_bits, show_default=True,
               help="Latent discretisation: 2^b equal-mass buckets per dimension (bench/bucket_precision.py).")
 @click.option("--binarize", is_flag=True, help="Binarize 8-bit data (fixed-seed stochastic) before training.")
 @click.option("--levels", type=int, default=None,
-              help="Grey levels of the model when 8-bit files hold fewer (e.g. 17 for digits saved as PNG).")
+              help="Levels of the data: 17 for digits saved as PNG (8-bit values on a 17-level grid) or held "
+                   "as an array of values 0..16.")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start from scratch.")
-@click.option("--force", is_flag=True, help="Overwrite an existing model file.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--keep-checkpoint", is_flag=True, help="Keep OUTPUT.ckpt after the model is written (to train "
+              "it further later); by default it is removed.")
+@FORCE
+@QUIET
 @friendly_errors
-def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, unique_neighbours, ema_decay,
-          seed, threads, latent_dim, prior_components, prior_hidden, encoder_channels, encoder_hidden,
-          decoder_channels, decoder_layers, decoder_kernel, decoder_cond_channels, kl_warmup, bucket_bits,
-          binarize, levels, fresh, force, quiet):
-    from .train import Trainer, checkpoint_path, epochs_to_steps
+def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, neighbours,
+          unique_neighbours, ema_decay, seed, threads, latent_dim, prior_components, prior_hidden,
+          encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
+          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, force, quiet):
+    from .baseline import xz_baseline
+    from .config import epochs_to_steps
+    from .train import Trainer, checkpoint_path, log_path
     check_writable(output, force)
-    images = datamod.load(data, binarize=binarize, levels=levels)
-    if steps is None:
-        steps = epochs_to_steps(20.0 if epochs is None else epochs, len(images), batch_size)
-    config = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                         neighbours=neighbours, unique_neighbours=unique_neighbours, ema_decay=ema_decay,
-                         seed=seed, threads=threads, kl_warmup=kl_warmup, bucket_bits=bucket_bits)
+    say = functools.partial(click.echo, err=True) if not quiet else (lambda *a, **k: None)
+    images = load_data(data, levels=levels, binarize=binarize)
+    if steps is None and epochs is not None:
+        steps = epochs_to_steps(epochs, len(images), batch_size)
+    config = TrainConfig(steps=steps, minutes=minutes, max_epochs=max_epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, neighbours=neighbours, unique_neighbours=unique_neighbours,
+                         ema_decay=ema_decay, seed=seed, threads=threads, kl_warmup=kl_warmup,
+                         bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
                                prior_hidden=prior_hidden, encoder_channels=encoder_channels,
                                encoder_hidden=encoder_hidden, decoder_channels=decoder_channels,
@@ -130,122 +219,294 @@ def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, un
     ckpt = checkpoint_path(Path(output))
     if fresh and ckpt.exists():
         ckpt.unlink()
-    click.echo(f"training on {images.source}: {len(images)} images, {images.spec}", err=True)
-    trainer = Trainer(images, output, model_config, config, resume=True,
+    reference = xz_baseline(images)
+    say(f"training on {images.source}: {len(images)} images, {images.spec}; {reference['tool']} stores them in "
+        f"{reference['bits_per_dim']:.2f} bits/dim, the size the model must beat")
+    trainer = Trainer(images, output, model_config, config, resume=True, keep_checkpoint=keep_checkpoint,
                       meta={"command": "acncodec train " + " ".join(sys.argv[2:])})
     if trainer.step:
-        click.echo(f"resuming from {ckpt} at step {trainer.step}", err=True)
-    model = trainer.run(progress=not quiet)
+        say(f"resuming from {ckpt} at step {trainer.step}")
+
+    def announce(t):
+        total, rate = t.total_steps, t.seconds_per_step
+        left = (total - t.step) * rate
+        why = "as given" if config.steps is not None else (
+            f"what fits in {minutes:g} min" if total < epochs_to_steps(max_epochs, len(images), batch_size)
+            else f"{max_epochs:g} passes over the data")
+        say(f"plan: {total:,} steps ({total * batch_size / len(images):.1f} passes over the data; {why}), "
+            f"{rate:.2f} s a step here: about {duration(left)} to go; KL warm-up over the first "
+            f"{config.warmup_steps(total):,} steps; checkpoints in {ckpt} every {config.checkpoint_minutes:g} min "
+            "and on Ctrl-C")
+        if total < STEPS_SHIPPED_MODELS_HAD:
+            say(f"warning: {total:,} steps is far fewer than the {STEPS_SHIPPED_MODELS_HAD:,} to 6,000 that each "
+                "shipped model was trained for (each beats xz on its data); a model trained this briefly will "
+                f"most likely store these images in more than {reference['tool']}'s "
+                f"{reference['bits_per_dim']:.2f} bits/dim. Give it more time (--minutes) or use xz for them")
+
+    model = trainer.run(progress=not quiet, on_plan=announce)
+    if quiet:
+        return
     sel = model.meta["unconditional_selection"]
     click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
+    if trainer.out_of_time:
+        say(f"the {minutes:g}-min budget ran out after {trainer.step:,} steps: the cores were slower than when the "
+            "plan was made")
+    if trainer.last_loss is not None:
+        bpd = trainer.last_loss / math.log(2) / images.images[0].size
+        verdict = "worse than" if bpd > reference["bits_per_dim"] else "better than"
+        say(f"last training loss {bpd:.2f} bits/dim, {verdict} {reference['tool']}'s "
+            f"{reference['bits_per_dim']:.2f}: `acncodec compress` gives the exact size")
+    say(f"training log: {log_path(Path(output))}; " + (f"checkpoint kept: {ckpt}" if keep_checkpoint else
+                                                         "checkpoint removed (--keep-checkpoint keeps it)"))
 
 
-def data_and_model(data: str, model_path: str | None):
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def data_and_model(data: str, model_path: str | None, levels: int | None = None, say=None):
     """DATA, and the model given (a file or a shipped name) or else the shipped one that fits, said on stderr."""
+    from . import api, registry
     if model_path is not None:
         model = registry.load_model(model_path)   # a missing model fails before a large dataset loads
         spec = model.spec
-        return datamod.load(data, shape=(spec.height, spec.width, spec.channels)), model
-    images = datamod.load(data)
+        return api.for_model(api.as_images(load_data(data, levels, shape=(spec.height, spec.width, spec.channels)),
+                                           levels), model), model
+    images = api.as_images(load_data(data), levels)
     entry = registry.pick_for(images)
-    click.echo(f"model: shipped {entry.name} ({entry.spec}, hash {entry.hash[:12]}, trained on {entry.trained_on})",
-               err=True)
-    return images, entry.load()
+    if say is not None:
+        say(f"model: shipped {entry.name} ({entry.spec}, hash {entry.hash[:12]}, trained on {entry.trained_on})")
+    model = entry.load()
+    return api.for_model(images, model), model
 
 
-def print_report(report: dict) -> None:
-    """The compress report: sizes by section, rates, the estimate beside the actual, speed."""
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+ESTIMATE_WORDS = {"tour": "reconstruction + KL along the tour", "original": "reconstruction + KL under the "
+                  "unconditional prior"}
+
+
+def report_lines(report: dict, verbose: bool = False) -> list[str]:
+    """The compress report in words: size, order, the model's own estimate, a classical tool, and warnings."""
     sec = report["section_bytes"]
-    click.echo(f"{report['n']} images from {report['source']} -> {report['bytes']:,} bytes "
-               f"({report['order']} order, {report['chains']} chains, {report['rounds']} rounds)")
-    click.echo("  sections: " + ", ".join(f"{k} {v:,} B" for k, v in sec.items()))
-    click.echo(f"  actual:   {report['bits_per_dim']:.4f} bits/dim, {report['nats_per_image']:.2f} nats/image")
+    lines = [f"{plural(report['n'], 'image')} from {report['source']} -> {report['bytes']:,} bytes, "
+             f"{report['bits_per_dim']:.4f} bits/dim ({report['nats_per_image']:.2f} nats/image), "
+             f"in {report['compress_seconds']:.1f} s"]
+    if report["order"] == "tour":
+        lines.append("  order: tour, which makes the archive smaller; " + (
+            "file names travel with the images" if report.get("order_kept") else
+            "decompress returns the images reordered (`compare --by set` checks them; --order original keeps "
+            "the order)"))
+    else:
+        lines.append("  order: original, kept")
     if "estimate_nats_per_image" in report:
-        click.echo(f"  estimate: {report['estimate_bits_per_dim']:.4f} bits/dim, "
-                   f"{report['estimate_nats_per_image']:.2f} nats/image ({report['estimate_formula']})")
-        click.echo(f"  actual/estimate {report['actual_over_estimate']:.4f} (archive without the names section: "
-                   f"{report['nats_per_image_without_names']:.2f} nats/image)")
+        names = " (file names not included)" if "names_bits_per_image" in report else ""
+        lines.append(f"  model's estimate: {report['estimate_bits_per_dim']:.4f} bits/dim, "
+                     f"{report['estimate_nats_per_image']:.2f} nats/image ({ESTIMATE_WORDS[report['order']]}); "
+                     f"archive{names} {report['nats_per_image_without_names']:.2f} nats/image, "
+                     f"{report['actual_over_estimate']:.4f} times the estimate")
     if "names_bits_per_image" in report:
-        click.echo(f"  names:    {sec['names']:,} B = {report['names_bits_per_image']:.2f} bits/image "
-                   f"(log2(N!)/N = {report['log2_n_factorial_per_image']:.2f} bits/image)")
-    click.echo(f"  initial bits: {report['initial_bits']} bits; tour {report['tour_seconds']:.1f} s; "
-               f"{report['compress_images_per_second']:.1f} images/s")
+        lines.append(f"  file names: {sec['names']:,} bytes = {report['names_bits_per_image']:.2f} bits/image "
+                     f"(the order alone is worth up to {report['log2_n_factorial_per_image']:.2f} bits/image)")
+    if "baseline" in report:
+        b = report["baseline"]
+        sample = "" if b["images"] == report["n"] else f", on the first {b['images']:,} images"
+        lines.append(f"  {b['tool']} on the same pixels: {b['bits_per_dim']:.4f} bits/dim{sample}, measured now")
+    if verbose:
+        lines.append("  sections: " + ", ".join(f"{k} {v:,} bytes" for k, v in sec.items()))
+        lines.append(f"  coded as {plural(report['chains'], 'chain')} side by side, in "
+                     f"{plural(report['rounds'], 'round')}; the stream starts with {report['initial_bits']} fixed "
+                     "bits that the first image's bits-back step draws on")
+        tour = f" (tour {report['tour_seconds']:.1f} s)" if report["order"] == "tour" else ""
+        lines.append(f"  speed: {report['compress_images_per_second']:.1f} images/s{tour}; model "
+                     f"{report['model_hash'][:12]}")
+    if report.get("worse_than_baseline"):
+        b = report["baseline"]
+        lines.append(f"warning: the archive is {report['bits_per_dim'] / b['bits_per_dim'] - 1:.0%} larger than "
+                     f"{b['tool']} would make it: the model does not fit these data well (train it longer or on "
+                     "more images, or use xz)")
+    return lines
 
 
-@main.command()
+def print_report(report: dict, verbose: bool = False, err: bool = False) -> None:
+    for line in report_lines(report, verbose):
+        click.echo(line, err=err or line.startswith("warning:"))
+
+
+@main.command(help="Compress DATA into an archive (OUTPUT, or -o; default: DATA's name with .acnz, in the "
+              "current folder for built-in names; - writes standard output). " + data_option_help())
 @click.argument("data")
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", required=False)
+@click.option("-o", "--output", "output_option", default=None, help="The archive to write (- for standard output).")
 @click.option("--model", "-m", "model_path", default=None,
               help="Model file (acncodec train) or a shipped model's name (default: the shipped model that "
                    "fits the data; see `acncodec models`).")
+@click.option("--levels", type=click.IntRange(2, 256), default=None,
+              help="Levels of the data, for arrays whose values alone do not say (17: values 0..16 are "
+                   "digits' levels).")
 @click.option("--order", type=click.Choice(ORDERS), default="tour", show_default=True,
-              help="tour: the ACN protocol (data come back in tour order, names travel with them); "
-                   "original: input order, latents under the unconditional prior.")
-@click.option("--chains", type=int, default=None,
-              help="Parallel chains (default: about N/100, at most 128; at most 1,024).")
-@click.option("--no-estimate", is_flag=True, help="Skip the KL-bound estimate in the report.")
+              help="tour: the ACN protocol (smaller; arrays come back in tour order, folders keep their names); "
+                   "original: input order kept, latents under the unconditional prior.")
+@click.option("--chains", type=int, default=None, help="Parallel chains (default: about N/100, at most 128).")
+@click.option("--no-estimate", is_flag=True, help="Skip the model's estimate of the size in the report.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT and the --json file if they exist.")
-@click.option("--quiet", "-q", is_flag=True)
+@FORCE
+@QUIET
+@click.option("--verbose", "-v", is_flag=True, help="Also print sections, chains and speed.")
 @friendly_errors
-def compress(data, output, model_path, order, chains, no_estimate, json_out, force, quiet):
-    """Compress DATA (a folder of images, an array file or a built-in dataset) into OUTPUT."""
-    check_writable(output, force)
+def compress(data, output, output_option, model_path, levels, order, chains, no_estimate, json_out, force, quiet,
+             verbose):
+    from . import api
+    from .fileio import atomic_write_bytes
+    output = one_output(output, output_option, "output")
+    if output is None:
+        output = default_archive_name(data)
+    to_stdout = output == "-"
+    if not to_stdout:
+        check_writable(output, force)
     if json_out:
         check_writable(json_out, force)
-        if os.path.abspath(json_out) == os.path.abspath(output) or same_file(json_out, output):
+        if not to_stdout and (os.path.abspath(json_out) == os.path.abspath(output) or same_file(json_out, output)):
             raise AcnError(f"{json_out}: --json names the archive itself; give another file")
-    images, model = data_and_model(data, model_path)
-    blob, report = codec.compress(images, model, order=order, chains=chains, progress=not quiet,
-                                  estimate=not no_estimate)
-    write_bytes(output, blob, force)
-    print_report(report)
+    say = (lambda *a, **k: None) if quiet else functools.partial(click.echo, err=True)
+    images, model = data_and_model(data, model_path, levels, say)
+    blob, report = api.compress(images, model, order=order, chains=chains, progress=not quiet,
+                                estimate=not no_estimate)
+    if to_stdout:
+        write_stdout(blob, "an archive")
+    else:
+        write_bytes(output, blob, force)
+    if not quiet:
+        print_report(report, verbose, err=to_stdout)
     if json_out:
         write_bytes(json_out, json.dumps(report, indent=2).encode(), force, keep=[Path(output)])
 
 
+def default_archive_name(data: str) -> str:
+    """gzip's convention: beside the input, with the archive's suffix; built-in names in the current folder."""
+    if data == "-":
+        return "-"
+    path = Path(data.rstrip("/") or data)
+    if path.is_file():
+        return str(path.with_suffix(".acnz"))
+    if path.is_dir():
+        return str(path.parent / (path.name + ".acnz"))
+    return data.replace(":", "-").replace("/", "-") + ".acnz"
+
+
+def default_restore_name(archive: str, kind: str) -> str:
+    if archive == "-":
+        if kind == "folder":
+            raise AcnError("this archive holds a folder of images: give the folder to restore into (-o)")
+        return "-"
+    if not archive.endswith(".acnz"):
+        raise AcnError(f"{archive}: does not end in .acnz, so no output name follows from it; give OUTPUT")
+    stem = archive[:-len(".acnz")]
+    return stem if kind == "folder" else stem + ".npy"
+
+
 @main.command()
-@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
-@click.argument("output", type=click.Path())
+@click.argument("archive", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("output", required=False)
+@click.option("-o", "--output", "output_option", default=None,
+              help="Folder (folder archives) or .npy file (array archives) to write; - for standard output.")
 @click.option("--model", "-m", "model_path", default=None,
               help="Model file or shipped model's name (default: the shipped model named by the archive).")
-@click.option("--force", is_flag=True,
+@click.option("--force", "-f", is_flag=True,
               help="Overwrite files of the same name (an array file OUTPUT, or the images' files in the folder "
                    "OUTPUT). Other files in the folder are never touched.")
-@click.option("--quiet", "-q", is_flag=True)
+@QUIET
+@click.option("--verbose", "-v", is_flag=True, help="Also print the model, the order and the time taken.")
 @friendly_errors
-def decompress(archive, output, model_path, force, quiet):
-    """Restore the images of ARCHIVE: PNG files into the folder OUTPUT (new or existing), or an array into
-    OUTPUT (.npy)."""
+def decompress(archive, output, output_option, model_path, force, quiet, verbose):
+    """Restore the images of ARCHIVE: PNG files into a folder (new or existing), or an array into a .npy file
+    (OUTPUT or -o; default: ARCHIVE without .acnz, plus .npy for arrays). ARCHIVE - reads standard input."""
+    import time
     from .archive import parse
     from .names import check_names
-    with open(archive, "rb") as f:
-        blob = f.read()
-    parsed = parse(blob, archive)   # damaged archives fail here, fast, before torch and the model load
-    if parsed.names is not None:
-        check_folder_output(output, check_names(parsed.names, archive), force, keep=[Path(archive)])
+    output = one_output(output, output_option, "output")
+    if archive == "-":
+        blob = read_stdin()
     else:
-        check_writable(output, force)
+        try:
+            blob = Path(archive).read_bytes()
+        except OSError as e:
+            raise AcnError(f"{archive}: cannot read: {e.strerror or e}") from None
+    where = "<stdin>" if archive == "-" else archive
+    parsed = parse(blob, where)   # damaged archives fail here, fast, before torch and the model load
+    if output is None:
+        output = default_restore_name(archive, parsed.kind)
+    to_stdout = output == "-"
+    if to_stdout and parsed.kind == "folder":
+        raise AcnError(f"{where}: holds a folder of images, which cannot go to standard output; give a folder")
+    keep = (Path(archive),) if archive != "-" else ()
+    from . import codec, registry   # torch and the model only once the archive has been read and checked
+    if not to_stdout:
+        if parsed.names is not None:
+            check_folder_output(output, check_names(parsed.names, where), force, keep=list(keep))
+        else:
+            check_writable(output, force)
     warning = codec.version_warning(parsed.header)
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    model = (registry.for_archive(parsed.header, archive).load() if model_path is None
+    model = (registry.for_archive(parsed.header, where).load() if model_path is None
              else registry.load_model(model_path))
-    images, header = codec.decompress(parsed, model, where=archive, progress=not quiet)
-    written = codec.write_output(images, header, output, force, keep=(Path(archive),))
-    click.echo(f"restored {len(images)} images into {written} (checksum verified)")
+    started = time.perf_counter()
+    images, header = codec.decompress(parsed, model, where=where, progress=not quiet)
+    if to_stdout:
+        from .data import npy_bytes
+        write_stdout(npy_bytes(images), "an array")
+        written = "standard output"
+    else:
+        written = codec.write_output(images, header, output, force, keep=keep)
+    if quiet:
+        return
+    order = ""
+    if header.order == "tour" and parsed.kind != "folder":
+        order = ("; in tour order, not the order they were compressed in (the same images as a set: "
+                 "`acncodec compare --by set` checks them; compress with --order original to keep the order)")
+    click.echo(f"restored {plural(len(images), 'image')} into {written} (checksum verified){order}",
+               err=to_stdout)
+    if verbose:
+        click.echo(f"  model {model.hash[:12]}, {header.order} order, "
+                   f"{time.perf_counter() - started:.1f} s", err=to_stdout)
 
 
 @main.command()
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON (the raw header).")
 @friendly_errors
-def info(archive):
-    """Show an archive's header and section sizes without decoding it."""
+def info(archive, as_json):
+    """Show what an archive holds and what each part costs, without decoding it."""
     with open(archive, "rb") as f:
         blob = f.read()
     from .archive import describe
-    click.echo(json.dumps(describe(blob, where=archive), indent=2, ensure_ascii=False))
+    described = describe(blob, where=archive)
+    if as_json:
+        click.echo(json.dumps(described, indent=2, ensure_ascii=False))
+        return
+    h = described["header"]
+    spec = h.get("spec", {})
+    dims = h["n"] * spec.get("height", 0) * spec.get("width", 0) * spec.get("channels", 0)
+    rate = f", {8 * described['bytes'] / dims:.4f} bits/dim" if dims else ""
+    kind = "a folder of image files" if described["kind"] == "folder" else "an array"
+    click.echo(f"{archive}: {described['bytes']:,} bytes{rate}")
+    click.echo(f"  holds {plural(h['n'], 'image')} of {spec.get('height')}x{spec.get('width')}x"
+               f"{spec.get('channels')}, {spec.get('levels')} levels, from {kind}")
+    order = ("tour (decompress returns the images in tour order" + (", with their names)" if described["kind"] ==
+             "folder" else ", not their original order)")) if h.get("order") == "tour" else h.get("order")
+    click.echo(f"  order: {order}")
+    from . import registry
+    entry = registry.by_hash(h.get("model_hash", ""))
+    click.echo(f"  model: {h.get('model_hash', '?')[:12]} "
+               + (f"(shipped {entry.name})" if entry else "(not shipped: decompress needs --model FILE)"))
+    click.echo("  sections: " + ", ".join(f"{k} {v:,} bytes" for k, v in described["section_bytes"].items()))
+    versions = h.get("versions", {})
+    if versions:
+        click.echo("  written with " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
 
 
 @main.command()
@@ -255,7 +516,8 @@ def info(archive):
 @friendly_errors
 def export(data, folder, binarize):
     """Write DATA as a folder of PNG files (the inverse of reading a folder)."""
-    images = datamod.load(data, binarize=binarize)
+    from . import data as datamod
+    images = load_data(data, binarize=binarize)
     names = datamod.export_png(images, folder, names=images.names)
     click.echo(f"wrote {len(names)} PNG files to {folder}")
 
@@ -263,12 +525,17 @@ def export(data, folder, binarize):
 @main.command()
 @click.argument("expected")
 @click.argument("actual")
+@click.option("--by", "mode", type=click.Choice(("auto", "name", "order", "set")), default="auto",
+              show_default=True,
+              help="How images are paired: name (two folders), order (arrays), set (the same images in any "
+                   "order, as an array archive in tour order returns them); auto: by name for two folders, "
+                   "else in order, and as a set when only the order differs (said in the result).")
 @friendly_errors
-def compare(expected, actual):
-    """Check that two datasets hold the same images: by name for folders, in order for arrays."""
-    a, b = datamod.load(expected), datamod.load(actual)
-    n = codec.compare_images(a, b)
-    click.echo(f"identical: {n} images, every pixel equal")
+def compare(expected, actual, mode):
+    """Check that two datasets hold the same images, every pixel; says how they were paired."""
+    from .compare import compare_images
+    result = compare_images(load_data(expected), load_data(actual), mode)
+    click.echo(result.describe())
 
 
 ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy tour)"),
@@ -281,12 +548,15 @@ ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(gre
 @click.argument("data")
 @click.option("--model", "-m", "model_path", default=None,
               help="Model file or shipped model's name (default: the shipped model that fits the data).")
+@click.option("--levels", type=click.IntRange(2, 256), default=None,
+              help="Levels of the data, for arrays whose values alone do not say (as for compress).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @friendly_errors
-def estimate(data, model_path, as_json, quiet):
+def estimate(data, model_path, levels, as_json, quiet):
     """The paper's Table 2 for DATA: KLs, reconstruction, ordered and unordered cost (nats/image, bits/dim)."""
-    images, model = data_and_model(data, model_path)
+    from . import api
+    images, model = data_and_model(data, model_path, levels, functools.partial(click.echo, err=True))
     figures = api.estimate(images, model, progress=not quiet)
     dims = model.spec.height * model.spec.width * model.spec.channels
     if as_json:
@@ -306,6 +576,7 @@ def estimate(data, model_path, as_json, quiet):
 @friendly_errors
 def models(as_json):
     """List the reference models shipped with acncodec (usable by name wherever a model is asked for)."""
+    from . import registry
     entries = registry.shipped()
     if as_json:
         click.echo(json.dumps([{**e.to_dict(), "path": str(e.path)} for e in entries], indent=2))
@@ -323,9 +594,16 @@ def models(as_json):
 @friendly_errors
 def model_info(model):
     """Show a model file's data spec, configuration, hash and training record."""
+    from . import registry
     m = registry.load_model(model)
     click.echo(json.dumps({"hash": m.hash, "spec": m.spec.to_dict(), "config": m.config.to_dict(),
                            "unconditional_components": m.unconditional.components, "meta": m.meta}, indent=2))
+
+
+def use_coding_threads() -> None:
+    import torch
+    from .codec import CODING_THREADS
+    torch.set_num_threads(CODING_THREADS)
 
 
 # ===================================================================================================== BEGIN
@@ -352,7 +630,7 @@ def sample_command(model, count, output, seed, scale, force):
     """Draw images from MODEL: z from the unconditional prior p(z), then x from r(x|z); write a PNG grid."""
     from . import represent
     check_writable(output, force)
-    torch.set_num_threads(codec.CODING_THREADS)
+    use_coding_threads()
     m, _ = represent.load_matched(model)
     images = represent.sample(m, count, seed)
     grid = represent.grid_png(represent.chunk(images, math.ceil(math.sqrt(count))), m.spec.levels, output,
@@ -370,7 +648,7 @@ def sample_command(model, count, output, seed, scale, force):
 def reconstruct_command(model, data, count, output, seed, scale, force):
     from . import represent
     check_writable(output, force)
-    torch.set_num_threads(codec.CODING_THREADS)
+    use_coding_threads()
     m, images = represent.load_matched(model, data)
     originals = images.images[:count]
     rebuilt = represent.reconstruct(m, originals, seed)
@@ -389,14 +667,15 @@ def reconstruct_command(model, data, count, output, seed, scale, force):
 @click.argument("data")
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
               help="Index of the first chain's start image; chain r starts at START + r.")
-@click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Daydream steps per chain.")
 @click.option("--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Chains.")
 @_represent_options
 @friendly_errors
 def daydream_command(model, data, start, steps, rows, output, seed, scale, force):
     from . import represent
     check_writable(output, force)
-    torch.set_num_threads(codec.CODING_THREADS)
+    use_coding_threads()
     m, images = represent.load_matched(model, data)
     if start + rows > len(images):
         raise AcnError(f"{images.source}: has {len(images)} images; --start {start} with --rows {rows} "
@@ -413,7 +692,8 @@ def daydream_command(model, data, start, steps, rows, output, seed, scale, force
 @click.argument("model")
 @click.argument("data")
 @click.option("--queries", default="0,1,2", show_default=True, help="Comma-separated image indices.")
-@click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Neighbours shown per query and space.")
 @functools.partial(_represent_options, seed=False)  # deterministic: no random draws
 @friendly_errors
 def neighbours_command(model, data, queries, k, output, scale, force):
@@ -425,14 +705,16 @@ def neighbours_command(model, data, queries, k, output, scale, force):
     if not chosen:
         raise AcnError("--queries names no image")
     check_writable(output, force)
-    torch.set_num_threads(codec.CODING_THREADS)
+    use_coding_threads()
     m, images = represent.load_matched(model, data)
     found = represent.neighbours(m, images, chosen, k)
     x = images.images
     rows = []
     for n, q in enumerate(chosen):
         rows += [x[[q, *found["code"][n]]], x[[q, *found["pixel"][n]]]]
-    grid = represent.grid_png(rows, m.spec.levels, output, scale=scale, force=force)
+    labels = [f"image {q}, {space}" for q in chosen for space in ("by code", "by pixels")]
+    grid = represent.grid_png(rows, m.spec.levels, output, scale=scale, force=force, row_labels=labels,
+                              header=f"each row: the query image, then its {k} nearest other images of {data}")
     for n, q in enumerate(chosen):
         click.echo(f"query {q}: code {' '.join(map(str, found['code'][n]))} | "
                    f"pixel {' '.join(map(str, found['pixel'][n]))}")
@@ -448,8 +730,9 @@ def neighbours_command(model, data, queries, k, output, scale, force):
 @click.argument("test_data")
 @click.option("--train-labels", default=None, help="Labels of TRAIN_DATA (IDX or .npy).")
 @click.option("--test-labels", default=None, help="Labels of TEST_DATA (IDX or .npy).")
-@click.option("--pca-components", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--pca-components", type=click.IntRange(min=1), default=16, show_default=True,
+              help="PCA components of the pixels for the third probe.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the probes' solvers.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite the --json file if it exists.")
 @friendly_errors
@@ -464,9 +747,10 @@ def probe_command(model, train_data, test_data, train_labels, test_labels, pca_c
         if given is None and not represent.is_builtin(data):
             raise AcnError(f"{data}: not a built-in data set, so its labels must be given with {flag}")
         labels.append(represent.load_labels(given if given is not None else data))
-    torch.set_num_threads(codec.CODING_THREADS)
+    use_coding_threads()
     m, train_images = represent.load_matched(model, train_data)
-    test_images = codec.match_model(datamod.load(test_data), m)
+    from . import codec
+    test_images = codec.match_model(load_data(test_data), m)
     for images, y, flag in ((train_images, labels[0], "--train-labels"), (test_images, labels[1],
                                                                           "--test-labels")):
         if len(images) != len(y):
@@ -479,6 +763,7 @@ def probe_command(model, train_data, test_data, train_labels, test_labels, pca_c
         note = "" if result["converged"][key] else "  (not converged)"
         click.echo(f"  {label:14}{result['dims'][key]:6d} dims  {100 * result['accuracy'][key]:6.2f}%{note}")
     if json_out:
+        from .fileio import atomic_write_bytes
         record = {"model_hash": m.hash, "train_data": train_data, "test_data": test_data, **result}
         atomic_write_bytes(json_out, (json.dumps(record, indent=2) + "\n").encode())
 # ======================================================================================================= END

@@ -23,6 +23,7 @@ from .coding.order import (active_counts, chain_layout, chain_starts, default_ch
                            seed_word_count as _seed_word_count, seed_words)
 from .coding.codecs import StackExhausted
 from .coding.protocol import decode_stream, encode_stream
+from .compare import compare_images  # noqa: F401  (its home is compare.py; kept importable here)
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .errors import AcnError
 from .fileio import write_bytes
@@ -189,25 +190,6 @@ def write_output(images: ImageSet, header: Header, output: str, force: bool = Fa
     return str(out)
 
 
-def compare_images(expected: ImageSet, actual: ImageSet) -> int:
-    """Number of images compared; AcnError naming the first difference. Folders pair images by file name
-    (tour order changes the order, not the pairing); arrays compare in order."""
-    if expected.spec != actual.spec:
-        raise AcnError(f"{actual.source}: {actual.spec}, expected {expected.spec}")
-    if len(expected) != len(actual):
-        raise AcnError(f"{actual.source}: {len(actual)} images, expected {len(expected)}")
-    if expected.names is not None and actual.names is not None:
-        lookup = dict(zip(actual.names, actual.images))
-        for name, image in zip(expected.names, expected.images):
-            if name not in lookup:
-                raise AcnError(f"{actual.source}: {name} is missing")
-            if not np.array_equal(lookup[name], image):
-                raise AcnError(f"{actual.source}: {name} differs")
-    else:
-        for i, (x, y) in enumerate(zip(expected.images, actual.images)):
-            if not np.array_equal(x, y):
-                raise AcnError(f"{actual.source}: image {i} differs")
-    return len(expected)
 
 
 def seed_word_count(model: Model) -> int:

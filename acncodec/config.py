@@ -1,15 +1,18 @@
-"""The settings of a model and of a training run: plain data, importable without torch (the command line
-reads their defaults for its help text before it knows which command runs)."""
+"""The settings of a model (network sizes) and of a training run, with their defaults.
+
+Kept apart from the networks and the training loop so that the command line can show every default without
+importing torch.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from .errors import AcnError
 
 
-# Upper bounds on each network size: a model file is read from elsewhere, and a setting far past any useful
-# network (a 40,000-unit layer) must fail as an error, not exhaust memory while the network is built.
+#: Largest network acncodec builds: a model file asking for more is refused before anything is allocated.
 MODEL_LIMITS = {"latent_dim": 1024, "prior_components": 256, "prior_hidden": 8192, "encoder_channels": 1024,
                 "encoder_hidden": 8192, "decoder_channels": 1024, "decoder_layers": 64, "decoder_kernel": 31,
                 "decoder_cond_channels": 1024}
@@ -47,17 +50,26 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 20000
+    """A training run. Its length is `steps` when given; otherwise as many steps as fit in `minutes` at the
+    speed measured on the first steps, and no more than `max_epochs` passes over the data (so a run's length
+    suits both 500 images and 60,000). The KL warm-up is `kl_warmup` steps when given, else a fraction of
+    the run, so the full loss is reached at any length."""
+
+    steps: int | None = None
+    minutes: float = 15.0
+    max_epochs: float = 200.0
     batch_size: int = 64
     learning_rate: float = 1e-3
     neighbours: int = 5
     unique_neighbours: bool = False
     ema_decay: float = 0.999
-    kl_warmup: int = 2000
+    kl_warmup: int | None = None
+    kl_warmup_fraction: float = 0.25
     bucket_bits: int = 8
     seed: int = 0
     threads: int = 2
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 2.0
     log_every: int = 50
 
     def __post_init__(self):
@@ -66,10 +78,31 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise AcnError(f"{name} must be at least 1, got {value}")
-        if self.steps < 0 or self.kl_warmup < 0:
+        if (self.steps is not None and self.steps < 0) or (self.kl_warmup is not None and self.kl_warmup < 0):
             raise AcnError(f"steps and KL warm-up must not be negative, got {self.steps} and {self.kl_warmup}")
+        if not self.minutes > 0 or not self.max_epochs > 0 or not self.checkpoint_minutes > 0:
+            raise AcnError(f"the time budget, the epoch limit and the checkpoint interval must be positive, got "
+                           f"{self.minutes} min, {self.max_epochs} epochs and {self.checkpoint_minutes} min")
+        if not 0 <= self.kl_warmup_fraction <= 1:
+            raise AcnError(f"the KL warm-up fraction must be in 0..1, got {self.kl_warmup_fraction}")
         if not self.learning_rate > 0 or not 0 <= self.ema_decay < 1:
             raise AcnError(f"need learning rate > 0 and 0 <= EMA decay < 1, got {self.learning_rate} and "
                            f"{self.ema_decay}")
         if not 1 <= self.bucket_bits <= 16:
             raise AcnError(f"bucket bits must be in 1..16, got {self.bucket_bits}")
+
+    def warmup_steps(self, total_steps: int) -> int:
+        """The KL warm-up of a run of `total_steps` steps."""
+        if self.kl_warmup is not None:
+            return self.kl_warmup
+        return round(self.kl_warmup_fraction * total_steps)
+
+    def budget_steps(self, n: int, seconds_per_step: float) -> int:
+        """The default length: what fits in the time budget, at most `max_epochs` passes over n images."""
+        by_time = int(self.minutes * 60 / max(seconds_per_step, 1e-9))
+        by_epochs = epochs_to_steps(self.max_epochs, n, self.batch_size)
+        return max(1, min(by_time, by_epochs))
+
+
+def epochs_to_steps(epochs: float, n: int, batch_size: int) -> int:
+    return max(1, math.ceil(epochs * n / batch_size))

@@ -8,6 +8,7 @@ an ``AcnError`` that names the file, before any modelling starts.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import stat
 import warnings
@@ -78,6 +79,7 @@ class ImageSet:
     levels: int
     names: list[str] | None  # file names (relative to the folder) for folder input
     source: str  # human-readable origin, for messages
+    levels_from_values: bool = False  # arrays declare no bit depth: `levels` was guessed from the values
 
     def __post_init__(self) -> None:
         a = self.images
@@ -93,6 +95,11 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __repr__(self) -> str:
+        n, h, w, c = self.images.shape
+        names = "" if self.names is None else f", names {self.names[0]!r}..."
+        return f"ImageSet({n} images, {h}x{w}x{c}, {self.levels} levels{names}, from {self.source!r})"
 
 
 def level_grid(levels: int) -> np.ndarray:
@@ -271,7 +278,60 @@ def _from_array(a, where: str) -> ImageSet:
     lo, hi = int(a.min()), int(a.max())
     if lo < 0 or hi > 255:
         raise AcnError(f"{where}: values {lo}..{hi} are outside 0..255")
-    return ImageSet(a.astype(np.uint8), 2 if hi <= 1 else 256, None, where)
+    return ImageSet(a.astype(np.uint8), 2 if hi <= 1 else 256, None, where, levels_from_values=True)
+
+
+def from_array(a, where: str = "array", levels: int | None = None) -> ImageSet:
+    """An (N, H, W) or (N, H, W, C) integer array as an ImageSet; `levels` as in ``load``."""
+    images = _from_array(a, where)
+    return set_levels(images, levels) if levels is not None else images
+
+
+def set_levels(images: ImageSet, levels: int) -> ImageSet:
+    """The data as `levels`-level data. An array's values are level indices when all lie below `levels`
+    (digits as scikit-learn holds them: 0..16 for 17 levels); otherwise 8-bit values on the `levels`-level
+    grid are mapped to it (digits saved as PNG: 0, 16, 32, ..., 255)."""
+    if images.levels == levels:
+        return images
+    if not 2 <= levels <= 256:
+        raise AcnError(f"{images.source}: levels must be in 2..256, got {levels}")
+    if images.levels_from_values and int(images.images.max()) < levels:
+        return ImageSet(images.images, levels, images.names, images.source)
+    return fit_levels(images, levels)
+
+
+def declare_levels(images: ImageSet, levels: int) -> ImageSet:
+    """The data declared to have `levels` levels, values unchanged so that they come back as they were: an
+    array's values below `levels` become level indices; 8-bit values must lie on the `levels`-level grid (a
+    model for `levels` maps them to it and decompress maps them back)."""
+    if images.levels == levels:
+        return images
+    if images.levels_from_values and int(images.images.max()) < levels:
+        return ImageSet(images.images, levels, images.names, images.source)
+    fit_levels(images, levels)   # a clear error when the values are off the grid
+    return images
+
+
+def npy_bytes(images: ImageSet) -> bytes:
+    """The .npy file of an array archive: (N, H, W) for grey, (N, H, W, 3) for colour."""
+    arr = images.images[..., 0] if images.images.shape[-1] == 1 else images.images
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def load_bytes(blob: bytes, where: str = "<stdin>", levels: int | None = None) -> ImageSet:
+    """A .npy or .npz file's bytes (standard input); an .npz must hold exactly one array."""
+    try:
+        a = np.load(io.BytesIO(blob), allow_pickle=False)
+        if isinstance(a, np.lib.npyio.NpzFile):
+            with a:
+                if len(a.files) != 1:
+                    raise AcnError(f"{where}: holds arrays {list(a.files)}; give one array on standard input")
+                a = a[a.files[0]]
+    except (OSError, ValueError, EOFError) as e:
+        raise AcnError(f"{where}: not a .npy or .npz file ({e})") from None
+    return from_array(a, where, levels)
 
 
 def _load_numpy(path: Path, key: str | None = None) -> ImageSet:
@@ -385,7 +445,8 @@ def load(source: str, *, binarize: bool = False, levels: int | None = None,
     """Load any accepted input kind; ``binarize`` and ``levels`` adapt it to a model's spec.
 
     IDX and image files declare their bit depth (IDX and 'L'/'RGB' are 256 levels, mode '1'
-    is 2); .npy/.npz do not, so there 2 levels if every value is 0/1, else 256. ``shape``
+    is 2); .npy/.npz do not, so there 2 levels if every value is 0/1, else 256, unless ``levels``
+    says otherwise (see set_levels); a model's automatic choice also reads them as level indices. ``shape``
     (height, width, channels), when the model is already known, lets a folder of other images be
     refused before their pixels are decoded.
     """
@@ -396,7 +457,7 @@ def load(source: str, *, binarize: bool = False, levels: int | None = None,
                            f"these have {images.levels} levels")
         images = ImageSet(_binarize(images.images), 2, images.names,
                           images.source + ", binarized")
-    return fit_levels(images, levels) if levels is not None else images
+    return set_levels(images, levels) if levels is not None else images
 
 
 def _png_names(n: int, names: list[str] | None, folder: Path) -> list[str]:

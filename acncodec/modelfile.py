@@ -62,6 +62,13 @@ class Model:
         return content_hash(self.net.state_dict(), self.spec, self.config, self.unconditional, self.buckets,
                             head, self.numerics)
 
+    def __repr__(self) -> str:
+        c = self.config
+        source = self.meta.get("train_source")
+        trained = f", trained on {source!r}" if source else ""
+        return (f"Model({self.hash[:12]}, for {self.spec}; latent {c.latent_dim}, decoder {c.decoder_layers} "
+                f"layers of {c.decoder_channels} channels{trained})")
+
 
 def with_buckets(model: Model, bits: int) -> Model:
     """The latent discretisation: 2^bits equal-mass buckets per dimension under p(z)'s marginals.

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataSpec, ImageSet, fit_levels
+from .data import DataSpec, ImageSet, set_levels
 from .errors import AcnError
 from . import modelfile
 
@@ -79,14 +79,15 @@ def for_archive(header: dict, where: str) -> ShippedModel:
 
 
 def fits(images: ImageSet, spec: DataSpec) -> bool:
-    """Whether a model for `spec` can code these data (same shape, values on its level grid)."""
+    """Whether a model for `spec` can code these data (same shape; values on its level grid, or for arrays,
+    which declare no bit depth, level indices below its level count)."""
     s = images.spec
     if (s.height, s.width, s.channels) != (spec.height, spec.width, spec.channels):
         return False
     if images.levels == spec.levels:
         return True
     try:
-        fit_levels(images, spec.levels)
+        set_levels(images, spec.levels)   # arrays: values 0..16 are digits' 17 levels, not dark 8-bit pixels
     except AcnError:
         return False
     return True

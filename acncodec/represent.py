@@ -270,11 +270,38 @@ def grid_image(rows, levels: int, scale: int | None = None) -> np.ndarray:
     return out
 
 
-def grid_png(rows, levels: int, path, *, scale: int | None = None, force: bool = False) -> np.ndarray:
+def with_labels(picture: np.ndarray, row_labels: list[str], header: str | None = None) -> np.ndarray:
+    """The grid with each row's label in a white margin at its left, and an optional header line above."""
+    from PIL import ImageDraw, ImageFont
+    font = ImageFont.load_default()
+    rows = len(row_labels)
+    row_height = (picture.shape[0] + 1) // rows
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    margin = max(measure.textlength(label, font=font) for label in row_labels) + 8
+    top = 16 if header else 0
+    mode = "L" if picture.shape[2] == 1 else "RGB"
+    width = max(picture.shape[1] + int(margin), int(measure.textlength(header, font=font)) + 8 if header else 0)
+    canvas = Image.new(mode, (width, picture.shape[0] + top), 255 if mode == "L" else (255, 255, 255))
+    canvas.paste(Image.fromarray(picture[..., 0] if mode == "L" else picture), (int(margin), top))
+    draw = ImageDraw.Draw(canvas)
+    ink = 0 if mode == "L" else (0, 0, 0)
+    for r, label in enumerate(row_labels):
+        draw.text((4, top + r * row_height + row_height // 2), label, fill=ink, font=font, anchor="lm")
+    if header:
+        draw.text((4, 2), header, fill=ink, font=font)
+    out = np.asarray(canvas, dtype=np.uint8)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def grid_png(rows, levels: int, path, *, scale: int | None = None, force: bool = False,
+             row_labels: list[str] | None = None, header: str | None = None) -> np.ndarray:
     """Write `grid_image(rows, levels, scale)` as a PNG (grey or RGB) to `path`, atomically (a temporary file in
-    the same folder, then os.replace); an existing file is replaced only with force=True. Returns the picture."""
+    the same folder, then os.replace); an existing file is replaced only with force=True. With `row_labels`
+    (one per row) and `header`, the grid says what its rows are. Returns the picture."""
     check_writable(path, force)
     picture = grid_image(rows, levels, scale)
+    if row_labels is not None:
+        picture = with_labels(picture, row_labels, header)
     buf = io.BytesIO()
     Image.fromarray(picture[..., 0] if picture.shape[2] == 1 else picture).save(buf, format="PNG")
     try:

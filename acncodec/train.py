@@ -13,8 +13,10 @@ from __future__ import annotations
 import copy
 import io
 import json
-import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from . import modelfile
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, epochs_to_steps  # noqa: F401  (re-exported)
 from .data import ImageSet
 from .errors import AcnError
 from .evaluate import encode_all
@@ -66,17 +68,53 @@ def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
         pe.mul_(decay).add_(p, alpha=1 - decay)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a training run after its checkpoint was written; the message says where."""
+
+
+@contextmanager
+def deferred_interrupts():
+    """Ctrl-C and SIGTERM set a flag instead of raising in the middle of a step, so that the checkpoint written
+    on the way out holds a consistent state. A second signal stops at once (the last checkpoint remains)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():   # signal handlers live in the main thread
+        yield caught
+        return
+
+    def handler(signum, frame):
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signum)
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 class Trainer:
-    """Holds the state of one training run; `run()` trains to `config.steps` and writes the model file."""
+    """Holds the state of one training run; `run()` trains and writes the model file.
+
+    The run's length is fixed once, by `plan()` after the first few steps have been timed (see TrainConfig),
+    and kept in the checkpoint so a resumed run ends where the first one meant to.
+    """
+
+    PROBE_STEPS = 4   # timed before the length is fixed; the first includes one-off start-up costs
 
     def __init__(self, data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),
-                 config: TrainConfig = TrainConfig(), resume: bool = True, meta: dict | None = None):
+                 config: TrainConfig = TrainConfig(), resume: bool = True, meta: dict | None = None,
+                 keep_checkpoint: bool = False):
         if len(data) <= config.neighbours:
             raise AcnError(f"{data.source}: {len(data)} images is too few to train with "
                            f"{config.neighbours} neighbours")
         self.data, self.config, self.model_config = data, config, model_config
         self.output = Path(output)
         self.meta = dict(meta or {})
+        self.keep_checkpoint = keep_checkpoint
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.images = to_tensor(data.images)
@@ -88,6 +126,12 @@ class Trainer:
         self.unique = UniqueNeighbours(len(data)) if config.unique_neighbours else None
         self.step = 0
         self.elapsed = 0.0
+        self.total_steps: int | None = config.steps   # None until plan() has timed the first steps
+        self.warmup_steps: int | None = (config.warmup_steps(config.steps) if config.steps is not None
+                                         else config.kl_warmup)
+        self.out_of_time = False   # a time-budgeted run that ended at its budget before its planned steps
+        self.seconds_per_step: float | None = None
+        self.last_loss: float | None = None   # nats/image, mean over the last logged steps
         self.order = self.rng.permutation(len(data))
         self.cursor = 0
         if resume and checkpoint_path(self.output).exists():
@@ -98,16 +142,19 @@ class Trainer:
         return {"spec": self.data.spec.to_dict(), "model_config": self.model_config.to_dict(),
                 "n": len(self.data)}
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self) -> Path:
         state = {"identity": json.dumps(self._identity(), sort_keys=True), "step": self.step,
                  "elapsed": self.elapsed, "net": self.net.state_dict(), "ema": self.ema.state_dict(),
                  "opt": self.opt.state_dict(), "memory": torch.from_numpy(self.memory.codes),
                  "order": torch.from_numpy(self.order), "cursor": self.cursor,
                  "rng": json.dumps(self.rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-                 "used": torch.from_numpy(self.unique.used) if self.unique else None}
+                 "used": torch.from_numpy(self.unique.used) if self.unique else None,
+                 "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(checkpoint_path(self.output), buf.getvalue())
+        path = checkpoint_path(self.output)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
 
     def _load_checkpoint(self) -> None:
         path = checkpoint_path(self.output)
@@ -125,6 +172,9 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if self.unique is not None and state["used"] is not None:
             self.unique.used = state["used"].numpy().copy()
+        if self.config.steps is None:   # a length chosen by time is kept; one given now replaces it
+            self.total_steps = state.get("total_steps")
+            self.warmup_steps = state.get("warmup_steps", self.warmup_steps)
 
     # -- training ------------------------------------------------------------------------------------
     def next_batch(self) -> np.ndarray:
@@ -137,6 +187,11 @@ class Trainer:
         self.cursor += len(ids)
         return ids
 
+    def kl_weight(self) -> float:
+        """Before a time-budgeted run's length is known (its first few steps) the warm-up is not known either;
+        those steps use the KL weight 0, which any warm-up of more than a few steps would round to anyway."""
+        return 0.0 if self.warmup_steps is None else kl_weight(self.step, self.warmup_steps)
+
     def train_step(self) -> dict:
         ids = self.next_batch()
         x = self.images[ids].long()
@@ -147,7 +202,7 @@ class Trainer:
                   else pick_uniform(candidates, self.rng))
         neighbour_codes = torch.from_numpy(self.memory.codes[chosen])
         kl, reconstruction = self.net.loss_terms(x, codes, neighbour_codes)
-        loss = (kl_weight(self.step, self.config.kl_warmup) * kl + reconstruction).mean()
+        loss = (self.kl_weight() * kl + reconstruction).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -156,41 +211,85 @@ class Trainer:
         kl, reconstruction = kl.mean().item(), reconstruction.mean().item()
         return {"loss": kl + reconstruction, "kl": kl, "recon": reconstruction}
 
-    def run(self, progress: bool = True) -> modelfile.Model:
+    def plan(self, seconds_per_step: float) -> int:
+        """Fix the run's length from the measured speed (unless it was given or resumed) and return it."""
+        self.seconds_per_step = seconds_per_step
+        if self.total_steps is None:
+            self.total_steps = max(self.step, self.config.budget_steps(len(self.data), seconds_per_step))
+        if self.warmup_steps is None:
+            self.warmup_steps = self.config.warmup_steps(self.total_steps)
+        return self.total_steps
+
+    def run(self, progress: bool = True, on_plan=None) -> modelfile.Model:
+        """Train to the planned length and write the model file. `on_plan(trainer)` is called once the length
+        and the speed are known, after the first few steps, so a caller can say how long the run will take.
+        Ctrl-C or SIGTERM writes a checkpoint and raises TrainingInterrupted; rerunning resumes from it."""
         cfg = self.config
         self.net.train()
-        bar = progress_bar(total=cfg.steps, progress=progress, initial=self.step, unit="step", dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, progress=progress, initial=self.step, unit="step",
+                           dynamic_ncols=True)
         window: list[dict] = []
         started = time.perf_counter() - self.elapsed
+        last_checkpoint = time.perf_counter()
+        probe_from, probe_started = None, None
+        # A length set by the time budget is an estimate from the first steps; on shared cores the speed
+        # changes, so the budget itself also ends the run (the warm-up stays as planned).
+        budget = 60 * cfg.minutes if cfg.steps is None else None
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path(self.output), "a") as log:
-            while self.step < cfg.steps:
+        with open(log_path(self.output), "a") as log, deferred_interrupts() as caught:
+            while self.total_steps is None or self.step < self.total_steps:
                 t0 = time.perf_counter()
                 window.append(self.train_step())
-                self.elapsed = time.perf_counter() - started
-                rate = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                now = time.perf_counter()
+                self.elapsed = now - started
+                if probe_started is None:   # the first step pays one-off costs: time the ones after it
+                    probe_from, probe_started = self.step, now
+                elif self.seconds_per_step is None and (self.step - probe_from >= self.PROBE_STEPS - 1
+                                                        or self.step == self.total_steps):
+                    self.plan((now - probe_started) / (self.step - probe_from))
+                    bar.total = self.total_steps
+                    bar.refresh()
+                    if on_plan is not None:
+                        on_plan(self)
+                rate = cfg.batch_size / max(now - t0, 1e-9)
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if budget is not None and self.total_steps is not None and self.step < self.total_steps \
+                        and self.elapsed >= budget:
+                    self.total_steps, self.out_of_time = self.step, True
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     avg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                     window.clear()
+                    self.last_loss = avg["loss"]
                     bar.set_postfix(loss=f"{avg['loss']:.2f}", kl=f"{avg['kl']:.2f}",
                                     recon=f"{avg['recon']:.2f}", img_s=f"{rate:.0f}")
                     log.write(json.dumps({"step": self.step, "elapsed_s": round(self.elapsed, 2), **avg}) + "\n")
                     log.flush()
-                if self.step % cfg.checkpoint_every == 0:
+                if caught:
+                    bar.close()
+                    path = self.save_checkpoint()
+                    of = f" of {self.total_steps}" if self.total_steps else ""
+                    raise TrainingInterrupted(f"interrupted at step {self.step}{of}; the checkpoint {path} holds "
+                                              "the run so far: run the same command again to continue")
+                if self.step % cfg.checkpoint_every == 0 or now - last_checkpoint >= 60 * cfg.checkpoint_minutes:
                     self.save_checkpoint()
+                    last_checkpoint = time.perf_counter()
         bar.close()
-        self.save_checkpoint()
-        return self.finish(progress)
+        self.save_checkpoint()   # the model fit below takes a while; an interruption there loses no steps
+        model = self.finish(progress)
+        if not self.keep_checkpoint:
+            checkpoint_path(self.output).unlink(missing_ok=True)
+        return model
 
     def finish(self, progress: bool = True) -> modelfile.Model:
         """Refresh every code with the averaged weights, fit p(z), and write the model file."""
         self.ema.eval()
         codes = encode_all(self.ema, self.images, progress=progress)
         prior, selection = fit_unconditional(codes.numpy(), seed=self.config.seed)
-        meta = {**self.meta, "train_config": asdict(self.config), "steps": self.step,
+        train_config = {**asdict(self.config), "steps": self.total_steps, "kl_warmup": self.warmup_steps}
+        meta = {**self.meta, "train_config": train_config, "steps": self.step,
                 "train_seconds": round(self.elapsed, 1), "train_images": len(self.data),
                 "train_source": self.data.source, "unconditional_selection": selection,
+                "stopped_at_time_budget": self.out_of_time,
                 "epochs": round(self.step * self.config.batch_size / len(self.data), 2)}
         model = modelfile.with_buckets(modelfile.Model(self.ema, self.data.spec, prior, None, meta),
                                        self.config.bucket_bits)
@@ -200,10 +299,7 @@ class Trainer:
 
 def train(data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),
           config: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
-          meta: dict | None = None) -> modelfile.Model:
-    """Train an ACN on `data` and write the model file to `output` (resuming from its checkpoint if any)."""
-    return Trainer(data, output, model_config, config, resume, meta).run(progress)
-
-
-def epochs_to_steps(epochs: float, n: int, batch_size: int) -> int:
-    return max(1, math.ceil(epochs * n / batch_size))
+          meta: dict | None = None, keep_checkpoint: bool = False, on_plan=None) -> modelfile.Model:
+    """Train an ACN on `data` and write the model file to `output` (resuming from its checkpoint if any).
+    The checkpoint is removed once the model file is written, unless `keep_checkpoint`."""
+    return Trainer(data, output, model_config, config, resume, meta, keep_checkpoint).run(progress, on_plan)

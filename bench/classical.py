@@ -58,7 +58,7 @@ import numpy as np
 from PIL import Image, features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, provenance  # noqa: E402
 
 import acncodec
 from acncodec.data import ImageSet, level_grid
@@ -476,6 +476,7 @@ def main(argv=None) -> int:
         out["datasets"].append({"data": data, "source": images.source, "shape": [n, h, w, c],
                                 "levels": images.levels, "dimensions": n * h * w * c, "seconds": seconds,
                                 "results": results, "design_anchors": ANCHORS.get(_anchor_key(data))})
+    out.update(provenance())
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"\nwrote {args.json}")

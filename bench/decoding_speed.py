@@ -9,6 +9,8 @@ Usage: python bench/decoding_speed.py [--model MODEL --data DATA] [--batch 16] [
                                       [--repeats 3] [--json OUT]
 """
 
+import sys
+from pathlib import Path
 import argparse
 import json
 import platform
@@ -20,6 +22,9 @@ from acncodec.acn import ModelConfig
 from acncodec.coding.raster import raster
 from acncodec.incremental import IncrementalDecoder, naive_logits
 from acncodec.pixelcnn import GatedPixelCNN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import provenance  # noqa: E402
 
 
 def incremental_all(net, x, z):
@@ -124,6 +129,7 @@ def main():
     print(f"max |incremental - full pass| over all pixels: "
           f"{record['max_abs_diff_incremental_vs_full_pass']:.3g}; "
           f"max |incremental - naive| on timed pixels: {record['max_abs_diff_incremental_vs_naive']:.3g}")
+    record.update(provenance())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(record, f, indent=2)

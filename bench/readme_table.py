@@ -39,8 +39,9 @@ def results():
     runs = {d: r for d, r in runs.items() if r}
     summary = load("summary.json") or {}
     print("Bits per dimension, every archive decoded and checked pixel for pixel:\n")
-    print("| data | images | acncodec tour | acncodec original | " + " | ".join(CLASSICAL) + " |")
-    print("|---|---|---|---|" + "---|" * len(CLASSICAL))
+    print("| data | images | acncodec tour | acncodec original | acncodec tour + model file | "
+          + " | ".join(CLASSICAL) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(CLASSICAL))
     for d, r in runs.items():
         best = min(c["bits_per_dim"] for c in r["classical"].values() if "bits_per_dim" in c)
         cells = []
@@ -49,7 +50,11 @@ def results():
             v = f"{c['bits_per_dim']:.4f}" if "bits_per_dim" in c else "skipped"
             cells.append(f"**{v}**" if "bits_per_dim" in c and c["bits_per_dim"] == best else v)
         a = r["acncodec"]
-        print(f"| {d} | {r['n']:,} | {a['tour']['bits_per_dim']:.4f} | {a['original']['bits_per_dim']:.4f} | "
+        with_model = a["tour"].get("bits_per_dim_with_model")
+        mb = r["model"].get("file_bytes", 0) / 1e6
+        data = f"{d} (seen in training)" if d == "digits" else d
+        print(f"| {data} | {r['n']:,} | {a['tour']['bits_per_dim']:.4f} | {a['original']['bits_per_dim']:.4f} | "
+              + (f"{with_model:.4f} ({mb:.2f} MB model) | " if with_model else "not recorded | ")
               + " | ".join(cells) + " |")
     print("\nacncodec, actual archive against the KL-bound estimate, and speed (compress in the bench process on "
           "one thread, decompress in a separate process; coding runs on one thread in both):\n")

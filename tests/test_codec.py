@@ -157,8 +157,13 @@ def test_info_reports_sections_without_decoding(tmp_path):
     blob, report = codec.compress(random_images(spec, 12, names=True), tiny_model(spec), progress=False,
                                   estimate=False)
     (tmp_path / "a.acnz").write_bytes(blob)
-    result = CliRunner().invoke(main, ["info", str(tmp_path / "a.acnz")])
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "a.acnz"), "--json"])
     assert result.exit_code == 0
     info = json.loads(result.output)
     assert info["section_bytes"] == report["section_bytes"] and info["bytes"] == len(blob)
     assert info["header"]["n"] == 12 and info["names"] == 12
+
+
+def test_cli_order_choices_are_the_archive_orders():
+    from acncodec import cli, header
+    assert cli.ORDERS == header.ORDERS

@@ -71,7 +71,7 @@ def test_no_fitting_model_says_how_to_train_one():
 def test_digits_folder_round_trips_with_the_shipped_model_and_no_model_option(tmp_path):
     folder = tmp_path / "digits"
     export_png(load("digits:40"), folder)
-    r = run(["compress", folder, tmp_path / "d.acnz", "--no-estimate", "-q"])
+    r = run(["compress", folder, tmp_path / "d.acnz", "--no-estimate"])   # -q would hide the model's name
     assert r.exit_code == 0, r.output
     assert "shipped digits" in r.output
     r = run(["decompress", tmp_path / "d.acnz", tmp_path / "out", "-q"])
@@ -119,7 +119,7 @@ def test_without_model_compress_picks_and_decompress_needs_a_shipped_hash(tmp_pa
     data = tmp_path / "x.npy"
     rng = np.random.default_rng(3)
     np.save(data, level_grid(17)[rng.integers(0, 17, (6, 4, 4))])  # 8-bit values on the 17-level grid
-    r = run(["compress", data, tmp_path / "a.acnz", "-q", "--no-estimate", "--order", "original"])
+    r = run(["compress", data, tmp_path / "a.acnz", "--no-estimate", "--order", "original"])
     assert r.exit_code == 0 and "shipped tiny" in r.output, r.output
     r = run(["decompress", tmp_path / "a.acnz", tmp_path / "a.npy", "-q"])
     assert r.exit_code == 0, r.output

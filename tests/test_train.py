@@ -315,16 +315,17 @@ def test_damaged_meta_raises_acn_error(model_bytes, tmp_path):
 # -- resume --------------------------------------------------------------------------------------------------
 
 def test_resume_is_exact(tmp_path, digits300, monkeypatch):
-    """N steps in one go == N/2 steps, then a new Trainer resuming to N: every tensor identical."""
+    """N steps in one go == N/2 steps, then a new Trainer resuming to N: every tensor identical. (The KL
+    warm-up is given in steps: the default, a fraction of the run, differs between a 10- and a 20-step run.)"""
     monkeypatch.setattr(trainmod, "fit_unconditional", functools.partial(fit_unconditional, candidates=(1, 2)))
 
     def config(steps):
         return TrainConfig(steps=steps, batch_size=32, threads=1, log_every=4, checkpoint_every=5,
-                           unique_neighbours=True)
+                           unique_neighbours=True, kl_warmup=8)
 
     whole = Trainer(digits300, tmp_path / "a" / "m.acn", TINY, config(20))
     model_a = whole.run(progress=False)
-    first = Trainer(digits300, tmp_path / "b" / "m.acn", TINY, config(10))
+    first = Trainer(digits300, tmp_path / "b" / "m.acn", TINY, config(10), keep_checkpoint=True)
     first.run(progress=False)
     second = Trainer(digits300, tmp_path / "b" / "m.acn", TINY, config(20), resume=True)
     assert second.step == 10
@@ -374,7 +375,7 @@ def one_error_line(result):
 def test_cli_train_writes_model_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "digits.acn"
     runner = CliRunner()
-    result = runner.invoke(main, CLI_TRAIN + ["-o", str(out)])
+    result = runner.invoke(main, [a for a in CLI_TRAIN if a != "-q"] + ["-o", str(out)])
     torch.set_num_threads(1)
     assert result.exit_code == 0, result.output
     assert out.is_file()
@@ -384,7 +385,9 @@ def test_cli_train_writes_model_and_refuses_to_overwrite(tmp_path):
     assert model.spec.levels == 17 and (model.spec.height, model.spec.width) == (8, 8)
     assert re.search(rf"hash {model.hash[:12]}", result.stdout)
 
-    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out, checkpoint_path(out), log_path(out))}
+    assert not checkpoint_path(out).exists()   # removed once the model is written, and the output says so
+    assert "checkpoint removed" in result.stderr and str(log_path(out)) in result.stderr
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out, log_path(out))}
     again = runner.invoke(main, CLI_TRAIN + ["-o", str(out)])
     message = one_error_line(again)
     assert str(out) in message and "--force" in message
