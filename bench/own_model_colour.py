@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1")
     parser.add_argument("--work", default=None, help="folder for the data, model and archive (default: temporary)")
     args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     work = Path(args.work or tempfile.mkdtemp(prefix="acncodec-colour-"))
     images = patches()
     np.save(work / "patches.npy", images)
@@ -61,7 +62,6 @@ def main() -> None:
     if steps[0]["exit_code"] == 0:
         steps.append(run(["compress", "patches.npy", "patches.acnz", "--model", "patches.acn"], work))
     archive = work / "patches.acnz"
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     record = {"what": __doc__.split("\n\n")[0], "images": list(images.shape), "xz_9_bytes_raw_pixels": xz,
               "xz_9_bits_per_dim": 8 * xz / images.size, "steps": steps,
               "archive_bytes": archive.stat().st_size if archive.exists() else None,
