@@ -52,8 +52,11 @@ INV_FRAC, INV_GRID, INV_RANGE = 16, 8, 16
 #: exp(x) at 2^-EXP_BITS for x on [-EXP_RANGE, 0], grid step 2^-EXP_GRID; exp(-24) ~ 4e-11, far below
 #: 2^-MASS_BITS, so clamping there changes no mass.
 EXP_BITS, EXP_GRID, EXP_RANGE = 32, 8, 24
-#: Mixture component weights are exp(logit - max logit) at 2^-WEIGHT_BITS (the largest is exactly 2^WEIGHT_BITS).
-WEIGHT_BITS = 16
+#: Mixture component weights are exp(logit - max logit) at 2^-WEIGHT_BITS (the largest is exactly 2^WEIGHT_BITS):
+#: fine enough that a component 14 nats below the largest still has a weight within a few % (2^-16 was not).
+#: Weighted masses stay below M * 2^(WEIGHT_BITS + CDF_BITS), so at most MAX_COMPONENTS components.
+WEIGHT_BITS = 24
+MAX_COMPONENTS = 1 << (62 - WEIGHT_BITS - CDF_BITS)
 #: Float probabilities of the head tables are scaled by 2^HEAD_RAW_BITS and rounded before normalisation.
 HEAD_RAW_BITS = 34
 
@@ -321,6 +324,8 @@ def prior_masses(tables: LatentTables, raw_int: np.ndarray) -> np.ndarray:
     inv = tables.inv_scale(pre_scales)                                                        # at INV_FRAC
     mu = np.clip(means, -EDGE_LIMIT << CODE_FRAC, EDGE_LIMIT << CODE_FRAC) << (EDGE_FRAC - CODE_FRAC)
     comps = raw.shape[-2]
+    if comps > MAX_COMPONENTS:
+        raise ValueError(f"{comps} mixture components, the exact numerics take at most {MAX_COMPONENTS}")
     total = np.zeros(raw.shape[:-2] + (tables.buckets,), dtype=_INT)
     for m in range(comps):     # components added in a fixed order (integer sums are exact anyway)
         u = ((tables.edges - mu[..., m, None]) * inv[..., m, None]) >> INV_FRAC
