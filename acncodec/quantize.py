@@ -553,3 +553,20 @@ def quantise_networks(net: ACN, calibration: torch.Tensor, code_frac: int, raw_f
                                            pixel_in),
                        {"act_frac": act_frac, "code_frac": code_frac, "raw_frac": raw_frac,
                         "logit_frac": logit_frac})
+
+
+def quantise_model(model, calibration: torch.Tensor):
+    """A model with numerics "exact1": the float model's networks quantised (bounds calibrated on images
+    `calibration` (N, C, H, W) levels, a few hundred training images), and its bucket and head tables as
+    integers. The float weights stay in the file (training and evaluation use them); coding uses only the
+    integer parts."""
+    from .coding import exact_tables
+    from .coding.exact_numerics import join_parts
+    from .modelfile import Model
+    nets = quantise_networks(model.net, calibration, exact_tables.CODE_FRAC, exact_tables.RAW_FRAC,
+                             exact_tables.LOGIT_FRAC)
+    latent = exact_tables.LatentTables.build(model.buckets, model.unconditional)
+    pixel = exact_tables.PixelTables.build(model.spec.levels)
+    meta = dict(model.meta, quantised_from=model.hash, calibration_images=int(len(calibration)))
+    return Model(model.net, model.spec, model.unconditional, model.buckets, meta, model.head, "exact1",
+                 join_parts(nets, latent, pixel))

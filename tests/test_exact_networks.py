@@ -79,3 +79,56 @@ def test_accumulators_are_proven_below_2_to_the_53(quantised):
     for a in maps:
         a.check_bound()
         assert a.weight.abs().max() < 2 ** 15
+
+
+# ----------------------------------------------------------------------------------------------- the codec
+@pytest.fixture(scope="module", params=list(SPECS))
+def exact_model(request, tmp_path_factory):
+    """A tiny exact model, saved and loaded back (the integer parts travel through the model file)."""
+    from acncodec import modelfile
+    from acncodec.quantize import quantise_model
+    spec = SPECS[request.param]
+    model = quantise_model(tiny_model(spec), to_tensor(random_images(spec, 64, seed=5).images))
+    path = tmp_path_factory.mktemp("exact") / "m.acn"
+    assert modelfile.save(model, path) == model.hash
+    loaded = modelfile.load(path)
+    assert loaded.numerics == "exact1" and loaded.hash == model.hash
+    return spec, loaded
+
+
+def test_exact_round_trip_every_pixel_and_rate(exact_model):
+    from acncodec import codec
+    from acncodec.coding.numerics import for_model
+    spec, model = exact_model
+    images = random_images(spec, 24, names=True)
+    blob, report = codec.compress(images, model, chains=3, progress=False, estimate=False)
+    out, _ = codec.decompress(blob, model, progress=False)
+    key = lambda s: sorted(zip(s.names, (im.tobytes() for im in s.images)))
+    assert len(out) == len(images) and key(out) == key(images)
+    # the rate: at most the pixels' cost under the exact model's own probabilities (given the posterior's
+    # likeliest buckets), plus each latent dimension at the 28-bit floor of a mass, plus the seed words
+    pm = for_model(model)
+    assert pm.full_pass_exact
+    x = images.images.transpose(0, 3, 1, 2).astype(np.int64)
+    codes = pm.encode(x)
+    buckets = pm.posterior_probs(codes).argmax(-1)
+    probs = pm.score(x, buckets)
+    p = np.where(x == 1, probs, 1 - probs) if spec.levels == 2 else np.take_along_axis(probs, x[..., None], -1)[..., 0]
+    pixel_bits = -np.log2(p).sum()
+    payload_bits = report["payload_nats_per_image"] * len(images) / np.log(2)
+    assert payload_bits < pixel_bits + len(images) * model.config.latent_dim * 28 + report["initial_bits"]
+
+
+def test_exact_score_equals_the_stepper(exact_model):
+    """The protocol may score a round with one full pass: every probability equals the stepper's."""
+    from acncodec.coding.numerics import for_model
+    from acncodec.coding.raster import raster
+    spec, model = exact_model
+    pm = for_model(model)
+    x = random_images(spec, 7).images.transpose(0, 3, 1, 2).astype(np.int64)
+    buckets = pm.posterior_probs(pm.encode(x)).argmax(-1)
+    full = pm.score(x, buckets)
+    seen = []
+    raster(pm.stepper(buckets), 7, pm.shape, lambda pred, i, j, c: (seen.append((pred, i, j, c)), x[:, c, i, j])[1])
+    for pred, i, j, c in seen:
+        assert np.array_equal(pred, full[:, c, i, j])
