@@ -119,6 +119,24 @@ def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, un
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
 
 
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The exact model file.")
+@click.option("--data", "-d", required=True,
+              help="Training data to calibrate the integer formats on (a few hundred images are used).")
+@click.option("--images", "n_images", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Calibration images, spread evenly over DATA.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@friendly_errors
+def quantize(model_path, output, data, n_images, force):
+    """Make an exact model from MODEL (a file or a shipped name): integer networks and tables, so its
+    archives decode bit for bit on any machine."""
+    from .quantize import quantise_file
+    exact = quantise_file(model_path, data, output, n_images, force)
+    click.echo(f"wrote {output} (numerics exact1, hash {exact.hash[:12]}; "
+               f"calibrated on {exact.meta['calibration_images']} images)")
+
+
 def data_and_model(data: str, model_path: str | None):
     """DATA, and the model given (a file or a shipped name) or else the shipped one that fits, said on stderr."""
     if model_path is not None:

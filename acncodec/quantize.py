@@ -570,3 +570,32 @@ def quantise_model(model, calibration: torch.Tensor):
     meta = dict(model.meta, quantised_from=model.hash, calibration_images=int(len(calibration)))
     return Model(model.net, model.spec, model.unconditional, model.buckets, meta, model.head, "exact1",
                  join_parts(nets, latent, pixel))
+
+
+#: Calibration images by default: a few hundred, spread evenly over the training data.
+CALIBRATION_IMAGES = 256
+
+
+def calibration_set(images, n: int = CALIBRATION_IMAGES) -> torch.Tensor:
+    """n images (N, C, H, W) level indices spread evenly over an ImageSet already at the model's levels."""
+    pick = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(np.int64))
+    return torch.from_numpy(np.ascontiguousarray(images.images[pick].transpose(0, 3, 1, 2)).astype(np.int64))
+
+
+def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: bool = False):
+    """`acncodec quantize`: read a model, calibrate on DATA (training images), write the exact model."""
+    from . import data as datamod
+    from . import modelfile, registry
+    from .codec import match_model
+    from .errors import AcnError
+    from .fileio import check_writable
+    check_writable(output, force)
+    model = registry.load_model(model_path)
+    if model.numerics == "exact1":
+        raise AcnError(f"{model_path}: already an exact model (numerics exact1)")
+    images = match_model(datamod.load(data, levels=model.spec.levels), model)
+    if len(images) == 0:
+        raise AcnError(f"{data}: no images to calibrate on")
+    exact = quantise_model(model, calibration_set(images, n))
+    modelfile.save(exact, output)
+    return exact
