@@ -193,7 +193,7 @@ def to_constriction(masses: np.ndarray) -> np.ndarray:
     """The float64 probabilities handed to constriction: m / 2^MASS_BITS, exact (an integer below 2^53 times a
     power of two).
 
-    What constriction 0.5 does with them (src/stream/model/categorical.rs `fast_quantized_cdf`,
+    What constriction 0.4 and 0.5 do with them (src/stream/model/categorical.rs `fast_quantized_cdf`,
     lazy_contiguous.rs; `Categorical(perfect=False)` and `Bernoulli(perfect=False)`, the latter as the
     categorical [1 - p, p]): normalisation Z = sequential float sum of the row, scale = (2^24 - n) / Z, and the
     quantised left cumulative of symbol i is trunc(C_i * scale) + i, C_i the sequential float sum of the masses
