@@ -61,22 +61,38 @@ def to_int(x, frac: int) -> torch.Tensor:
 
 class IntAffine:
     """y = round((W x + b) / 2^shift) with integer W (out, fan_in), b at in_frac + w_frac; x clamped to
-    |x| <= bound first. `shift` may differ per output (a tensor), for outputs leaving in different formats."""
+    |x| <= bound first, unless `clamp` is False because the input is bounded by construction (a gate's output
+    or a pixel, |x| <= 1). `shift` may differ per output (a tensor), for outputs leaving in different formats.
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shift, bound: float):
+    The rounding is folded into the accumulator: round(a / 2^s) (halves up) = floor((a + 2^(s-1)) / 2^s),
+    so one fused matmul-add, one multiply by 2^-s and one floor: three calls per map on the hot path."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shift, bound: float, clamp: bool = True):
         self.weight = weight.double()
         self.weight_t = self.weight.t().contiguous()
         self.bias = bias.double()
-        self.shift = shift if isinstance(shift, torch.Tensor) else torch.tensor(float(shift))
+        self.shift = (shift if isinstance(shift, torch.Tensor) else torch.tensor(float(shift))).double()
         self.bound = float(bound)
+        self.clamp = bool(clamp)
+        half = torch.where(self.shift >= 1, torch.pow(2.0, self.shift - 1), torch.zeros_like(self.shift))
+        self.bias_rounding = (self.bias + half).contiguous()
+        inv = torch.pow(2.0, -self.shift)
+        self.inv = float(inv) if inv.dim() == 0 else inv
+
+    def sliced(self, rows=slice(None), cols=slice(None), clamp: bool | None = None) -> "IntAffine":
+        """The map restricted to some outputs and inputs (the unused inputs held at zero)."""
+        shift = self.shift if self.shift.dim() == 0 else self.shift[rows]
+        return IntAffine(self.weight[rows, cols], self.bias[rows], shift, self.bound,
+                         self.clamp if clamp is None else clamp)
 
     @classmethod
     def quantise(cls, weight: torch.Tensor, bias: torch.Tensor | None, in_frac: int, out_frac,
-                 in_bound_real: float) -> "IntAffine":
-        """weight (out, fan_in) float; out_frac an int or a per-output tensor of ints."""
+                 in_bound_real: float, bounded: bool = False) -> "IntAffine":
+        """weight (out, fan_in) float; out_frac an int or a per-output tensor of ints. `bounded`: the input
+        never exceeds 1 in magnitude (bound 2^in_frac exactly, no clamp needed)."""
         weight = weight.detach().double()
         bias = torch.zeros(weight.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
-        bound = math.ceil(max(in_bound_real, 2.0 ** -in_frac) * MARGIN * 2.0 ** in_frac)
+        bound = 2 ** in_frac if bounded else math.ceil(max(in_bound_real, 2.0 ** -in_frac) * MARGIN * 2.0 ** in_frac)
         w_max = max(float(weight.abs().max()), 1e-30)
         w_frac = math.floor(math.log2((WEIGHT_LIMIT - 1) / w_max))
         while True:
@@ -86,28 +102,35 @@ class IntAffine:
                 break
             w_frac -= 1
         shift = (in_frac + w_frac) - (torch.as_tensor(out_frac, dtype=torch.float64))
-        aff = cls(w, b, shift, bound)
+        aff = cls(w, b, shift, bound, clamp=not bounded)
         aff.check_bound()
         return aff
 
     def check_bound(self) -> None:
-        worst = self.weight.shape[1] * float(self.weight.abs().max()) * self.bound + float(self.bias.abs().max())
+        worst = self.weight.shape[1] * float(self.weight.abs().max()) * self.bound \
+            + float(self.bias_rounding.abs().max())
         if not worst < EXACT_LIMIT:
             raise ValueError(f"integer layer may exceed 2^53 in its accumulator ({worst:.3g})")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., fan_in) integers -> (..., out) integers."""
-        x = x.clamp(-self.bound, self.bound)
-        return rescale(torch.matmul(x, self.weight_t) + self.bias, self.shift)
+        if self.clamp:
+            x = x.clamp(-self.bound, self.bound)
+        if x.dim() == 2:
+            acc = torch.addmm(self.bias_rounding, x, self.weight_t)
+        else:
+            acc = torch.matmul(x, self.weight_t).add_(self.bias_rounding)
+        return acc.mul_(self.inv).floor_()
 
     def to_dict(self, prefix: str) -> dict:
         return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias, f"{prefix}.shift": self.shift,
-                f"{prefix}.bound": torch.tensor(self.bound, dtype=torch.float64)}
+                f"{prefix}.bound": torch.tensor(self.bound, dtype=torch.float64),
+                f"{prefix}.clamp": torch.tensor(self.clamp)}
 
     @classmethod
     def from_dict(cls, d: dict, prefix: str) -> "IntAffine":
         return cls(d[f"{prefix}.weight"], d[f"{prefix}.bias"], d[f"{prefix}.shift"].double(),
-                   float(d[f"{prefix}.bound"]))
+                   float(d[f"{prefix}.bound"]), bool(d[f"{prefix}.clamp"]))
 
 
 class FunctionTable:
@@ -119,6 +142,9 @@ class FunctionTable:
         self.half_range, self.in_frac, self.step_frac = half_range, in_frac, step_frac
         self.lo = half_range * 2 ** in_frac
         self.step = 2.0 ** (in_frac - step_frac)
+        # Expanded once, at load, to every input at in_frac by the same integer interpolation: a lookup is
+        # then one gather.
+        self.dense = self._interpolate(torch.arange(-self.lo, self.lo + 1, dtype=torch.float64))
 
     @classmethod
     def build(cls, fn, half_range: int, in_frac: int, out_frac: int, step_frac: int = TABLE_STEP_FRAC):
@@ -127,6 +153,9 @@ class FunctionTable:
         return cls(to_int(fn(knots), out_frac), half_range, in_frac, step_frac)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense[x.clamp(-self.lo, self.lo).add_(self.lo).long()]
+
+    def _interpolate(self, x: torch.Tensor) -> torch.Tensor:
         u = x.clamp(-self.lo, self.lo) + self.lo
         k = torch.floor(u / self.step)                 # step is a power of two: exact
         r = u - k * self.step
@@ -315,6 +344,13 @@ class IntDecoder:
         self.tanh, self.sigmoid, self.act_frac, self.code_frac = tanh, sigmoid, act_frac, code_frac
         self.C, self.H, self.W = shape
         self.outputs = outputs
+        hid = cmap_dims[3]
+        # the output head sliced per channel c (hidden units c*hid .. (c+1)*hid; `previous` reads channels < c)
+        self.features_c = [head["features"].sliced(slice(c * hid, (c + 1) * hid)) for c in range(self.C)]
+        self.previous_c = [None] + [head["previous"].sliced(slice(c * hid, (c + 1) * hid), slice(0, c))
+                                    for c in range(1, self.C)]
+        self.gate_half = torch.tensor(2.0 ** (act_frac - 1), dtype=torch.float64)
+        self.gate_inv = 2.0 ** -act_frac
 
     @classmethod
     def quantise(cls, dec, bounds, tanh, sigmoid, act_frac, code_frac, logit_frac, pixel_in):
@@ -326,8 +362,11 @@ class IntDecoder:
                 "up1": IntAffine.quantise(_flat_t(up1), up1.bias, act_frac, act_frac, b("condition_map.up.3"))}
         layers = []
         for k, layer in enumerate(dec.layers):
+            # bounded by construction: gate outputs (hout; vconv above layer 0) and pixels (layer 0's convs)
+            bounded = {"hout", "vconv"} | ({"hconv"} if k == 0 else set())
             maps = {key: IntAffine.quantise(_flat(getattr(layer, key)), getattr(layer, key).bias, act_frac,
-                                            act_frac, b(f"layers.{k}.{key}")) for key in IntGatedLayer.KEYS}
+                                            act_frac, b(f"layers.{k}.{key}"), key in bounded)
+                    for key in IntGatedLayer.KEYS}
             layers.append(IntGatedLayer(maps, layer.first, layer.vconv.kernel_size[1]))
         h = dec.head
         hid = h.features.out_channels // dec.image_channels
@@ -340,7 +379,7 @@ class IntDecoder:
                            for c in range(dec.image_channels)]}
         if dec.image_channels > 1:
             head["previous"] = IntAffine.quantise(_flat(h.previous) * h.mask[:, :, 0, 0], None, act_frac,
-                                                  act_frac, 1.0)
+                                                  act_frac, 1.0, bounded=True)
         shape = (dec.image_channels, cm.height, cm.width)
         return cls(pixel_in, cmap, (cm.hidden, cm.h0, cm.w0, hid), layers, head, tanh, sigmoid, act_frac,
                    code_frac, shape, h.outputs)
@@ -348,7 +387,7 @@ class IntDecoder:
     # --------------------------------------------------------------------------------------- shared parts
     def gate(self, pre: torch.Tensor, dim: int) -> torch.Tensor:
         a, b = pre.chunk(2, dim=dim)
-        return rescale(self.tanh(a) * self.sigmoid(b), self.act_frac)
+        return torch.addcmul(self.gate_half, self.tanh(a), self.sigmoid(b)).mul_(self.gate_inv).floor_()
 
     def condition(self, z: torch.Tensor) -> list:
         """Per layer, the (cond_v, cond_h) maps (B, 2C, H, W) from latents z at code_frac."""
@@ -360,15 +399,11 @@ class IntDecoder:
 
     def head_hidden(self, top: torch.Tensor, c: int) -> torch.Tensor:
         """Channel c's hidden units from relu(top features) (..., channels) -> (..., hid)."""
-        hid = self.cmap_dims[3]
-        feats = self.head["features"]
-        return rescale(torch.matmul(top.clamp(-feats.bound, feats.bound), feats.weight_t[:, c * hid:(c + 1) * hid])
-                       + feats.bias[c * hid:(c + 1) * hid], feats.shift)
+        return self.features_c[c](top)
 
     def previous(self, xs: torch.Tensor, c: int) -> torch.Tensor:
         """Channel c's contribution from the scaled values xs (..., C) of channels < c."""
-        hid, prev = self.cmap_dims[3], self.head["previous"]
-        return rescale(torch.matmul(xs[..., :c], prev.weight_t[:c, c * hid:(c + 1) * hid]), prev.shift)
+        return self.previous_c[c](xs[..., :c])
 
     # --------------------------------------------------------------------------------------- full pass
     def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -447,11 +482,11 @@ class IntStepper:
         self.vin = [torch.zeros(self.B, cin, dec.H + self.kh, self.W + 2 * self.half, dtype=torch.float64)
                     for cin in self.ins]
         # hconv weight (out, Cin * 1 * kw) reordered to read a (B, kw, Cin) window flattened
-        self.hw = []
+        self.hconv = []
         for l, cin in zip(dec.layers, self.ins):
             a = l.maps["hconv"]
-            self.hw.append(a.weight.view(-1, cin, l.kw).permute(0, 2, 1).reshape(a.weight.shape[0], -1).t()
-                           .contiguous())
+            weight = a.weight.view(-1, cin, l.kw).permute(0, 2, 1).reshape(a.weight.shape[0], -1)
+            self.hconv.append(IntAffine(weight, a.bias, a.shift, a.bound, a.clamp))
         self.row, self.col, self.next = -1, -1, (0, 0)
 
     def _start_row(self, i: int) -> None:
@@ -474,9 +509,7 @@ class IntStepper:
             m, buf = layer.maps, self.hin[n]
             if n > 0:
                 buf[:, j + kw - 1] = h
-            a = m["hconv"]
-            window = buf[:, j:j + kw].reshape(self.B, -1).clamp(-a.bound, a.bound)
-            h_pre = rescale(window @ self.hw[n] + a.bias, a.shift) + self.vrow[n][j]
+            h_pre = self.hconv[n](buf[:, j:j + kw].reshape(self.B, -1)) + self.vrow[n][j]
             out = m["hout"](self.dec.gate(h_pre, 1))
             h = out if layer.first else out + buf[:, j + kw - 1]
         self.top = torch.relu(h)
