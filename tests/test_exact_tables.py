@@ -113,7 +113,11 @@ def test_pixel_probs_match_float():
         assert kl_beyond_floor(reference, et.pixel_probs(tables, logits)).max() < KL_TOLERANCE["pixel"]
     logits = np.round(rng.normal(0, 6, (200, 1)) * 2 ** et.LOGIT_FRAC).astype(np.int64)
     logits[:2, 0] = [-60 << et.LOGIT_FRAC, 60 << et.LOGIT_FRAC]
-    p_one = et.pixel_probs(et.PixelTables.build(2), logits)
+    binary = et.PixelTables.build(2)
+    p_one = et.pixel_probs(binary, logits)
+    assert np.array_equal(et.bernoulli_masses(binary, logits[:, 0]), et.pixel_masses(binary, logits)[:, 1])
+    edge = np.array([[0], [1], [-1]])          # the tie at 0 and its neighbours
+    assert np.array_equal(et.bernoulli_masses(binary, edge[:, 0]), et.pixel_masses(binary, edge)[:, 1])
     assert p_one.shape == (200,)
     assert p_one.min() >= 2.0 ** -et.MASS_BITS and p_one.max() <= 1 - 2.0 ** -et.MASS_BITS
     reference = torch.sigmoid(torch.from_numpy(logits[:, 0] / 2 ** et.LOGIT_FRAC)).numpy()
@@ -171,6 +175,16 @@ def test_lookup_table_is_monotone_and_hits_its_grid():
     x = np.array([-1.0, 0.0, 0.7])
     approx = phi(np.round(x * 2 ** et.EDGE_FRAC).astype(np.int64)) / 2 ** et.CDF_BITS
     assert np.abs(approx - [0.5 * math.erfc(v / -math.sqrt(2)) for v in x]).max() < 1e-7
+
+
+def test_dense_tables_read_like_interpolated_ones(monkeypatch):
+    """Small tables are expanded to one value per input when loaded: the same function, only faster."""
+    dense = et.exp_table(et.LOGIT_FRAC)
+    monkeypatch.setattr(et, "DENSE_LIMIT", 0)
+    sparse = et.exp_table(et.LOGIT_FRAC)
+    x = np.arange(dense.start - 100, dense.stop + 100, dtype=np.int64)
+    assert dense._dense is not None and sparse._dense is None
+    assert np.array_equal(dense(x), sparse(x))
 
 
 def test_normalise_masses_edge_cases():
