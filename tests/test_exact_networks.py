@@ -132,3 +132,51 @@ def test_exact_score_equals_the_stepper(exact_model):
     raster(pm.stepper(buckets), 7, pm.shape, lambda pred, i, j, c: (seen.append((pred, i, j, c)), x[:, c, i, j])[1])
     for pred, i, j, c in seen:
         assert np.array_equal(pred, full[:, c, i, j])
+
+
+# ------------------------------------------------------------------------------- other machines' settings
+def _avx512_features() -> str:
+    from numpy._core._multiarray_umath import __cpu_features__
+    return " ".join(k for k, v in __cpu_features__.items() if v and k.startswith("AVX512"))
+
+
+SETTINGS = {"sse41": {"DNNL_MAX_CPU_ISA": "SSE41"}, "avx2": {"DNNL_MAX_CPU_ISA": "AVX2"},
+            "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"}, "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
+            "numpy-no-avx512": {"NPY_DISABLE_CPU_FEATURES": _avx512_features()},
+            "1-thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            "2-threads": {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """Per kind of data: an exact tiny model, an archive and the networks' integer outputs, written here."""
+    from acncodec import codec, modelfile
+    from acncodec.quantize import quantise_model
+    folder = tmp_path_factory.mktemp("exact-settings")
+    for name, spec in SPECS.items():
+        model = quantise_model(tiny_model(spec), to_tensor(random_images(spec, 64, seed=5).images))
+        modelfile.save(model, folder / f"{name}.acn")
+        images = random_images(spec, 12)
+        blob, _ = codec.compress(images, model, chains=2, progress=False, estimate=False)
+        (folder / f"{name}.bin").write_bytes(blob)
+        decoded, _ = codec.decompress(blob, model, progress=False)
+        x = to_tensor(random_images(spec, 64, seed=9).images)
+        from acncodec.coding.numerics import for_model
+        nets = for_model(model).nets
+        codes = nets.encoder(x)
+        np.savez(folder / f"{name}.npz", decoded=decoded.images, x=x.numpy(), codes=codes.numpy(),
+                 raw=nets.prior(codes).numpy(), logits=nets.decoder.logits(x, codes).numpy())
+    return folder
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_archives_and_integer_outputs_are_identical_under_other_cpu_settings(written, setting):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root), **SETTINGS[setting])
+    result = subprocess.run([sys.executable, str(root / "tests" / "exact_check.py"), str(written)], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
