@@ -86,13 +86,16 @@ def _interrupt(signum, frame):
 @click.option("--levels", type=int, default=None,
               help="Grey levels of the model when 8-bit files hold fewer (e.g. 17 for digits saved as PNG).")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start from scratch.")
+@click.option("--no-quantize", is_flag=True,
+              help="Keep float numerics: skip `acncodec quantize` (archives then decode only on machines that "
+                   "compute exactly like this one).")
 @click.option("--force", is_flag=True, help="Overwrite an existing model file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @friendly_errors
 def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, unique_neighbours, ema_decay,
           seed, threads, latent_dim, prior_components, prior_hidden, encoder_channels, encoder_hidden,
           decoder_channels, decoder_layers, decoder_kernel, decoder_cond_channels, kl_warmup, bucket_bits,
-          binarize, levels, fresh, force, quiet):
+          binarize, levels, fresh, no_quantize, force, quiet):
     check_writable(output, force)
     images = datamod.load(data, binarize=binarize, levels=levels)
     if steps is None:
@@ -114,8 +117,13 @@ def train(data, output, steps, epochs, batch_size, learning_rate, neighbours, un
     if trainer.step:
         click.echo(f"resuming from {ckpt} at step {trainer.step}", err=True)
     model = trainer.run(progress=not quiet)
+    if not no_quantize:   # calibrated on the training images, as `acncodec quantize` would be
+        from . import modelfile
+        from .quantize import calibration_set, quantise_model
+        model = quantise_model(model, calibration_set(images))
+        modelfile.save(model, output)
     sel = model.meta["unconditional_selection"]
-    click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
+    click.echo(f"wrote {output} (hash {model.hash[:12]}, numerics {model.numerics}; {model.meta['steps']} steps, "
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
 
 

@@ -180,3 +180,30 @@ def test_archives_and_integer_outputs_are_identical_under_other_cpu_settings(wri
     result = subprocess.run([sys.executable, str(root / "tests" / "exact_check.py"), str(written)], env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+def test_cli_quantize_writes_an_exact_model_and_refuses_to_overwrite(tmp_path):
+    from click.testing import CliRunner
+    from acncodec import modelfile
+    from acncodec.cli import main
+    spec = SPECS["digits-like"]
+    float_model = tiny_model(spec)
+    modelfile.save(float_model, tmp_path / "float.acn")
+    from acncodec.data import level_grid
+    np.save(tmp_path / "train.npy", level_grid(spec.levels)[random_images(spec, 30).images[..., 0]])
+    args = ["quantize", str(tmp_path / "float.acn"), "-o", str(tmp_path / "exact.acn"), "--data",
+            str(tmp_path / "train.npy"), "--images", "20"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    exact = modelfile.load(tmp_path / "exact.acn")
+    assert exact.numerics == "exact1" and exact.meta["quantised_from"] == float_model.hash
+    assert exact.meta["calibration_images"] == 20 and exact.hash[:12] in result.output
+    before = (tmp_path / "exact.acn").read_bytes()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code != 0 and "--force" in again.output and "Traceback" not in again.output
+    assert (tmp_path / "exact.acn").read_bytes() == before
+    twice = CliRunner().invoke(main, ["quantize", str(tmp_path / "exact.acn"), "-o", str(tmp_path / "x.acn"),
+                                      "--data", str(tmp_path / "train.npy")])
+    assert twice.exit_code != 0 and "already an exact model" in twice.output
+    assert not (tmp_path / "x.acn").exists()
