@@ -1,41 +1,33 @@
-"""Run in a fresh process by tests/test_exact_networks.py, under another CPU setting: decode each archive of
-FOLDER with its exact model, recompute the networks' integer outputs, and compare both with what the parent
-process wrote. Prints one line per mismatch; exits 1 if there was any.
+"""A workload for tests/test_portability.py's fresh-process harness: the integer networks' outputs (codes, the
+prior's raw outputs, full-pass logits at batch sizes 1, 7 and 64, and the incremental stepper's logits) of each
+exact model in a folder, as one digest per model. The parent computes the same digests and compares."""
 
-Usage: python tests/exact_check.py FOLDER
-"""
-
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from acncodec import codec, modelfile
-from acncodec.coding.numerics import for_model
+
+def network_outputs(model_path: str, inputs_path: str) -> list[np.ndarray]:
+    from acncodec import modelfile
+    from acncodec.coding.numerics import for_model
+    nets = for_model(modelfile.load(model_path)).nets
+    x = torch.from_numpy(np.load(inputs_path))
+    out = []
+    for batch in (1, 7, 64):
+        codes = nets.encoder(x[:batch])
+        out += [codes.numpy(), nets.prior(codes).numpy(), nets.decoder.logits(x[:batch], codes).numpy()]
+    stepper = nets.decoder.stepper(nets.encoder(x[:7]))
+    xs = x[:7].numpy()
+    _, channels, height, width = xs.shape
+    for i in range(height):
+        for j in range(width):
+            out += [stepper.logits(i, j, c, xs[:, :, i, j]).numpy() for c in range(channels)]
+            stepper.set_pixel(i, j, xs[:, :, i, j])
+    return out
 
 
-def check(folder: Path) -> list[str]:
-    problems = []
-    for model_path in sorted(folder.glob("*.acn")):
-        name = model_path.stem
-        model = modelfile.load(model_path)
-        ref = np.load(folder / f"{name}.npz")
-        decoded, _ = codec.decompress((folder / f"{name}.bin").read_bytes(), model, progress=False)
-        if not np.array_equal(decoded.images, ref["decoded"]):
-            problems.append(f"{name}: decoded pixels differ")
-        pm = for_model(model)
-        x = torch.from_numpy(ref["x"])
-        for batch in (1, 7, 64):
-            codes = pm.nets.encoder(x[:batch])
-            outputs = {"codes": codes, "raw": pm.nets.prior(codes), "logits": pm.nets.decoder.logits(x[:batch], codes)}
-            for key, value in outputs.items():
-                if not np.array_equal(value.numpy(), ref[key][:batch]):
-                    problems.append(f"{name}: {key} differ at batch {batch}")
-    return problems
-
-
-if __name__ == "__main__":
-    found = check(Path(sys.argv[1]))
-    print("\n".join(found) or f"ok ({torch.get_num_threads()} threads)")
-    sys.exit(1 if found else 0)
+def network_digests(folder: str) -> dict[str, str]:
+    from tests.test_portability import digest
+    return {p.stem: digest(*network_outputs(str(p), str(p.with_suffix(".npy"))))
+            for p in sorted(Path(folder).glob("*.acnm"))}

@@ -135,51 +135,23 @@ def test_exact_score_equals_the_stepper(exact_model):
 
 
 # ------------------------------------------------------------------------------- other machines' settings
-def _avx512_features() -> str:
-    from numpy._core._multiarray_umath import __cpu_features__
-    return " ".join(k for k, v in __cpu_features__.items() if v and k.startswith("AVX512"))
-
-
-SETTINGS = {"sse41": {"DNNL_MAX_CPU_ISA": "SSE41"}, "avx2": {"DNNL_MAX_CPU_ISA": "AVX2"},
-            "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"}, "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
-            "numpy-no-avx512": {"NPY_DISABLE_CPU_FEATURES": _avx512_features()},
-            "1-thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-            "2-threads": {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}}
-
-
-@pytest.fixture(scope="module")
-def written(tmp_path_factory):
-    """Per kind of data: an exact tiny model, an archive and the networks' integer outputs, written here."""
-    from acncodec import codec, modelfile
-    from acncodec.quantize import quantise_model
-    folder = tmp_path_factory.mktemp("exact-settings")
+def test_integer_outputs_are_identical_under_other_cpu_settings(tmp_path):
+    """Fresh processes under oneDNN SSE4.1/AVX2, MKL's compatible path, ATen's default kernels, numpy without
+    AVX-512, 1 and 2 threads (tests/test_portability.py's harness) compute the very same integers as here.
+    (Archives decoding in those processes: tests/test_portability.py.)"""
+    from acncodec import modelfile
+    from acncodec.quantize import calibration_set, quantise_model
+    from tests.exact_check import network_digests
+    from tests.test_portability import outputs_everywhere
     for name, spec in SPECS.items():
-        model = quantise_model(tiny_model(spec), to_tensor(random_images(spec, 64, seed=5).images))
-        modelfile.save(model, folder / f"{name}.acn")
-        images = random_images(spec, 12)
-        blob, _ = codec.compress(images, model, chains=2, progress=False, estimate=False)
-        (folder / f"{name}.bin").write_bytes(blob)
-        decoded, _ = codec.decompress(blob, model, progress=False)
-        x = to_tensor(random_images(spec, 64, seed=9).images)
-        from acncodec.coding.numerics import for_model
-        nets = for_model(model).nets
-        codes = nets.encoder(x)
-        np.savez(folder / f"{name}.npz", decoded=decoded.images, x=x.numpy(), codes=codes.numpy(),
-                 raw=nets.prior(codes).numpy(), logits=nets.decoder.logits(x, codes).numpy())
-    return folder
-
-
-@pytest.mark.parametrize("setting", list(SETTINGS))
-def test_archives_and_integer_outputs_are_identical_under_other_cpu_settings(written, setting):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=str(root), **SETTINGS[setting])
-    result = subprocess.run([sys.executable, str(root / "tests" / "exact_check.py"), str(written)], env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+        model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 64, seed=5)))
+        modelfile.save(model, tmp_path / f"{name}.acnm")
+        np.save(tmp_path / f"{name}.npy", to_tensor(random_images(spec, 64, seed=9).images).numpy())
+    here = network_digests(str(tmp_path))
+    assert len(here) == len(SPECS)
+    reports = outputs_everywhere("tests.exact_check:network_digests", str(tmp_path))
+    differing = sorted(name for name, r in reports.items() if r["result"] != here)
+    assert not differing, f"integer network outputs changed under {differing}"
 
 
 # ----------------------------------------------------------------------------------------------- the CLI
