@@ -6,6 +6,8 @@ covers everything that changes a probability, so an archive can name exactly the
 Version 3 adds the unconditional head tables (the bucket masses that code chain heads, computed once when the
 model is made) and the name of the numerics that the coding path uses (`coding/numerics.py`); both are
 covered by the content hash. Versions 1 and 2 still load: their head tables are computed at load time.
+A model with numerics "exact1" also stores `exact`, the integer networks and tables (`quantize.py`), hashed
+with the rest.
 
 Version 2 stores the weights losslessly compressed: each tensor's bytes are split into byte planes (all first
 bytes of every float, then all second bytes, ...) and the whole is xz-compressed. The sign-and-exponent
