@@ -14,7 +14,7 @@ from acncodec.coding import exact_tables as et
 from acncodec.coding.codecs import Bernoulli, Categorical
 from acncodec.coding.float_numerics import component_posterior
 from acncodec.prior import MIN_SCALE, Mixture, UnconditionalPrior
-from tests.test_codecs import check_codec
+from tests.test_codecs import check_codec, filled_stack
 
 TOTAL = 1 << et.MASS_BITS
 #: Largest KL(float || exact) per row allowed, in nats, beyond the floor's own cost: a row the float computation
@@ -212,3 +212,27 @@ def test_exact_masses_code_at_their_rate(setting):
     p_one = et.pixel_probs(et.PixelTables.build(2), logits)
     bits = (rng.uniform(size=p_one.shape) < p_one).astype(np.int64)
     check_codec(Bernoulli(p_one), bits, float(-np.log2(np.where(bits == 1, p_one, 1 - p_one)).sum()))
+
+
+def constriction_probability(masses: np.ndarray, i: int) -> int:
+    """The 24-bit probability constriction gives symbol i of a row of exact masses (docs/NUMERICS.md):
+    left(i) = floor(c_i (2^24 - n) / 2^MASS_BITS) + i, c_i the masses before i; the last symbol ends at 2^24."""
+    n, cum = len(masses), np.concatenate([[0], np.cumsum(masses)]).astype(object)
+    left = [int(cum[k] * (2 ** 24 - n) // 2 ** et.MASS_BITS) + k for k in range(n)] + [2 ** 24]
+    return left[i + 1] - left[i]
+
+
+@pytest.mark.parametrize("model,symbol", [("categorical", 0), ("categorical", 1), ("categorical", 3),
+                                          ("bernoulli", 1)])
+def test_constriction_quantises_exact_masses_as_documented(model, symbol):
+    """Coding one symbol many times costs -log2(q / 2^24) each, with q from the documented formula; q is small
+    (2 to 9), so a q one off would change the total by hundreds of bits."""
+    masses = np.array([80, 1, TOTAL - 200, 119]) if model == "categorical" else np.array([TOTAL - 37, 37])
+    q, copies = constriction_probability(masses, symbol), 3000
+    assert 2 <= q <= 9 and copies * math.log2((q + 1) / q) > 300
+    probs = et.to_constriction(masses)
+    codec = Categorical(np.tile(probs, (copies, 1))) if model == "categorical" else Bernoulli(np.full(copies, probs[1]))
+    stack = filled_stack()
+    before = stack.num_valid_bits()
+    codec.push(stack, np.full(copies, symbol))
+    assert abs(stack.num_valid_bits() - before - copies * (24 - math.log2(q))) < 64
