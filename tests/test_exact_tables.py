@@ -236,3 +236,9 @@ def test_constriction_quantises_exact_masses_as_documented(model, symbol):
     before = stack.num_valid_bits()
     codec.push(stack, np.full(copies, symbol))
     assert abs(stack.num_valid_bits() - before - copies * (24 - math.log2(q))) < 64
+
+
+def test_floor_shift_is_the_floor_for_both_signs():
+    x = np.array([-(2 ** 61) - 3, -17, -16, -1, 0, 1, 15, 16, 2 ** 61 + 5], dtype=np.int64)
+    for shift in (0, 1, 4, 20):
+        assert [int(v) for v in et.floor_shift(x, shift)] == [int(v) // 2 ** shift for v in x]

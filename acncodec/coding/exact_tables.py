@@ -61,9 +61,16 @@ MAX_COMPONENTS = 1 << (62 - WEIGHT_BITS - CDF_BITS)
 HEAD_RAW_BITS = 34
 
 _INT = np.int64
+_BIAS = 1 << 62
 #: Tables spanning fewer input values than this are expanded to one value per input when loaded (2 MiB at most).
 DENSE_LIMIT = 1 << 18
 _MAX_PRODUCT_BITS = 62      # r * F < 2^62 in `normalise_masses`: no int64 overflow
+
+
+def floor_shift(x: np.ndarray, shift: int) -> np.ndarray:
+    """floor(x / 2^shift) for int64 |x| < 2^62, shifting only non-negative numbers: C leaves >> of a negative
+    number to the compiler, and this result should not depend even on that."""
+    return ((x + _BIAS) >> shift) - (_BIAS >> shift)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -80,7 +87,7 @@ class LookupTable:
         f(x) = v[k] + floor((v[k+1] - v[k]) * r / 2^s),  s = in_frac - grid_frac, r = x - grid point k in [0, 2^s)
     (at the last grid point r = 0, so f = v[N-1]).
     so a non-decreasing table gives a non-decreasing function, and every step is exact int64 arithmetic
-    (the caller keeps |v[k+1] - v[k]| * 2^s below 2^63: checked in `build`).
+    (|v[k+1] - v[k]| * 2^s stays below 2^62: checked when the table is made).
     """
 
     values: np.ndarray     # (N,) int64
@@ -94,7 +101,7 @@ class LookupTable:
         if self.values.ndim != 1 or len(self.values) < 2 or not 0 <= self.grid_frac <= self.in_frac:
             raise ValueError("lookup table needs >= 2 values and 0 <= grid_frac <= in_frac")
         steps = np.diff(self.values)
-        if int(np.abs(steps).max()).bit_length() + (self.in_frac - self.grid_frac) >= 63:
+        if int(np.abs(steps).max()).bit_length() + (self.in_frac - self.grid_frac) >= 62:
             raise ValueError("lookup table steps too large for exact int64 interpolation")
         # v[k+1] - v[k] per knot, 0 after the last: the last grid point then reads v[N-1] + 0 without a special case.
         self._steps = np.append(steps, 0)
@@ -124,7 +131,7 @@ class LookupTable:
     def _interpolate(self, offset: np.ndarray) -> np.ndarray:
         shift = self.in_frac - self.grid_frac
         k = offset >> shift
-        return self.values[k] + ((self._steps[k] * (offset & ((1 << shift) - 1))) >> shift)
+        return self.values[k] + floor_shift(self._steps[k] * (offset & ((1 << shift) - 1)), shift)
 
     def to_dict(self, prefix: str) -> dict:
         return {f"{prefix}.values": torch.from_numpy(self.values.copy()),
@@ -312,7 +319,7 @@ def posterior_masses(tables: LatentTables, codes_int: np.ndarray) -> np.ndarray:
     """q(bucket | x) = masses of N(c, 1) in each bucket: codes (B, D) ints at CODE_FRAC -> (B, D, 2^b) int64."""
     codes = np.asarray(codes_int, dtype=_INT)
     _check_dims(tables, codes, -1, "codes")
-    c = np.clip(codes, -EDGE_LIMIT << CODE_FRAC, EDGE_LIMIT << CODE_FRAC) << (EDGE_FRAC - CODE_FRAC)
+    c = np.clip(codes, -EDGE_LIMIT << CODE_FRAC, EDGE_LIMIT << CODE_FRAC) * (1 << (EDGE_FRAC - CODE_FRAC))
     u = tables.edges - c[..., None]                                             # unit scale: u = edge - c
     return normalise_masses(_cdf_masses(tables.phi, u), CDF_BITS + 1)
 
@@ -332,13 +339,13 @@ def prior_masses(tables: LatentTables, raw_int: np.ndarray) -> np.ndarray:
     logits, means, pre_scales = raw[..., 0], raw[..., 1], raw[..., 2]
     weights = tables.exp(logits - logits.max(-1, keepdims=True)) >> (EXP_BITS - WEIGHT_BITS)   # (..., D, M)
     inv = tables.inv_scale(pre_scales)                                                        # at INV_FRAC
-    mu = np.clip(means, -EDGE_LIMIT << CODE_FRAC, EDGE_LIMIT << CODE_FRAC) << (EDGE_FRAC - CODE_FRAC)
+    mu = np.clip(means, -EDGE_LIMIT << CODE_FRAC, EDGE_LIMIT << CODE_FRAC) * (1 << (EDGE_FRAC - CODE_FRAC))
     comps = raw.shape[-2]
     if comps > MAX_COMPONENTS:
         raise ValueError(f"{comps} mixture components, the exact numerics take at most {MAX_COMPONENTS}")
     total = np.zeros(raw.shape[:-2] + (tables.buckets,), dtype=_INT)
     for m in range(comps):     # components added in a fixed order (integer sums are exact anyway)
-        u = ((tables.edges - mu[..., m, None]) * inv[..., m, None]) >> INV_FRAC
+        u = floor_shift((tables.edges - mu[..., m, None]) * inv[..., m, None], INV_FRAC)
         total += weights[..., m, None] * _cdf_masses(tables.phi, u)
     return normalise_masses(total, WEIGHT_BITS + CDF_BITS + comps.bit_length())
 
