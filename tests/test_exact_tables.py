@@ -19,8 +19,8 @@ from tests.test_codecs import check_codec, filled_stack
 TOTAL = 1 << et.MASS_BITS
 #: Largest KL(float || exact) per row allowed, in nats, beyond the floor's own cost: a row the float computation
 #: makes nearly certain pays about (n - 1) 2^-MASS_BITS nats for the n - 1 masses of 1 (at most 1e-6 for n = 256).
-#: The tolerances are a few times the worst cases seen on these inputs, and far below what a rate comparison
-#: could see (0.5% of a rate of ~100 bits is 0.35 nats).
+#: On these inputs no row exceeds the floor's cost at all; the tolerances leave room for other inputs and are
+#: far below what a rate comparison could see (0.5% of a rate of ~100 bits is 0.35 nats).
 KL_TOLERANCE = {"posterior": 1e-8, "prior": 1e-6, "pixel": 1e-7, "head": 1e-6}
 
 
