@@ -351,6 +351,12 @@ class IntDecoder:
                                     for c in range(1, self.C)]
         self.gate_half = torch.tensor(2.0 ** (act_frac - 1), dtype=torch.float64)
         self.gate_inv = 2.0 ** -act_frac
+        # Both gate halves read from one table, so a gate costs one gather: tanh evaluated on sigmoid's
+        # (wider) input range, where it is the same function (its table clamps its own input), then sigmoid.
+        lo = sigmoid.lo
+        span = torch.arange(-lo, lo + 1, dtype=torch.float64)
+        self.gate_lo, self.gate_table = lo, torch.cat([tanh(span), sigmoid(span)])
+        self._gate_offsets: dict = {}
 
     @classmethod
     def quantise(cls, dec, bounds, tanh, sigmoid, act_frac, code_frac, logit_frac, pixel_in):
@@ -386,8 +392,17 @@ class IntDecoder:
 
     # --------------------------------------------------------------------------------------- shared parts
     def gate(self, pre: torch.Tensor, dim: int) -> torch.Tensor:
-        a, b = pre.chunk(2, dim=dim)
-        return torch.addcmul(self.gate_half, self.tanh(a), self.sigmoid(b)).mul_(self.gate_inv).floor_()
+        """tanh(a) sigmoid(b) for pre = [a, b] along `dim`, rounded to act_frac."""
+        key = (pre.shape[dim], pre.dim() - dim)
+        offsets = self._gate_offsets.get(key)
+        if offsets is None:   # index of input 0 in each half's table, shaped to broadcast along `dim`
+            half = pre.shape[dim] // 2
+            offsets = torch.tensor([self.gate_lo] * half + [self.gate_lo + 2 * self.gate_lo + 1] * half,
+                                   dtype=torch.float64).view(-1, *([1] * (pre.dim() - dim - 1)))
+            self._gate_offsets[key] = offsets
+        values = self.gate_table[(pre.clamp(-self.gate_lo, self.gate_lo) + offsets).long()]
+        a, b = values.chunk(2, dim=dim)
+        return torch.addcmul(self.gate_half, a, b).mul_(self.gate_inv).floor_()
 
     def condition(self, z: torch.Tensor) -> list:
         """Per layer, the (cond_v, cond_h) maps (B, 2C, H, W) from latents z at code_frac."""

@@ -63,6 +63,18 @@ def test_incremental_and_full_pass_agree_bit_for_bit(quantised, batch):
     assert torch.equal(q.prior(q.encoder(images))[:batch], q.prior(codes))
 
 
+def test_gate_is_the_rounded_product_of_the_tables(quantised):
+    """The one-gather gate equals round(tanh(a) sigmoid(b)) read from the two tables, across and beyond
+    both tables' ranges."""
+    _, q, _ = quantised
+    dec = q.decoder
+    x = torch.arange(-20 * 2 ** 14, 20 * 2 ** 14 + 1, 37, dtype=torch.float64)
+    pre = torch.stack([x, x.flip(0)], 1)
+    expected = torch.floor((dec.tanh(x) * dec.sigmoid(x.flip(0)) + 2 ** 13) / 2 ** 14)
+    assert torch.equal(dec.gate(pre, 1)[:, 0], expected)
+    assert (expected / 2 ** 14 - torch.tanh(x / 2 ** 14) * torch.sigmoid(x.flip(0) / 2 ** 14)).abs().max() < 2 ** -13
+
+
 def test_round_trip_through_a_tensor_dict(quantised):
     _, q, images = quantised
     again = IntNetworks.from_dict({k: v.clone() for k, v in q.to_dict().items()})
