@@ -192,13 +192,17 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start from scratch.")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep OUTPUT.ckpt after the model is written (to train "
               "it further later); by default it is removed.")
+@click.option("--no-quantize", is_flag=True,
+              help="Keep float numerics: skip `acncodec quantize` (archives then decode only on machines that "
+                   "compute exactly like this one).")
 @FORCE
 @QUIET
 @friendly_errors
 def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, neighbours,
           unique_neighbours, ema_decay, seed, threads, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
-          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, force, quiet):
+          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, no_quantize,
+          force, quiet):
     from .baseline import xz_baseline
     from .config import epochs_to_steps
     from .train import Trainer, checkpoint_path, log_path
@@ -244,10 +248,15 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
                 f"{reference['bits_per_dim']:.2f} bits/dim. Give it more time (--minutes) or use xz for them")
 
     model = trainer.run(progress=not quiet, on_plan=announce)
+    if not no_quantize:   # calibrated on the training images, as `acncodec quantize` would be
+        from . import modelfile
+        from .quantize import calibration_set, quantise_model
+        model = quantise_model(model, calibration_set(images))
+        modelfile.save(model, output)
     if quiet:
         return
     sel = model.meta["unconditional_selection"]
-    click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
+    click.echo(f"wrote {output} (hash {model.hash[:12]}, numerics {model.numerics}; {model.meta['steps']} steps, "
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
     if trainer.out_of_time:
         say(f"the {minutes:g}-min budget ran out after {trainer.step:,} steps: the cores were slower than when the "
@@ -259,6 +268,24 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
             f"{reference['bits_per_dim']:.2f}: `acncodec compress` gives the exact size")
     say(f"training log: {log_path(Path(output))}; " + (f"checkpoint kept: {ckpt}" if keep_checkpoint else
                                                          "checkpoint removed (--keep-checkpoint keeps it)"))
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The exact model file.")
+@click.option("--data", "-d", required=True,
+              help="Training data to calibrate the integer formats on (a few hundred images are used).")
+@click.option("--images", "n_images", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Calibration images, spread evenly over DATA.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@friendly_errors
+def quantize(model_path, output, data, n_images, force):
+    """Make an exact model from MODEL (a file or a shipped name): integer networks and tables, so its
+    archives decode bit for bit on any machine."""
+    from .quantize import quantise_file
+    exact = quantise_file(model_path, data, output, n_images, force)
+    click.echo(f"wrote {output} (numerics exact1, hash {exact.hash[:12]}; "
+               f"calibrated on {exact.meta['calibration_images']} images)")
 
 
 def duration(seconds: float) -> str:

@@ -138,7 +138,9 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         import torch
         from .evaluate import encode_all
         x_t = torch.from_numpy(x_all)
-        codes_t = encode_all(model.net, x_t) if all_codes is None else torch.from_numpy(all_codes)
+        # The estimate is the float model's: exact numerics' codes are integers in another unit.
+        reuse = all_codes is not None and pm.numerics == "float32"
+        codes_t = torch.from_numpy(all_codes) if reuse else encode_all(model.net, x_t)
         report.update(kl_bound_estimate(model, x_t, codes_t, sequence, lengths, order, progress))
         # The estimate prices the images; names are reported on their own.
         report["actual_over_estimate"] = report["nats_per_image_without_names"] / report["estimate_nats_per_image"]

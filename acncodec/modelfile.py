@@ -6,6 +6,8 @@ covers everything that changes a probability, so an archive can name exactly the
 Version 3 adds the unconditional head tables (the bucket masses that code chain heads, computed once when the
 model is made) and the name of the numerics that the coding path uses (`coding/numerics.py`); both are
 covered by the content hash. Versions 1 and 2 still load: their head tables are computed at load time.
+A model with numerics "exact1" also stores `exact`, the integer networks and tables (`quantize.py`), hashed
+with the rest.
 
 Version 2 stores the weights losslessly compressed: each tensor's bytes are split into byte planes (all first
 bytes of every float, then all second bytes, ...) and the whole is xz-compressed. The sign-and-exponent
@@ -35,7 +37,7 @@ from .prior import UnconditionalPrior
 FORMAT = "acncodec-model"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
-NUMERICS = ("float32",)
+NUMERICS = ("float32", "exact1")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
            "uint8": torch.uint8, "bool": torch.bool}
 
@@ -51,6 +53,7 @@ class Model:
     meta: dict = field(default_factory=dict)
     head: HeadTables | None = None
     numerics: str = "float32"
+    exact: dict | None = None     # numerics "exact1": the integer networks and tables (tensors, `quantize.py`)
 
     @property
     def config(self) -> ModelConfig:
@@ -60,7 +63,7 @@ class Model:
     def hash(self) -> str:
         head = self.head or HeadTables.from_prior(self.unconditional, self.buckets)
         return content_hash(self.net.state_dict(), self.spec, self.config, self.unconditional, self.buckets,
-                            head, self.numerics)
+                            head, self.numerics, self.exact)
 
     def __repr__(self) -> str:
         c = self.config
@@ -77,8 +80,9 @@ def with_buckets(model: Model, bits: int) -> Model:
     same table and never re-derive it.
     """
     table = BucketTable.from_reference(model.unconditional.marginal(), bits)
+    # Integer tables are derived from the bucket table: an exact model must be quantised again after this.
     return Model(model.net, model.spec, model.unconditional, table, dict(model.meta),
-                 HeadTables.from_prior(model.unconditional, table), model.numerics)
+                 HeadTables.from_prior(model.unconditional, table))
 
 
 MAX_PARAMETERS = 64_000_000   # 256 MB of float32 weights, many times the shipped models
@@ -97,7 +101,8 @@ def network_layout(spec: DataSpec, config: ModelConfig) -> tuple[int, dict]:
 
 
 def content_hash(state: dict, spec: DataSpec, config: ModelConfig, prior: UnconditionalPrior,
-                 buckets: BucketTable, head: HeadTables | None = None, numerics: str | None = None) -> str:
+                 buckets: BucketTable, head: HeadTables | None = None, numerics: str | None = None,
+                 exact: dict | None = None) -> str:
     """SHA-256 over everything that changes a probability. `head` and `numerics` are None only when checking
     a version 1 or 2 file, whose hash did not cover them."""
     h = hashlib.sha256()
@@ -110,6 +115,8 @@ def content_hash(state: dict, spec: DataSpec, config: ModelConfig, prior: Uncond
         tensors.update({f"head.{k}": v for k, v in head.to_dict().items()})
     tensors.update({f"unconditional.{k}": v for k, v in prior.to_dict().items()})
     tensors.update({f"buckets.{k}": v for k, v in buckets.to_dict().items() if k != "bits"})
+    if exact is not None:
+        tensors.update({f"exact.{k}": v for k, v in exact.items()})
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -162,12 +169,14 @@ def save(model: Model, path: str | Path) -> str:
     state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
     head = model.head or HeadTables.from_prior(model.unconditional, model.buckets)
     digest = content_hash(state, model.spec, model.config, model.unconditional, model.buckets, head,
-                          model.numerics)
+                          model.numerics, model.exact)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "hash": digest, "spec": model.spec.to_dict(),
                "numerics": model.numerics, "head": pack_state(head.to_dict()),
                "config": model.config.to_dict(), "weights": pack_state(state),
                "unconditional": model.unconditional.to_dict(),
                "buckets": model.buckets.to_dict(), "meta": json.dumps(model.meta)}
+    if model.exact is not None:
+        payload["exact"] = pack_state(model.exact)
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -205,8 +214,9 @@ def load(path: str | Path) -> Model:
             if numerics not in NUMERICS:
                 raise AcnError(f"{path}: model uses numerics {numerics!r}, which this acncodec does not know")
             head = HeadTables.from_dict(unpack_state(payload["head"]))
+            exact = unpack_state(payload["exact"]) if numerics == "exact1" else None
         else:
-            numerics, head = "float32", None
+            numerics, head, exact = "float32", None, None
         meta = json.loads(payload.get("meta", "{}"))
         if not isinstance(meta, dict):
             raise TypeError("meta")
@@ -215,10 +225,11 @@ def load(path: str | Path) -> Model:
     except Exception as e:  # any damage to the structure: keys, types, shapes, JSON
         raise AcnError(f"{path}: damaged model file ({e.__class__.__name__})") from None
     net.eval()
-    digest = content_hash(net.state_dict(), spec, config, prior, buckets, head, None if head is None else numerics)
+    digest = content_hash(net.state_dict(), spec, config, prior, buckets, head, None if head is None else numerics,
+                          exact)
     if digest != stored_hash:
         raise AcnError(f"{path}: model file is damaged (content hash {digest[:12]} does not match the "
                        f"stored {stored_hash[:12]})")
     if head is None:   # versions 1 and 2: computed here, once, as `with_buckets` does for a new model
         head = HeadTables.from_prior(prior, buckets)
-    return Model(net, spec, prior, buckets, meta, head, numerics)
+    return Model(net, spec, prior, buckets, meta, head, numerics, exact)
