@@ -1,86 +1,110 @@
-"""The archive container (documented in docs/FORMAT.md).
+"""The archive container, format version 2 (documented in docs/FORMAT.md).
 
-    magic "ACNC" | version u16 | header length u32 | header (UTF-8 JSON)
+    magic "ACNC" | version u16 | header length u16 | header (header.py)
     | names length u32 | names (see names.py; empty for arrays)
     | payload length u64 (32-bit words) | payload (u32 little-endian words)
     | SHA-256 of everything before it
 
-Every length is checked against the bytes actually present before anything is allocated or trusted, and the
-trailing digest is verified before any field is parsed, so a damaged archive fails fast with a clear message.
+The trailing digest is verified before any field is parsed; then the header is checked on its own, and every
+later length against the bytes present and against what the header's image count allows, before anything is
+allocated or inflated. Parsing needs neither torch nor the model, so a bad archive is refused in milliseconds.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import AcnError
-from .names import decode_names, encode_names
+from .header import MAX_HEADER, Header
+from .names import decode_names, encode_names, names_text_bound, order_words_bound
 
 MAGIC = b"ACNC"
-VERSION = 1
-MAX_HEADER = 1 << 20
+VERSION = 2
+READERS = {1: "acncodec 0.1.0"}    # the release that reads each older format version
+PREFIX = struct.Struct("<4sHH")
 DIGEST = 32
 
 
 @dataclass
 class Archive:
-    header: dict
-    names: list[str] | None
+    header: Header
+    names: list[str] | None      # None for an array archive
     payload: np.ndarray          # uint32 words
     section_sizes: dict | None = None   # bytes per section, as read (set by `parse`)
+
+    @property
+    def kind(self) -> str:
+        """folder: decompress writes PNG files with the names; array: a .npy file."""
+        return "array" if self.names is None else "folder"
 
     def to_bytes(self) -> bytes:
         return b"".join(self.sections().values())
 
     def sections(self) -> dict[str, bytes]:
         """The archive's bytes split into its parts (for the size report); concatenated they are the file."""
-        header = json.dumps(self.header, sort_keys=True, separators=(",", ":")).encode()
         names = b"" if self.names is None else encode_names(self.names)
-        parts = {"header": MAGIC + struct.pack("<HI", VERSION, len(header)) + header,
-                 "names": struct.pack("<I", len(names)) + names,
-                 "payload": struct.pack("<Q", len(self.payload)) + self.payload.astype("<u4").tobytes()}
-        parts["checksum"] = hashlib.sha256(b"".join(parts.values())).digest()
-        return parts
+        return assemble(self.header.to_bytes(), names, self.payload)
+
+
+def assemble(header: bytes, names: bytes, payload: np.ndarray) -> dict[str, bytes]:
+    """The sections around already-encoded header and names bytes, sealed with the digest."""
+    parts = {"header": PREFIX.pack(MAGIC, VERSION, len(header)) + header,
+             "names": struct.pack("<I", len(names)) + names,
+             "payload": struct.pack("<Q", len(payload)) + np.asarray(payload, dtype="<u4").tobytes()}
+    parts["checksum"] = hashlib.sha256(b"".join(parts.values())).digest()
+    return parts
 
 
 def parse(data: bytes, where: str = "archive") -> Archive:
-    if len(data) < 4 + 6 + DIGEST or data[:4] != MAGIC:
+    if len(data) < PREFIX.size + DIGEST or data[:4] != MAGIC:
         raise AcnError(f"{where}: not an acncodec archive")
-    version, header_len = struct.unpack_from("<HI", data, 4)
+    _, version, header_len = PREFIX.unpack_from(data, 0)
+    if version in READERS:
+        raise AcnError(f"{where}: archive format version {version} is read by {READERS[version]}; this acncodec "
+                       f"reads version {VERSION}")
     if version != VERSION:
         raise AcnError(f"{where}: archive format version {version} is not supported (this acncodec reads "
                        f"version {VERSION})")
     body, digest = data[:-DIGEST], data[-DIGEST:]
     if hashlib.sha256(body).digest() != digest:
         raise AcnError(f"{where}: archive is damaged or truncated (checksum mismatch)")
-    pos = 10
+    pos = PREFIX.size
     if header_len > MAX_HEADER or pos + header_len > len(body):
         raise AcnError(f"{where}: archive header length {header_len} is invalid")
-    try:
-        header = json.loads(body[pos:pos + header_len].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AcnError(f"{where}: archive header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise AcnError(f"{where}: archive header is not a JSON object")
+    header = Header.from_bytes(body[pos:pos + header_len], where)
     pos += header_len
     names_len = _read(body, pos, "<I", where, "names length")
     pos += 4
     if pos + names_len > len(body):
         raise AcnError(f"{where}: names section length {names_len} runs past the end of the archive")
-    names = decode_names(body[pos:pos + names_len], where) if names_len else None
+    names_at = pos
     pos += names_len
     words = _read(body, pos, "<Q", where, "payload length")
     pos += 8
     if pos + 4 * words != len(body):
         raise AcnError(f"{where}: payload length {words} words does not match the archive size")
+    header.check_payload(words, where)
+    # xz adds a little framing to the names' text (3 bytes per 64 KiB when it cannot compress it); the order
+    # takes at most log2(n!) bits
+    text = names_text_bound(header.n)
+    if names_len > 5 + text + text // 1024 + 1024 + 4 + 4 * order_words_bound(header.n):
+        raise AcnError(f"{where}: names section of {names_len} bytes is larger than {header.n} names can take")
+    names = decode_names(body[names_at:names_at + names_len], header.n, where) if names_len else None
     payload = np.frombuffer(body, dtype="<u4", count=words, offset=pos).astype(np.uint32)
-    sizes = {"header": 10 + header_len, "names": 4 + names_len, "payload": 8 + 4 * words, "checksum": DIGEST}
+    sizes = {"header": PREFIX.size + header_len, "names": 4 + names_len, "payload": 8 + 4 * words,
+             "checksum": DIGEST}
     return Archive(header, names, payload, sizes)
+
+
+def describe(blob: bytes, where: str = "archive") -> dict:
+    """What `acncodec info` shows: the header and section sizes, without decoding the payload."""
+    archive = parse(blob, where)
+    return {"header": archive.header.to_dict(), "kind": archive.kind, "bytes": len(blob),
+            "section_bytes": archive.section_sizes, "names": None if archive.names is None else len(archive.names)}
 
 
 def _read(body: bytes, pos: int, fmt: str, where: str, what: str) -> int:

@@ -1,4 +1,4 @@
-"""Discretised latents for bits-back coding (DESIGN.md section 3).
+"""Discretised latents for bits-back coding (docs/DESIGN.md, section 3).
 
 Per latent dimension the real line is cut into 2^b buckets of equal mass under a fixed reference distribution
 (normally the unconditional prior's marginal). The table of edges and representative values is computed once,
@@ -10,7 +10,7 @@ value, the reference's median of the bucket.
 Probabilities are float64, computed with elementwise operations, components added in a fixed order and each
 row normalised on its own, so a row's probabilities do not depend on the other rows of the batch (checked in
 tests/test_buckets.py on torch 2.13 CPU; the protocol still uses the same batch shapes on both sides,
-DESIGN.md section 4).
+docs/DESIGN.md, section 4).
 """
 
 from __future__ import annotations
@@ -252,3 +252,37 @@ def discretised_kl(q_probs: np.ndarray, p_probs: np.ndarray) -> np.ndarray:
     if q.shape != p.shape:
         raise ValueError(f"shapes differ: {q.shape} and {p.shape}")
     return np.sum(q * (np.log(q) - np.log(p)), axis=(-2, -1))
+
+
+@dataclass
+class HeadTables:
+    """The unconditional mixture p(z) over buckets, which codes every chain head: component weights (K,) and
+    each component's bucket masses (K, D, 2^b). Computed once when the model is made (`from_prior`) and
+    stored in the model file, so both sides read the same numbers instead of re-deriving them."""
+
+    weights: np.ndarray
+    probs: np.ndarray
+
+    def __post_init__(self):
+        self.weights = np.asarray(self.weights, dtype=np.float64)
+        self.probs = np.asarray(self.probs, dtype=np.float64)
+        if self.weights.ndim != 1 or self.probs.ndim != 3 or self.probs.shape[0] != len(self.weights):
+            raise ValueError(f"head tables need weights (K,) and probs (K, D, buckets), got "
+                             f"{self.weights.shape} and {self.probs.shape}")
+
+    @classmethod
+    def from_prior(cls, prior, table: BucketTable) -> "HeadTables":
+        """prior: the UnconditionalPrior (diagonal Gaussian mixture over the whole latent vector)."""
+        k = prior.components
+        components = Mixture(log_weights=torch.zeros(k, prior.means.shape[1], 1, dtype=torch.float64),
+                             means=torch.from_numpy(np.asarray(prior.means, np.float64))[..., None],
+                             scales=torch.from_numpy(np.sqrt(np.asarray(prior.variances, np.float64)))[..., None])
+        return cls(np.asarray(prior.weights, np.float64), prior_probabilities(table, components))
+
+    def to_dict(self) -> dict:
+        return {"weights": torch.from_numpy(self.weights.copy()), "probs": torch.from_numpy(self.probs.copy())}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeadTables":
+        return cls(d["weights"].detach().cpu().double().numpy().copy(),
+                   d["probs"].detach().cpu().double().numpy().copy())

@@ -9,8 +9,10 @@ folders that exist: a mistyped folder is an error, not a new folder.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,8 +21,29 @@ import click
 
 from .config import ModelConfig, TrainConfig
 from .errors import AcnError
+from .fileio import atomic_write_bytes, check_folder_output, same_file, write_bytes
 
-ORDERS = ("tour", "original")   # codec.ORDERS, without importing the codec for --help
+ORDERS = ("tour", "original")   # header.ORDERS, without importing numpy for --help and --version
+
+
+class _OnFirstUse:
+    """A module imported when first used: a command loads only what it needs, so reading and refusing an
+    archive does not wait for torch."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _OnFirstUse("torch")
+api, codec, datamod, registry = (_OnFirstUse(f"acncodec.{m}") for m in ("api", "codec", "data", "registry"))
+
+
+def one_line(text: str) -> str:
+    """A message as one printable line: text from files and archives may hold escapes and newlines."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def friendly_errors(fn):
@@ -30,7 +53,10 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except AcnError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(str(e))}", err=True)
+            sys.exit(1)
+        except OSError as e:     # a file problem no check foresaw (permissions, a full disk): still one line
+            click.echo(f"error: {one_line(str(e))}", err=True)
             sys.exit(1)
         except KeyboardInterrupt as e:
             click.echo(str(e) or "interrupted", err=True)
@@ -76,13 +102,14 @@ def write_stdout(blob: bytes, what: str) -> None:
     sys.stdout.buffer.flush()
 
 
-def load_data(data: str, levels: int | None = None, binarize: bool = False):
+def load_data(data: str, levels: int | None = None, binarize: bool = False, shape=None):
+    """`shape` (height, width, channels), when the model is known, refuses other images before decoding them."""
     from . import data as datamod
     if data == "-":
         if binarize:
             raise AcnError("--binarize needs DATA as a file, not standard input")
         return datamod.load_bytes(read_stdin(), "<stdin>", levels)
-    return datamod.load(data, binarize=binarize, levels=levels)
+    return datamod.load(data, binarize=binarize, levels=levels, shape=shape)
 
 
 QUIET = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress bar).")
@@ -165,13 +192,17 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start from scratch.")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep OUTPUT.ckpt after the model is written (to train "
               "it further later); by default it is removed.")
+@click.option("--no-quantize", is_flag=True,
+              help="Keep float numerics: skip `acncodec quantize` (archives then decode only on machines that "
+                   "compute exactly like this one).")
 @FORCE
 @QUIET
 @friendly_errors
 def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, neighbours,
           unique_neighbours, ema_decay, seed, threads, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
-          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, force, quiet):
+          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, no_quantize,
+          force, quiet):
     from .baseline import xz_baseline
     from .config import epochs_to_steps
     from .train import Trainer, checkpoint_path, log_path
@@ -217,10 +248,15 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
                 f"{reference['bits_per_dim']:.2f} bits/dim. Give it more time (--minutes) or use xz for them")
 
     model = trainer.run(progress=not quiet, on_plan=announce)
+    if not no_quantize:   # calibrated on the training images, as `acncodec quantize` would be
+        from . import modelfile
+        from .quantize import calibration_set, quantise_model
+        model = quantise_model(model, calibration_set(images))
+        modelfile.save(model, output)
     if quiet:
         return
     sel = model.meta["unconditional_selection"]
-    click.echo(f"wrote {output} (hash {model.hash[:12]}; {model.meta['steps']} steps, "
+    click.echo(f"wrote {output} (hash {model.hash[:12]}, numerics {model.numerics}; {model.meta['steps']} steps, "
                f"{model.meta['train_seconds']:.0f} s; unconditional prior: {sel['components']} components)")
     if trainer.out_of_time:
         say(f"the {minutes:g}-min budget ran out after {trainer.step:,} steps: the cores were slower than when the "
@@ -234,6 +270,24 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
                                                          "checkpoint removed (--keep-checkpoint keeps it)"))
 
 
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The exact model file.")
+@click.option("--data", "-d", required=True,
+              help="Training data to calibrate the integer formats on (a few hundred images are used).")
+@click.option("--images", "n_images", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Calibration images, spread evenly over DATA.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@friendly_errors
+def quantize(model_path, output, data, n_images, force):
+    """Make an exact model from MODEL (a file or a shipped name): integer networks and tables, so its
+    archives decode bit for bit on any machine."""
+    from .quantize import quantise_file
+    exact = quantise_file(model_path, data, output, n_images, force)
+    click.echo(f"wrote {output} (numerics exact1, hash {exact.hash[:12]}; "
+               f"calibrated on {exact.meta['calibration_images']} images)")
+
+
 def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
@@ -243,7 +297,10 @@ def data_and_model(data: str, model_path: str | None, levels: int | None = None,
     from . import api, registry
     if model_path is not None:
         model = registry.load_model(model_path)   # a missing model fails before a large dataset loads
-        return api.for_model(api.as_images(load_data(data), levels), model), model
+        spec = model.spec
+        # --levels is declared after loading (values kept, so they come back as they were), not converted
+        return api.for_model(api.as_images(load_data(data, shape=(spec.height, spec.width, spec.channels)),
+                                           levels), model), model
     images = api.as_images(load_data(data), levels)
     entry = registry.pick_for(images)
     if say is not None:
@@ -339,7 +396,9 @@ def compress(data, output, output_option, model_path, levels, order, chains, no_
     if not to_stdout:
         check_writable(output, force)
     if json_out:
-        check_output_folder(json_out)
+        check_writable(json_out, force)
+        if not to_stdout and (os.path.abspath(json_out) == os.path.abspath(output) or same_file(json_out, output)):
+            raise AcnError(f"{json_out}: --json names the archive itself; give another file")
     say = (lambda *a, **k: None) if quiet else functools.partial(click.echo, err=True)
     images, model = data_and_model(data, model_path, levels, say)
     blob, report = api.compress(images, model, order=order, chains=chains, progress=not quiet,
@@ -347,11 +406,11 @@ def compress(data, output, output_option, model_path, levels, order, chains, no_
     if to_stdout:
         write_stdout(blob, "an archive")
     else:
-        atomic_write_bytes(output, blob)
+        write_bytes(output, blob, force)
     if not quiet:
         print_report(report, verbose, err=to_stdout)
     if json_out:
-        atomic_write_bytes(json_out, json.dumps(report, indent=2).encode())
+        write_bytes(json_out, json.dumps(report, indent=2).encode(), force, keep=[Path(output)])
 
 
 def default_archive_name(data: str) -> str:
@@ -384,18 +443,19 @@ def default_restore_name(archive: str, kind: str) -> str:
               help="Folder (folder archives) or .npy file (array archives) to write; - for standard output.")
 @click.option("--model", "-m", "model_path", default=None,
               help="Model file or shipped model's name (default: the shipped model named by the archive).")
-@FORCE
+@click.option("--force", "-f", is_flag=True,
+              help="Overwrite files of the same name (an array file OUTPUT, or the images' files in the folder "
+                   "OUTPUT). Other files in the folder are never touched.")
 @QUIET
 @click.option("--verbose", "-v", is_flag=True, help="Also print the model, the order and the time taken.")
 @friendly_errors
 def decompress(archive, output, output_option, model_path, force, quiet, verbose):
-    """Restore the images of ARCHIVE: PNG files into a folder, or an array into a .npy file (OUTPUT or -o;
-    default: ARCHIVE without .acnz, plus .npy for arrays). ARCHIVE - reads standard input."""
+    """Restore the images of ARCHIVE: PNG files into a folder (new or existing), or an array into a .npy file
+    (OUTPUT or -o; default: ARCHIVE without .acnz, plus .npy for arrays). ARCHIVE - reads standard input."""
     import time
-    from . import codec, registry
+    from .archive import parse
+    from .names import check_names
     output = one_output(output, output_option, "output")
-    if output is not None and output != "-":
-        check_writable(output, force)
     if archive == "-":
         blob = read_stdin()
     else:
@@ -404,13 +464,19 @@ def decompress(archive, output, output_option, model_path, force, quiet, verbose
         except OSError as e:
             raise AcnError(f"{archive}: cannot read: {e.strerror or e}") from None
     where = "<stdin>" if archive == "-" else archive
-    parsed = codec.parse(blob, where)   # damaged archives fail here, fast, before the model loads
+    parsed = parse(blob, where)   # damaged archives fail here, fast, before torch and the model load
     if output is None:
-        output = default_restore_name(archive, parsed.header.get("kind"))
-        check_writable(output, force)
+        output = default_restore_name(archive, parsed.kind)
     to_stdout = output == "-"
-    if to_stdout and parsed.header.get("kind") == "folder":
+    if to_stdout and parsed.kind == "folder":
         raise AcnError(f"{where}: holds a folder of images, which cannot go to standard output; give a folder")
+    keep = (Path(archive),) if archive != "-" else ()
+    from . import codec, registry   # torch and the model only once the archive has been read and checked
+    if not to_stdout:
+        if parsed.names is not None:
+            check_folder_output(output, check_names(parsed.names, where), force, keep=list(keep))
+        else:
+            check_writable(output, force)
     warning = codec.version_warning(parsed.header)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -423,17 +489,17 @@ def decompress(archive, output, output_option, model_path, force, quiet, verbose
         write_stdout(npy_bytes(images), "an array")
         written = "standard output"
     else:
-        written = codec.write_output(images, header, output, force)
+        written = codec.write_output(images, header, output, force, keep=keep)
     if quiet:
         return
     order = ""
-    if header["order"] == "tour" and header["kind"] != "folder":
+    if header.order == "tour" and parsed.kind != "folder":
         order = ("; in tour order, not the order they were compressed in (the same images as a set: "
                  "`acncodec compare --by set` checks them; compress with --order original to keep the order)")
     click.echo(f"restored {plural(len(images), 'image')} into {written} (checksum verified){order}",
                err=to_stdout)
     if verbose:
-        click.echo(f"  model {model.hash[:12]}, {header['order']} order, "
+        click.echo(f"  model {model.hash[:12]}, {header.order} order, "
                    f"{time.perf_counter() - started:.1f} s", err=to_stdout)
 
 
@@ -443,10 +509,10 @@ def decompress(archive, output, output_option, model_path, force, quiet, verbose
 @friendly_errors
 def info(archive, as_json):
     """Show what an archive holds and what each part costs, without decoding it."""
-    from . import codec, registry
     with open(archive, "rb") as f:
         blob = f.read()
-    described = codec.describe(blob, where=archive)
+    from .archive import describe
+    described = describe(blob, where=archive)
     if as_json:
         click.echo(json.dumps(described, indent=2, ensure_ascii=False))
         return
@@ -454,13 +520,14 @@ def info(archive, as_json):
     spec = h.get("spec", {})
     dims = h["n"] * spec.get("height", 0) * spec.get("width", 0) * spec.get("channels", 0)
     rate = f", {8 * described['bytes'] / dims:.4f} bits/dim" if dims else ""
-    kind = "a folder of image files" if h.get("kind") == "folder" else "an array"
+    kind = "a folder of image files" if described["kind"] == "folder" else "an array"
     click.echo(f"{archive}: {described['bytes']:,} bytes{rate}")
     click.echo(f"  holds {plural(h['n'], 'image')} of {spec.get('height')}x{spec.get('width')}x"
                f"{spec.get('channels')}, {spec.get('levels')} levels, from {kind}")
-    order = ("tour (decompress returns the images in tour order" + (", with their names)" if h.get("kind") ==
+    order = ("tour (decompress returns the images in tour order" + (", with their names)" if described["kind"] ==
              "folder" else ", not their original order)")) if h.get("order") == "tour" else h.get("order")
     click.echo(f"  order: {order}")
+    from . import registry
     entry = registry.by_hash(h.get("model_hash", ""))
     click.echo(f"  model: {h.get('model_hash', '?')[:12]} "
                + (f"(shipped {entry.name})" if entry else "(not shipped: decompress needs --model FILE)"))

@@ -2,7 +2,7 @@
 
 Alice orders the data by the greedy tour through their codes (or keeps the input order), splits the order
 into B chains of staggered lengths and codes round by round, last round first; Bob decodes round by round,
-re-encoding each round to condition the next. See protocol.py for one round and archive.py for the file.
+re-encoding each round to condition the next. See coding/protocol.py for one round and archive.py for the file.
 """
 
 from __future__ import annotations
@@ -16,40 +16,31 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .archive import Archive, parse
+from .archive import Archive, describe, parse
+from .coding import numerics
+from .coding.order import (active_counts, chain_layout, chain_starts, default_chains, round_positions,
+                           seed_word_count as _seed_word_count, seed_words)
+from .coding.codecs import StackExhausted
+from .coding.protocol import decode_stream, encode_stream
 from .compare import compare_images  # noqa: F401  (its home is compare.py; kept importable here)
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
-from .entropy import new_stack
 from .errors import AcnError
-from .progress import bar
-from .evaluate import encode_all, kl_along, reconstruction
-from .kl import kl_to_unconditional
-from .fileio import atomic_write_bytes, replace_path
+from .fileio import write_bytes
+from .header import CODING_THREADS, MAX_CHAINS, MIN_BITS_PER_IMAGE, ORDERS, Header
 from .modelfile import Model
-from .protocol import CodingModel, alice_round, bob_round, encode_round
-from .tour import greedy_tour
-from .train import to_tensor
+from .names import check_names
+from .progress import bar
 
-CODING_THREADS = 1   # fixed so both sides run identical kernels; recorded in the archive
-ORDERS = ("tour", "original")
 LN2 = math.log(2)
+ENCODE_BATCH = 256   # images per encoder call when coding all data for the tour
 
-
-def default_chains(n: int) -> int:
-    """About 1% of the data are chain heads (each costs its unconditional KL), at most 128 per round."""
-    return int(np.clip(n // 100, 1, 128))
+__all__ = ["active_counts", "chain_layout", "default_chains", "round_positions", "seed_words"]
 
 
 def library_versions() -> dict:
     from importlib.metadata import version
     return {name: version(name) for name in ("acncodec", "torch", "numpy", "constriction")}
-
-
-def seed_words(count: int) -> np.ndarray:
-    """Initial bits under the first datum Alice codes; Bob checks they come back unchanged."""
-    return np.random.Generator(np.random.PCG64(0x41434E)).integers(0, 2**32, count, dtype=np.uint64).astype(np.uint32)
 
 
 def pixel_digest(images: np.ndarray, names: list[str] | None) -> str:
@@ -60,12 +51,18 @@ def pixel_digest(images: np.ndarray, names: list[str] | None) -> str:
 
 @contextmanager
 def coding_threads(threads: int):
+    import torch
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def channels_first(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, C, H, W) uint8 level indices, the layout the networks read (widened per batch)."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.uint8)
 
 
 def match_model(images: ImageSet, model: Model) -> ImageSet:
@@ -80,35 +77,6 @@ def match_model(images: ImageSet, model: Model) -> ImageSet:
     return images
 
 
-def chain_layout(n: int, chains: int) -> list[int]:
-    """Chain lengths, non-increasing and staggered at the end so the rounds Alice codes first are small.
-
-    Alice codes the last round first, on top of only the seed words. Chain b gets
-    ceil(log2 B) - bit_length(b) extra data, so the last rounds hold 1, 2, 4, ... chains: each round's
-    bits-back pops find enough bits under them from the rounds before. Both sides compute this from (n, B).
-    """
-    chains = max(1, min(chains, n))
-    while True:
-        depth = (chains - 1).bit_length()
-        extra = [depth - b.bit_length() for b in range(chains)]
-        base, remainder = divmod(n - sum(extra), chains)
-        if base >= 1 or chains == 1:
-            return [base + e + (b < remainder) for b, e in enumerate(extra)]
-        chains -= 1
-
-
-def active_counts(lengths: list[int]) -> list[int]:
-    """Round r holds datum r of every chain longer than r: with non-increasing lengths, a prefix of chains."""
-    lengths = np.asarray(lengths)
-    return [int((lengths > r).sum()) for r in range(int(lengths[0]))]
-
-
-def round_indices(sequence: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
-    """Indices into the data for each round; chains are consecutive pieces of the sequence."""
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    return [sequence[starts[:active] + r] for r, active in enumerate(active_counts(lengths))]
-
-
 def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | None = None,
              progress: bool = True, estimate: bool = True) -> tuple[bytes, dict]:
     """Compress a dataset; returns the archive bytes and a report (sizes, costs, timings)."""
@@ -116,47 +84,50 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         raise AcnError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
     if len(images) == 0:
         raise AcnError(f"{images.source}: no images to compress")
+    if images.names is not None:
+        check_names(images.names, images.source)    # by decompress's rules, before any coding work
+    if chains is not None and not 1 <= chains <= MAX_CHAINS:
+        raise AcnError(f"chains must be 1..{MAX_CHAINS}, got {chains}")
     input_levels = images.levels
     images = match_model(images, model)
     n = len(images)
     chains = default_chains(n) if chains is None else max(1, int(chains))
-    cm = CodingModel.from_model(model)
+    pm = numerics.for_model(model)
     started = time.perf_counter()
     with coding_threads(CODING_THREADS):
-        x_all = to_tensor(images.images)
+        x_all = channels_first(images.images)
         tour_started = time.perf_counter()
         all_codes = None   # the tour's codes serve the estimate too, so the encoder runs once
         if order == "tour":
-            all_codes = encode_all(model.net, x_all)
-            sequence = greedy_tour(all_codes.numpy())
+            from .tour import greedy_tour
+            all_codes = np.concatenate([pm.encode(x_all[i:i + ENCODE_BATCH])
+                                        for i in range(0, n, ENCODE_BATCH)])
+            sequence = greedy_tour(all_codes)
         else:
             sequence = np.arange(n)
         tour_seconds = time.perf_counter() - tour_started
         lengths = chain_layout(n, chains)
-        batches = round_indices(sequence, lengths)
-        # Alice needs every round's codes (computed with the round's batch) before coding backwards.
-        codes = [encode_round(cm, x_all[idx].long()) for idx in batches]
         n_seed = seed_word_count(model)
-        stack = new_stack(seed_words(n_seed))
-        for r in bar(range(len(batches) - 1, -1, -1), progress, desc="compress", unit="round",
-                      leave=False):
-            idx = batches[r]
-            previous = codes[r - 1][:len(idx)] if r > 0 and order == "tour" else None
-            alice_round(stack, cm, x_all[idx].long(), codes[r], previous)
-        payload = stack.get_compressed()
+        try:
+            payload = encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour", seed_count=n_seed,
+                                    rounds=lambda r: bar(r, progress, desc="compress", unit="round", leave=False))
+        except StackExhausted as e:
+            raise AcnError(f"{images.source}: the seed words did not cover a bits-back pop (round {e.round}); "
+                           f"try another --chains") from None
+    if n > 32 * len(payload) // MIN_BITS_PER_IMAGE:
+        raise AcnError(f"{images.source}: the data code to under {MIN_BITS_PER_IMAGE} bit per image, "
+                       f"which the archive format does not allow")
     seconds = time.perf_counter() - started
     # Archive order is chain by chain, i.e. the sequence itself: that is how Bob writes the data out.
     names = None if images.names is None else [images.names[i] for i in sequence]
     pixels = images.images[sequence]
-    header = {"model_hash": model.hash, "spec": model.spec.to_dict(), "n": n, "chains": lengths,
-              "order": order, "kind": "folder" if images.names is not None else "array",
-              "input_levels": input_levels, "seed_words": n_seed, "coding_threads": CODING_THREADS,
-              "pixels_sha256": pixel_digest(pixels, names), "versions": library_versions(),
-              "bucket_bits": model.buckets.bits}
+    header = Header(model_hash=model.hash, spec=model.spec, n=n, chains=len(lengths), order=order,
+                    input_levels=input_levels, seed_words=n_seed, bucket_bits=model.buckets.bits,
+                    pixels_sha256=pixel_digest(pixels, names), versions=library_versions())
     archive = Archive(header, names, payload)
     sections = archive.sections()
     report = size_report(sections, n, model.spec)
-    report.update({"order": order, "chains": len(lengths), "rounds": len(batches),
+    report.update({"order": order, "chains": len(lengths), "rounds": int(lengths[0]),
                    "initial_bits": 32 * n_seed, "compress_seconds": round(seconds, 2),
                    "tour_seconds": round(tour_seconds, 2), "compress_images_per_second": round(n / seconds, 1),
                    "model_hash": model.hash, "source": images.source})
@@ -164,20 +135,27 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         report["names_bits_per_image"] = 8 * len(sections["names"]) / n
         report["log2_n_factorial_per_image"] = float(np.log2(np.arange(1, n + 1)).sum() / n)
     if estimate:
-        if all_codes is None:
-            all_codes = encode_all(model.net, x_all)
-        report.update(kl_bound_estimate(model, x_all, all_codes, sequence, lengths, order, progress))
+        import torch
+        from .evaluate import encode_all
+        x_t = torch.from_numpy(x_all)
+        # The estimate is the float model's: exact numerics' codes are integers in another unit.
+        reuse = all_codes is not None and pm.numerics == "float32"
+        codes_t = torch.from_numpy(all_codes) if reuse else encode_all(model.net, x_t)
+        report.update(kl_bound_estimate(model, x_t, codes_t, sequence, lengths, order, progress))
         # The estimate prices the images; names are reported on their own.
         report["actual_over_estimate"] = report["nats_per_image_without_names"] / report["estimate_nats_per_image"]
     return b"".join(sections.values()), report
 
 
-def kl_bound_estimate(model: Model, x_all: torch.Tensor, codes: torch.Tensor, sequence: np.ndarray,
-                      lengths: list[int], order: str, progress: bool) -> dict:
+def kl_bound_estimate(model: Model, x_all, codes, sequence: np.ndarray, lengths: list[int], order: str,
+                      progress: bool) -> dict:
     """The model's estimate of the same cost: reconstruction + KL along the chains (heads unconditional).
-    `codes` are E(x) of every image, in input order."""
+    `x_all` (N, C, H, W) and `codes` E(x) are torch tensors, in input order."""
+    import torch
+    from .evaluate import kl_along, reconstruction
+    from .kl import kl_to_unconditional
     recon = reconstruction(model.net, x_all, codes, progress=progress)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    starts = chain_starts(lengths)
     is_head = np.zeros(len(sequence), dtype=bool)
     is_head[starts] = True
     if order == "original":
@@ -199,27 +177,25 @@ def kl_bound_estimate(model: Model, x_all: torch.Tensor, codes: torch.Tensor, se
             "estimate_formula": formula, "estimate_n": n}
 
 
-def write_output(images: ImageSet, header: dict, output: str, force: bool = False) -> str:
-    """Folder archives become PNG files with their names; array archives a .npy file."""
+def write_output(images: ImageSet, header: Header, output: str, force: bool = False,
+                 keep: tuple[Path, ...] = ()) -> str:
+    """Folder archives become PNG files with their names (into a new or an existing folder: see
+    fileio.write_folder); array archives a .npy file. `keep` (the archive read) is never overwritten."""
     out = Path(output)
-    if header["kind"] == "folder":
-        return str(replace_path(out, force, lambda tmp: export_png(images, tmp, names=images.names)))
+    if images.names is not None:
+        export_png(images, out, names=images.names, force=force, keep=list(keep))
+        return str(out)
     arr = images.images[..., 0] if images.images.shape[-1] == 1 else images.images  # (N, H, W) for grey
     buf = io.BytesIO()
     np.save(buf, arr)
-    atomic_write_bytes(out, buf.getvalue())
+    write_bytes(out, buf.getvalue(), force, keep=list(keep))
     return str(out)
 
 
-def describe(blob: bytes, where: str = "archive") -> dict:
-    archive = parse(blob, where)
-    return {"header": archive.header, "bytes": len(blob), "section_bytes": archive.section_sizes,
-            "names": None if archive.names is None else len(archive.names)}
 
 
 def seed_word_count(model: Model) -> int:
-    """Enough initial bits for one datum's bits-back pop (D latents of at most `bits` bits each)."""
-    return math.ceil(model.config.latent_dim * model.buckets.bits / 32) + 2
+    return _seed_word_count(model.config.latent_dim, model.buckets.bits)
 
 
 def size_report(sections: dict[str, bytes], n: int, spec: DataSpec) -> dict:
@@ -239,67 +215,52 @@ def decompress(data: bytes | Archive, model: Model, where: str = "archive",
     archive = data if isinstance(data, Archive) else parse(data, where)
     header = check_header(archive, model, where)
     spec = model.spec
-    lengths = header["chains"]
-    cm = CodingModel.from_model(model)
-    stack = new_stack(archive.payload)
-    out = np.zeros((header["n"], spec.channels, spec.height, spec.width), dtype=np.uint8)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    tour = header["order"] == "tour"
-    with coding_threads(header["coding_threads"]):
-        previous = None
-        for r, active in enumerate(bar(active_counts(lengths), progress, desc="decompress", unit="round",
-                                       leave=False)):
-            prev = previous[:active] if (previous is not None and tour) else None
-            x, codes = bob_round(stack, cm, active, (spec.channels, spec.height, spec.width), prev)
-            out[starts[:active] + r] = x.numpy().astype(np.uint8)
-            previous = codes
+    lengths = chain_layout(header.n, header.chains)
+    pm = numerics.for_model(model)
+    with coding_threads(header.coding_threads):
+        try:
+            out, rest = decode_stream(pm, archive.payload, lengths, conditional=header.order == "tour",
+                                      rounds=lambda r: bar(r, progress, desc="decompress", unit="round",
+                                                           leave=False))
+        except StackExhausted as e:
+            raise AcnError(f"{where}: the payload ran out after {e.decoded} of the {header.n} images "
+                           f"the archive claims: it is damaged; nothing was written") from None
     images = out.transpose(0, 2, 3, 1)
-    rest = stack.get_compressed()
-    if not np.array_equal(rest, seed_words(header["seed_words"])) or \
-            pixel_digest(images, archive.names) != header["pixels_sha256"]:
-        raise AcnError(f"{where}: decoding diverged (checksum mismatch): the probabilities computed here differ "
-                       f"from the ones used to compress (archive written with {fmt_versions(header)}; this is "
-                       f"{fmt_versions({'versions': library_versions()})}); nothing was written")
+    seeds_back = np.array_equal(rest, seed_words(header.seed_words))
+    if not seeds_back or pixel_digest(images, archive.names) != header.pixels_sha256:
+        seen = ("the payload did not end on the seed words" if not seeds_back else
+                "the decoded images do not match the archive's checksum")
+        theirs, ours = fmt_versions(header.versions), fmt_versions(library_versions())
+        versions = f"written with {theirs}; this is {ours}" if theirs != ours else "same library versions"
+        raise AcnError(f"{where}: decoding diverged ({seen}): either the archive was altered and re-sealed, or "
+                       f"this machine computes other probabilities than the writer's ({versions}); nothing "
+                       f"was written")
     levels = spec.levels
-    if header["input_levels"] == 256 and levels != 256:
+    if header.input_levels == 256 and levels != 256:
         images, levels = level_grid(levels)[images].astype(np.uint8), 256
     return ImageSet(images, levels, archive.names, where), header
 
 
-def fmt_versions(header: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(header.get("versions", {}).items()))
+def fmt_versions(versions: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
 
 
-def check_header(archive: Archive, model: Model, where: str) -> dict:
+def check_header(archive: Archive, model: Model, where: str) -> Header:
+    """What the header must agree on with the model (archive.parse checked the rest)."""
     h = archive.header
-    required = {"model_hash": str, "spec": dict, "n": int, "chains": list, "order": str, "kind": str,
-                "input_levels": int, "seed_words": int, "coding_threads": int, "pixels_sha256": str}
-    for key, kind in required.items():
-        if not isinstance(h.get(key), kind):
-            raise AcnError(f"{where}: archive header field {key!r} is missing or invalid")
-    if h["model_hash"] != model.hash:
-        raise AcnError(f"{where}: archive was made with model {h['model_hash'][:12]} but the model given is "
+    if h.model_hash != model.hash:
+        raise AcnError(f"{where}: archive was made with model {h.model_hash[:12]} but the model given is "
                        f"{model.hash[:12]}")
-    lengths = h["chains"]
-    if not all(isinstance(k, int) and k > 0 for k in lengths) or sum(lengths) != h["n"] or h["n"] < 1:
-        raise AcnError(f"{where}: archive chain layout is invalid")
-    if list(lengths) != sorted(lengths, reverse=True) or h["order"] not in ORDERS:
-        raise AcnError(f"{where}: archive chain layout or order mode is invalid")
-    if archive.names is not None and len(archive.names) != h["n"]:
-        raise AcnError(f"{where}: archive holds {len(archive.names)} names for {h['n']} images")
-    if not 1 <= h["coding_threads"] <= 256 or not 0 <= h["seed_words"] <= 4096:
-        raise AcnError(f"{where}: archive coding settings are invalid")
-    # Every image costs bits; a count far beyond what the payload could hold is damage, and is refused
-    # before anything is allocated for it.
-    if h["n"] > 2048 * (len(archive.payload) + 1):
-        raise AcnError(f"{where}: archive claims {h['n']} images, more than its payload can hold")
+    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or h.seed_words != seed_word_count(model):
+        raise AcnError(f"{where}: archive header does not match its model (data spec, bucket bits or seed "
+                       f"words)")
     return h
 
 
-def version_warning(header: dict) -> str | None:
+def version_warning(header: Header) -> str | None:
     """A warning when the archive was written by other library versions (decoding may then diverge,
     which the checksum would catch)."""
-    theirs, ours = header.get("versions", {}), library_versions()
+    theirs, ours = header.versions, library_versions()
     if theirs != ours:
-        return f"archive written with {fmt_versions(header)}; this is {fmt_versions({'versions': ours})}"
+        return f"archive written with {fmt_versions(theirs)}; this is {fmt_versions(ours)}"
     return None

@@ -12,6 +12,12 @@ from dataclasses import asdict, dataclass
 from .errors import AcnError
 
 
+#: Largest network acncodec builds: a model file asking for more is refused before anything is allocated.
+MODEL_LIMITS = {"latent_dim": 1024, "prior_components": 256, "prior_hidden": 8192, "encoder_channels": 1024,
+                "encoder_hidden": 8192, "decoder_channels": 1024, "decoder_layers": 64, "decoder_kernel": 31,
+                "decoder_cond_channels": 1024}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Network sizes. Defaults train in reasonable time on two CPU cores; the paper's are larger."""
@@ -30,6 +36,9 @@ class ModelConfig:
         for name, value in self.to_dict().items():
             if not isinstance(value, int) or value < 1:
                 raise AcnError(f"model setting {name} must be a positive integer, got {value!r}")
+            if value > MODEL_LIMITS[name]:
+                raise AcnError(f"model setting {name} is {value}, more than the {MODEL_LIMITS[name]} acncodec "
+                               f"builds")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import shutil
-import secrets
+import stat
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,8 @@ import numpy as np
 from PIL import Image
 
 from acncodec.errors import AcnError
+from acncodec.fileio import write_folder
+from acncodec.names import check_names
 
 _MODES = {"1": (1, 2), "L": (1, 256), "RGB": (3, 256)}  # Pillow mode -> (channels, levels)
 _IDX_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
@@ -164,9 +166,12 @@ def read_idx(path) -> np.ndarray:
             size = n * h * w
             if size == 0:
                 raise AcnError(f"{path}: IDX header says {n} images of {h}x{w}: no pixels")
+            if h * w > MAX_IMAGE_PIXELS:
+                raise AcnError(f"{path}: IDX header says images of {h}x{w} pixels, larger than acncodec codes "
+                               f"(at most {MAX_IMAGE_PIXELS:,} pixels per image)")
             if gzipped:
-                payload = f.read()  # bounded by the real data, not by the header
-                got = len(payload)
+                payload = f.read(size + 1)  # at most one byte past what the header claims
+                got = len(payload) if len(payload) <= size else f"more than {size}"
             else:
                 got = os.path.getsize(path) - 16
             if got != size:
@@ -179,7 +184,38 @@ def read_idx(path) -> np.ndarray:
     return data.reshape(n, h, w)
 
 
-def _load_folder(folder: Path) -> ImageSet:
+MAX_IMAGE_PIXELS = 1 << 20   # per image (1024 x 1024): far beyond what an ACN codes; refused before decoding
+
+
+def _open_image_file(path: Path):
+    """A regular file opened for reading; a FIFO, device or socket is refused without blocking on it."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise AcnError(f"{path}: is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _image_header(path: Path) -> tuple[str, tuple[int, int], int]:
+    """Mode, size and frame count, read from the file's header without decoding its pixels."""
+    try:
+        with warnings.catch_warnings():   # the size is checked below, against a far smaller limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open_image_file(path) as f, Image.open(f) as im:
+                return im.mode, im.size, getattr(im, "n_frames", 1)
+    except AcnError:
+        raise
+    except Image.DecompressionBombError:
+        raise AcnError(f"{path}: is larger than acncodec codes (at most {MAX_IMAGE_PIXELS:,} pixels per "
+                       f"image)") from None
+    except Exception as e:  # Pillow raises many types for unreadable files
+        raise AcnError(f"{path}: not an image Pillow can read ({e})") from None
+
+
+def _load_folder(folder: Path, shape: tuple[int, int, int] | None = None) -> ImageSet:
     try:
         # Hidden files and subfolders are skipped; files and symbolic links are read (a broken link is an
         # error naming it, not a silent omission).
@@ -189,31 +225,44 @@ def _load_folder(folder: Path) -> ImageSet:
         raise AcnError(f"{folder}: cannot list folder: {e}") from None
     if not names:
         raise AcnError(f"{folder}: folder has no image files")
-    out, first = None, None
-    for i, name in enumerate(names):
+    # Every file's header first: mixed sizes, huge images or the wrong shape are refused before any pixel is
+    # decoded.
+    first = None
+    for name in names:
         path = folder / name
-        try:
-            with Image.open(path) as im:
-                im.load()
-                mode, size, frames = im.mode, im.size, getattr(im, "n_frames", 1)
-                pixels = np.asarray(im, dtype=np.uint8) if mode in _MODES else None
-        except Exception as e:  # Pillow raises many types for unreadable files
-            raise AcnError(f"{path}: not an image Pillow can read ({e})") from None
-        if pixels is None:
-            raise AcnError(f"{path}: image mode {mode} is not accepted "
-                           f"(accepted: 1 (binary), L (grey), RGB)")
+        mode, size, frames = _image_header(path)
+        if mode not in _MODES:
+            raise AcnError(f"{path}: image mode {mode} is not accepted (accepted: 1 (binary), L (grey), RGB)")
         if frames != 1:
             raise AcnError(f"{path}: has {frames} frames; only single images are accepted")
         if first is None:
             first = (name, mode, size)
-            channels = _MODES[mode][0]
-            out = np.empty((len(names), size[1], size[0], channels), dtype=np.uint8)
+            if size[0] * size[1] > MAX_IMAGE_PIXELS:
+                raise AcnError(f"{path}: {size[0]}x{size[1]} pixels is larger than acncodec codes (at most "
+                               f"{MAX_IMAGE_PIXELS:,} pixels per image)")
+            found = (size[1], size[0], _MODES[mode][0])
+            if shape is not None and found != tuple(shape):
+                raise AcnError(f"{path}: images are {found[0]}x{found[1]}x{found[2]} but the model is for "
+                               f"{shape[0]}x{shape[1]}x{shape[2]}")
         elif mode != first[1]:
             raise AcnError(f"{path}: mode {mode} differs from mode {first[1]} of {first[0]}")
         elif size != first[2]:
             raise AcnError(f"{path}: size {size[0]}x{size[1]} differs from "
                            f"{first[2][0]}x{first[2][1]} of {first[0]}")
-        out[i] = pixels.reshape(out.shape[1:])
+    channels = _MODES[first[1]][0]
+    out = np.empty((len(names), first[2][1], first[2][0], channels), dtype=np.uint8)
+    for i, name in enumerate(names):
+        path = folder / name
+        try:
+            with _open_image_file(path) as f, Image.open(f) as im:
+                if (im.mode, im.size) != first[1:]:
+                    raise AcnError(f"{path}: changed while it was read")
+                im.load()
+                out[i] = np.asarray(im, dtype=np.uint8).reshape(out.shape[1:])
+        except AcnError:
+            raise
+        except Exception as e:  # Pillow raises many types for unreadable files
+            raise AcnError(f"{path}: not an image Pillow can read ({e})") from None
     return ImageSet(out, _MODES[first[1]][1], names, str(folder))
 
 
@@ -374,10 +423,10 @@ def _load_builtin(source: str) -> ImageSet | None:
                     f"{source} ({origin}, images {start}..{stop - 1})")
 
 
-def _load_any(source: str) -> ImageSet:
+def _load_any(source: str, shape: tuple[int, int, int] | None = None) -> ImageSet:
     path = Path(source)
     if path.is_dir():
-        return _load_folder(path)
+        return _load_folder(path, shape)
     if path.is_file():
         if path.suffix.lower() in (".npy", ".npz"):
             return _load_numpy(path)
@@ -391,14 +440,17 @@ def _load_any(source: str) -> ImageSet:
     return found
 
 
-def load(source: str, *, binarize: bool = False, levels: int | None = None) -> ImageSet:
+def load(source: str, *, binarize: bool = False, levels: int | None = None,
+         shape: tuple[int, int, int] | None = None) -> ImageSet:
     """Load any accepted input kind; ``binarize`` and ``levels`` adapt it to a model's spec.
 
     IDX and image files declare their bit depth (IDX and 'L'/'RGB' are 256 levels, mode '1'
     is 2); .npy/.npz do not, so there 2 levels if every value is 0/1, else 256, unless ``levels``
-    says otherwise (see set_levels); a model's automatic choice also reads them as level indices.
+    says otherwise (see set_levels); a model's automatic choice also reads them as level indices. ``shape``
+    (height, width, channels), when the model is already known, lets a folder of other images be
+    refused before their pixels are decoded.
     """
-    images = _load_any(str(source))
+    images = _load_any(str(source), shape)
     if binarize:
         if images.levels != 256:
             raise AcnError(f"{images.source}: binarizing needs 256-level data, "
@@ -415,13 +467,7 @@ def _png_names(n: int, names: list[str] | None, folder: Path) -> list[str]:
         return [f"{i:0{width}d}.png" for i in range(n)]
     if len(names) != n:
         raise AcnError(f"{folder}: {len(names)} names given for {n} images")
-    for nm in names:
-        if not nm or nm != Path(nm).name or nm.startswith("."):
-            raise AcnError(f"{folder}: {nm!r} is not a plain, visible file name")
-    out = [nm if nm.lower().endswith(".png") else str(Path(nm).with_suffix(".png")) for nm in names]
-    if len(set(out)) != n:
-        raise AcnError(f"{folder}: file names would repeat after giving them a .png suffix")
-    return out
+    return check_names(names, str(folder))
 
 
 def _to_pil(image: np.ndarray, levels: int) -> Image.Image:
@@ -433,27 +479,21 @@ def _to_pil(image: np.ndarray, levels: int) -> Image.Image:
     return Image.fromarray(pixels[..., 0] if image.shape[2] == 1 else pixels)
 
 
-def export_png(images: ImageSet, folder: str | Path, *, names: list[str] | None = None) -> list[str]:
-    """Write one PNG per image; a half-written folder is never visible, because everything
-    goes to a hidden sibling that is renamed into place only when complete."""
+def export_png(images: ImageSet, folder: str | Path, *, names: list[str] | None = None,
+               force: bool = False, keep: list[Path] = ()) -> list[str]:
+    """Write one PNG per image into `folder` (see fileio.write_folder: a new folder appears whole; in an
+    existing one other files are left alone and files of the same name are replaced only with `force`)."""
     folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise AcnError(f"{folder}: exists and is not an empty folder; will not overwrite")
     if int(images.images.max(initial=0)) >= images.levels:
         raise AcnError(f"{images.source}: values exceed {images.levels} levels")
     out_names = _png_names(len(images), names, folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        tmp.mkdir()  # not mkdtemp: its 0700 mode would survive the rename
+
+    def write(tmp: Path) -> None:
         for image, name in zip(images.images, out_names):
-            _to_pil(image, images.levels).save(tmp / name, format="PNG")
-        if folder.exists():
-            folder.rmdir()  # empty, checked above
-        os.rename(tmp, folder)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise AcnError(f"{folder}: cannot write PNGs: {e}") from None
-        raise
+            try:
+                _to_pil(image, images.levels).save(tmp / name, format="PNG")
+            except OSError as e:
+                raise AcnError(f"{folder}: cannot write PNGs: {e.strerror or e}") from None
+
+    write_folder(folder, out_names, write, force=force, keep=keep)
     return out_names

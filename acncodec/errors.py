@@ -7,3 +7,11 @@ class AcnError(Exception):
     The command line prints ``error: <message>`` and exits non-zero; library callers
     catch it like any other exception. Messages name the file and the problem.
     """
+
+
+def shown(text: str) -> str:
+    """Text from a file or an archive, safe to print: control and other unprintable characters (terminal
+    escapes, a forged newline, a lone surrogate) appear as escapes, in quotes."""
+    if text.isprintable():
+        return repr(text) if ("'" in text or '"' in text or text != text.strip()) else f"'{text}'"
+    return "'" + "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text) + "'"

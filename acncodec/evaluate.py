@@ -1,4 +1,4 @@
-"""Figures of a trained model on a dataset, in nats per image (DESIGN.md section 6).
+"""Figures of a trained model on a dataset, in nats per image (docs/DESIGN.md, section 5).
 
 Reconstruction is E_q[-log r(x|z)] with fixed-seed samples; KLs are the accurate ones from `kl.py`.
 """

@@ -15,7 +15,7 @@ reusable:
   the grouped `logits` conv.
 
 Per pixel this leaves, per layer, two small matmuls on (B, channels) vectors. The results agree with
-`GatedPixelCNN.logits` to float tolerance, not bit for bit (different summation order): per DESIGN.md
+`GatedPixelCNN.logits` to float tolerance, not bit for bit (different summation order): per docs/DESIGN.md
 section 4 the encoder and decoder of a file must both use this path with the same batch shapes. Given the same
 inputs, batch and thread settings, repeated runs are bit-identical (deterministic CPU ops, fixed call order).
 """
@@ -130,8 +130,13 @@ class IncrementalDecoder:
                 hidden = hidden + scale_pixels(pixel[:, :c], self.levels) @ pw
             return torch.addmm(lb, F.relu(hidden), lw)
 
-    def set_pixel(self, i: int, j: int, values: torch.Tensor) -> None:
-        """Record the true levels `values` (B, C) long of pixel (i, j), after its logits, before the next."""
+    def predict(self, i: int, j: int, c: int, pixel) -> torch.Tensor:
+        """The stepper interface of `coding/raster.py` (pixel values may be a numpy array): the logits."""
+        return self.logits(i, j, c, torch.as_tensor(pixel))
+
+    def set_pixel(self, i: int, j: int, values) -> None:
+        """Record the true levels `values` (B, C) of pixel (i, j), after its logits, before the next."""
+        values = torch.as_tensor(values)
         if (i, j) != self.next or self.col != j or self.row != i:
             raise ValueError(f"set_pixel({i}, {j}) out of order: expected {self.next} after its logits")
         with torch.no_grad():

@@ -71,9 +71,9 @@ def by_hash(digest: str) -> ShippedModel | None:
 
 def for_archive(header: dict, where: str) -> ShippedModel:
     """The shipped model an archive names by content hash, or a clear error."""
-    entry = by_hash(header["model_hash"])
+    entry = by_hash(header.model_hash)
     if entry is None:
-        raise AcnError(f"{where}: made with model {header['model_hash'][:12]}, which is not a shipped model; "
+        raise AcnError(f"{where}: made with model {header.model_hash[:12]}, which is not a shipped model; "
                        "pass the model file with --model")
     return entry
 

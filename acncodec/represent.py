@@ -34,6 +34,7 @@ from .data import ImageSet, level_grid
 from .errors import AcnError
 from .evaluate import encode_all
 from .fileio import atomic_write_bytes, check_writable
+from .coding.raster import raster
 from .incremental import IncrementalDecoder
 from .train import to_tensor
 
@@ -89,16 +90,9 @@ def _decode(model, z: torch.Tensor, gen: torch.Generator) -> np.ndarray:
     out = np.empty((len(z), height, width, channels), dtype=np.uint8)
     for start in range(0, len(z), BATCH):
         zb = z[start:start + BATCH]
-        dec = IncrementalDecoder(net, zb, width)
-        x = torch.zeros(len(zb), channels, height, width, dtype=torch.long)
-        for i in range(height):
-            for j in range(width):
-                pixel = torch.zeros(len(zb), channels, dtype=torch.long)
-                for c in range(channels):
-                    pixel[:, c] = _draw(dec.logits(i, j, c, pixel), net.binary, gen)
-                dec.set_pixel(i, j, pixel)
-                x[:, :, i, j] = pixel
-        out[start:start + BATCH] = x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+        x = raster(IncrementalDecoder(net, zb, width), len(zb), (channels, height, width),
+                   lambda logits, i, j, c: _draw(logits, net.binary, gen).numpy())
+        out[start:start + BATCH] = x.transpose(0, 2, 3, 1).astype(np.uint8)
     return out
 
 

@@ -1,10 +1,8 @@
-"""The order in which the data are sent: a greedy tour through the codes, split into parallel chains.
+"""The order in which the data are sent: a greedy tour through the codes (docs/DESIGN.md, "Order").
 
-DESIGN.md section 3. The tour is the greedy nearest-unvisited-neighbour path through the codes (the paper's
-greedy heuristic for the Euclidean travelling salesman problem, K = 1), starting at datum 0. It is split into
-B contiguous chains, so each datum's predecessor in its chain is its predecessor on the tour, and the chains
-are interleaved round by round: round r holds datum r of every chain that has one, so every network call in
-the protocol is batched over the round.
+The tour is the greedy nearest-unvisited-neighbour path through the codes (the paper's greedy heuristic for
+the Euclidean travelling salesman problem, K = 1), starting at datum 0. `coding/order.py` splits it into
+chains and rounds. Only the sender builds a tour; the receiver never imports this module.
 
 Definition of the tour (what "exact" means here). The codes are taken as float32 (what the encoder produces
 and faiss searches). The distance between codes a and b is the float64 value
@@ -197,46 +195,3 @@ def _distinct_tour(x: np.ndarray, candidates: int, stats: dict | None) -> np.nda
     if stats is not None:
         stats.update(fallback_steps=fallbacks, fallback_searches=fallback.searches, rebuilds=fallback.rebuilds)
     return tour
-
-
-def chain_lengths(n: int, chains: int) -> list[int]:
-    """Lengths of the chains a tour of n data is split into; a function of (n, chains) alone.
-
-    B = min(chains, n) chains, lengths differing by at most one, the longer ones first:
-    chain i has n // B + 1 data for i < n % B and n // B after. Because lengths never increase along the
-    chains, the chains active in round r are always chains 0 .. m_r - 1 (a prefix), round sizes never
-    increase, and position j of a round belongs to chain j. (The initial-bits problem of the ANS stack is
-    handled by the coder, not by these lengths.)
-    """
-    n, chains = int(n), int(chains)
-    if n < 1:
-        raise ValueError(f"need at least one datum to make chains, got n={n}")
-    if chains < 1:
-        raise ValueError(f"need at least one chain, got chains={chains}")
-    b = min(chains, n)
-    base, extra = divmod(n, b)
-    return [base + 1] * extra + [base] * (b - extra)
-
-
-def split_chains(tour: np.ndarray, chains: int) -> list[np.ndarray]:
-    """Contiguous pieces of the tour with lengths `chain_lengths(len(tour), chains)`, in tour order.
-
-    Each datum's predecessor in its chain is its predecessor on the tour; each chain's first datum (its
-    head) is coded under the unconditional prior.
-    """
-    tour = np.asarray(tour)
-    if tour.ndim != 1:
-        raise ValueError(f"tour must be 1-D, got shape {tour.shape}")
-    bounds = np.cumsum([0] + chain_lengths(len(tour), chains))
-    return [tour[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def rounds(chains: list[np.ndarray]) -> list[np.ndarray]:
-    """Round r holds datum r of every chain that has one, in chain order: the data indices per round.
-
-    With chains from `split_chains` (non-increasing lengths), `rounds[r][j]` is datum r of chain j and its
-    predecessor is `rounds[r - 1][j]`: round r is a prefix of round r - 1's chains. With other chains the
-    j-th entry belongs to the j-th chain that is still active.
-    """
-    longest = max((len(c) for c in chains), default=0)
-    return [np.array([c[r] for c in chains if len(c) > r], dtype=np.int64) for r in range(longest)]

@@ -40,6 +40,7 @@ from acncodec import api, codec, registry  # noqa: E402
 from acncodec.data import export_png  # noqa: E402
 from classical import CODECS, classical_sizes, install_jxl, jxl_tools, machine  # noqa: E402
 from codec_roundtrip import roundtrip  # noqa: E402
+from machine import git_commit  # noqa: E402
 
 # name -> (data, the shipped model that codes it, what it is)
 DATASETS = {
@@ -369,17 +370,17 @@ def main(argv=None) -> int:
             r["names"] = names_cost(args.count)
         r = with_model_bits(r)
         r["plots"] = plots(r, args.out)
-        r["command"] = command
+        r["command"], r["git_commit"] = command, git_commit()
         write(args.out / f"{name}.json", json.dumps(r, indent=2))
         write(args.out / f"{name}.md", markdown(r))
     if not args.no_speed:
         t0 = time.perf_counter()
         s = speed(args.out)
-        s["seconds"], s["command"] = time.perf_counter() - t0, command
+        s["seconds"], s["command"], s["git_commit"] = time.perf_counter() - t0, command, git_commit()
         write(args.out / "speed.json", json.dumps(s, indent=2))
         write(args.out / "speed.md", speed_markdown(s))
     seconds = time.perf_counter() - started
-    write_summary(args.out, {"command": command, "seconds": seconds, "machine": machine(),
+    write_summary(args.out, {"command": command, "git_commit": git_commit(), "seconds": seconds, "machine": machine(),
                              "torch": torch.__version__})
     print(f"done in {seconds:.0f} s; results in {args.out}")
     return 0

@@ -10,6 +10,8 @@ The cost of discretising is (disc KL + disc reconstruction) - (continuous KL + c
 Usage: python bench/bucket_precision.py MODEL DATA [--bits 6,8,10,12] [--json OUT]
 """
 
+import sys
+from pathlib import Path
 import argparse
 import json
 import platform
@@ -25,6 +27,9 @@ from acncodec.evaluate import encode_all, reconstruction
 from acncodec.kl import kl_to_mixture
 from acncodec.knn import nearest_others
 from acncodec.train import to_tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import provenance  # noqa: E402
 
 
 def main():
@@ -65,6 +70,7 @@ def main():
         print(json.dumps(rows[-1]))
     record = {"model": args.model, "model_hash": model.hash, "data": args.data, "n": len(images), "rows": rows,
               "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 torch thread"}
+    record.update(provenance())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(record, f, indent=2)

@@ -9,7 +9,7 @@ What each codec gets (the ``what`` line of every result says it again, so a row 
 - gzip (level 9, mtime 0), bz2 (level 9), xz (preset 9 | PRESET_EXTREME, .xz container), each on one stream:
   a 16-byte shape header (N, H, W, C as little-endian uint32) followed by
     * binary data (levels == 2): ``np.packbits`` of the whole C-order N*H*W*C array (1 bit a pixel, first pixel
-      in the high bit, last byte zero-padded), as DESIGN.md section 8 says ("bit-pack binary data");
+      in the high bit, last byte zero-padded), as the project brief (shared DESIGN.md, section 8) says ("bit-pack binary data");
     * any other level count: the level indices as uint8, one byte a pixel (for 256 levels these are the raw
       8-bit values; for digits' 17 levels the indices 0..16, not the 8-bit grid values).
 - PNG (Pillow, optimize=True), one file per image, bytes = sum of the file sizes: binary grey as mode '1'
@@ -58,7 +58,7 @@ import numpy as np
 from PIL import Image, features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, provenance  # noqa: E402
 
 import acncodec
 from acncodec.data import ImageSet, level_grid
@@ -476,6 +476,7 @@ def main(argv=None) -> int:
         out["datasets"].append({"data": data, "source": images.source, "shape": [n, h, w, c],
                                 "levels": images.levels, "dimensions": n * h * w * c, "seconds": seconds,
                                 "results": results, "design_anchors": ANCHORS.get(_anchor_key(data))})
+    out.update(provenance())
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"\nwrote {args.json}")

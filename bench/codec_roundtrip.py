@@ -21,6 +21,9 @@ import torch
 import acncodec
 from acncodec import codec
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import provenance  # noqa: E402
+
 
 def same_images(restored: np.ndarray, images: np.ndarray, order: str) -> bool:
     """Original order: equal arrays. Tour order: the same images, each exactly once, in another order."""
@@ -79,6 +82,7 @@ def main():
                                                  "decompress_images_per_second", "verified_images")}))
     record = {"model": args.model, "model_hash": model.hash, "data": args.data, "results": results,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
+    record.update(provenance())
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
 

@@ -6,6 +6,7 @@ Usage: python bench/evaluate_model.py MODEL DATA [--json OUT]
 import json
 import platform
 import sys
+from pathlib import Path
 import time
 
 import torch
@@ -13,6 +14,9 @@ import torch
 import acncodec
 from acncodec.evaluate import estimate
 from acncodec.train import to_tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import provenance  # noqa: E402
 
 
 def main(argv):
@@ -28,6 +32,7 @@ def main(argv):
               "train": {k: model.meta.get(k) for k in ("steps", "epochs", "train_seconds", "train_images")},
               "eval_seconds": round(time.perf_counter() - t0, 1),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
+    record.update(provenance())
     print(json.dumps(record, indent=2))
     if "--json" in argv:
         out = argv[argv.index("--json") + 1]

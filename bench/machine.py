@@ -13,3 +13,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown cpu"
+
+
+def git_commit() -> str:
+    """The checkout's commit, with "-dirty" when tracked files differ from it."""
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def provenance(argv: list[str] | None = None) -> dict:
+    """What every bench record stores: the exact command, the git commit and the machine."""
+    import os
+    import sys
+    args = sys.argv if argv is None else argv
+    script = os.path.relpath(os.path.abspath(args[0]), Path(__file__).resolve().parents[1])
+    return {"command": " ".join(["python", script, *args[1:]]), "git_commit": git_commit(),
+            "machine_provenance": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}"}

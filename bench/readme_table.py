@@ -57,7 +57,7 @@ def results():
               + (f"{with_model:.4f} ({mb:.2f} MB model) | " if with_model else "not recorded | ")
               + " | ".join(cells) + " |")
     print("\nacncodec, actual archive against the KL-bound estimate, and speed (compress in the bench process on "
-          "one thread, decompress in a separate process with two):\n")
+          "one thread, decompress in a separate process; coding runs on one thread in both):\n")
     print("| data | model | order | archive bytes | nats/image | estimate | actual/estimate | compress img/s "
           "| decompress img/s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -85,7 +85,9 @@ def results():
         dec, tour = speed["decoding"], speed["tour"]["series"]["model"]
         last = tour["rows"][-1]
         print(f"\nSpeed (`binarized-mnist` model): cached decoding {dec['incremental']['images_per_s']:.1f} "
-              f"images/s against naive {dec['naive']['images_per_s']:.2f} images/s, {dec['speedup']:.0f}x, batch "
+              f"images/s against naive {dec['naive']['images_per_s']:.2f} images/s (extrapolated from "
+              f"{dec['naive']['timed_pixels']} timed pixels of {dec['naive']['extrapolated_to']}), "
+              f"{dec['speedup']:.0f}x, batch "
               f"{dec['batch']}; greedy tour over N = {last['n']:,} codes {last['seconds']:.1f} s, growing as "
               f"N^{tour['exponent']:.2f} over {tour['rows'][0]['n']:,}..{last['n']:,}.")
     if summary.get("runs"):

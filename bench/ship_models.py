@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from acncodec import modelfile, registry  # noqa: E402
 from acncodec.fileio import atomic_write_bytes  # noqa: E402
 
-MAX_BYTES, MAX_TOTAL = 8_000_000, 20_000_000
+MAX_BYTES, MAX_TOTAL = 10_000_000, 20_000_000
 
 ABOUT = {
     "digits": ("scikit-learn digits, all 1,797 images (8x8, 17 grey levels)",

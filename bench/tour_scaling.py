@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model, provenance  # noqa: E402
 from acncodec.tour import CANDIDATES, greedy_tour, greedy_tour_reference  # noqa: E402
 
 SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 60_000)
@@ -125,6 +125,7 @@ def main(argv=None) -> dict:
         result["series"][kind] = {"rows": rows, "exponent": exp_all, "exponent_upper": exp_upper,
                                   "check": {"n": args.check_n, "equal": equal, "seconds": t_fast,
                                             "reference_seconds": t_slow, "speedup": t_slow / t_fast}}
+    result.update(provenance())
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")

@@ -76,3 +76,16 @@ def test_version_and_short_reprs(digits_values):
     text = repr(model)
     assert len(text) < 300 and model.hash[:12] in text and "Conv2d" not in text
     assert callable(acncodec.train) and acncodec.TrainConfig().minutes > 0
+
+
+def test_levels_with_a_model_keep_8_bit_values_as_they_were(tmp_path):
+    """--levels declares; it does not convert: 8-bit values on the 17-level grid come back as 8-bit values."""
+    grid_values = level_grid(17)[load_digits().images.astype(np.uint8)[:30]]
+    np.save(tmp_path / "g.npy", grid_values)
+    run = CliRunner().invoke
+    r = run(main, ["compress", str(tmp_path / "g.npy"), str(tmp_path / "g.acnz"), "--model", "digits",
+                   "--levels", "17", "--order", "original", "--no-estimate", "-q"])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["decompress", str(tmp_path / "g.acnz"), str(tmp_path / "r.npy"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.load(tmp_path / "r.npy"), grid_values)

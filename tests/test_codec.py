@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from acncodec import codec, modelfile
+from acncodec.coding import order
 from acncodec.cli import main
 from acncodec.data import ImageSet
 from acncodec.errors import AcnError
@@ -66,12 +67,12 @@ def test_round_trip_with_names_and_many_chains():
 def test_chain_layout_is_staggered_and_complete():
     for n in range(1, 300, 7):
         for b in (1, 2, 3, 8, 64, 500):
-            lengths = codec.chain_layout(n, b)
+            lengths = order.chain_layout(n, b)
             assert sum(lengths) == n and lengths == sorted(lengths, reverse=True) and min(lengths) >= 1
-            counts = codec.active_counts(lengths)
+            counts = order.active_counts(lengths)
             # The rounds Alice codes first hold few chains: at most 2^k in the k-th round from the end.
             assert all(counts[-k] <= 2 ** k for k in range(1, len(counts) + 1))
-    assert codec.chain_layout(1000, 10) == [103, 102, 101, 101, 100, 99, 99, 99, 98, 98]
+    assert order.chain_layout(1000, 10) == [103, 102, 101, 101, 100, 99, 99, 99, 98, 98]
 
 
 def test_report_has_sizes_and_estimate():
@@ -113,18 +114,25 @@ def test_damaged_archive_is_refused(damage):
 
 
 def test_divergence_is_detected(monkeypatch):
-    """If Bob's probabilities differ from Alice's in the slightest, decoding must fail, not return data."""
+    """If the receiver's probabilities differ from the sender's, decoding must fail, not return data. The
+    perturbation is checked to change a probability: pixel (0, 0)'s distribution is mixed with a uniform one."""
+    from acncodec.coding import float_numerics
     spec = SPECS["digits-like"]
     model = tiny_model(spec)
     blob, _ = codec.compress(random_images(spec, 6), model, progress=False, estimate=False)
-    from acncodec import protocol
-    original = protocol.pixel_probabilities
+    original, changed = float_numerics.FloatStepper.predict, []
 
-    def perturbed(logits, binary):
-        return original(logits + 1e-3, binary)
-    monkeypatch.setattr(protocol, "pixel_probabilities", perturbed)
+    def perturbed(self, i, j, c, pixel):
+        p = original(self, i, j, c, pixel)
+        if (i, j, c) == (0, 0, 0):
+            q = 0.5 * p + 0.5 / p.shape[-1]
+            changed.append(not np.array_equal(p, q))
+            return q
+        return p
+    monkeypatch.setattr(float_numerics.FloatStepper, "predict", perturbed)
     with pytest.raises(AcnError, match="diverged"):
         codec.decompress(blob, model, progress=False)
+    assert changed and all(changed)
 
 
 def test_decompress_in_another_process_with_other_threads(tmp_path):
@@ -149,8 +157,13 @@ def test_info_reports_sections_without_decoding(tmp_path):
     blob, report = codec.compress(random_images(spec, 12, names=True), tiny_model(spec), progress=False,
                                   estimate=False)
     (tmp_path / "a.acnz").write_bytes(blob)
-    result = CliRunner().invoke(main, ["info", str(tmp_path / "a.acnz"), "--json"])   # plain words without it
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "a.acnz"), "--json"])
     assert result.exit_code == 0
     info = json.loads(result.output)
     assert info["section_bytes"] == report["section_bytes"] and info["bytes"] == len(blob)
     assert info["header"]["n"] == 12 and info["names"] == 12
+
+
+def test_cli_order_choices_are_the_archive_orders():
+    from acncodec import cli, header
+    assert cli.ORDERS == header.ORDERS

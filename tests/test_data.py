@@ -306,15 +306,21 @@ def test_digits_export_reads_back_as_17_levels(tmp_path):
     np.testing.assert_array_equal(load(str(tmp_path / "d"), levels=17).images, d.images)
 
 
-def test_export_refuses_non_empty_folder_but_fills_empty(tmp_path):
+def test_export_into_an_existing_folder_leaves_other_files_and_refuses_same_names(tmp_path):
     s = ImageSet(rand((2, 3, 3, 1), 256), 256, None, "t")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
-    with pytest.raises(AcnError, match="full: exists and is not an empty folder"):
-        export_png(s, tmp_path / "full")
-    assert os.listdir(tmp_path / "full") == ["keep.txt"]
-    (tmp_path / "empty").mkdir()
-    assert export_png(s, tmp_path / "empty") == ["00000.png", "00001.png"]
+    assert export_png(s, tmp_path / "full") == ["00000.png", "00001.png"]
+    assert sorted(os.listdir(tmp_path / "full")) == ["00000.png", "00001.png", "keep.txt"]
+    assert (tmp_path / "full" / "keep.txt").read_text() == "x"
+    before = (tmp_path / "full" / "00000.png").read_bytes()
+    other = ImageSet(rand((2, 3, 3, 1), 256, seed=5), 256, None, "t")
+    with pytest.raises(AcnError, match=r"00000\.png already exists \(use --force"):
+        export_png(other, tmp_path / "full")
+    assert (tmp_path / "full" / "00000.png").read_bytes() == before
+    export_png(other, tmp_path / "full", force=True)
+    assert (tmp_path / "full" / "00000.png").read_bytes() != before
+    assert sorted(os.listdir(tmp_path / "full")) == ["00000.png", "00001.png", "keep.txt"]
 
 
 def test_export_failure_leaves_nothing(tmp_path, monkeypatch):
@@ -338,7 +344,7 @@ def test_export_names(tmp_path):
     assert sorted(os.listdir(tmp_path / "o")) == ["a.png", "b.png"]
     with pytest.raises(AcnError, match="not a plain"):
         export_png(s, tmp_path / "p", names=["../x.png", "a.png"])
-    with pytest.raises(AcnError, match="repeat"):
+    with pytest.raises(AcnError, match="restored to the same file"):
         export_png(s, tmp_path / "q", names=["a.jpg", "a.png"])
     assert data._png_names(100001, None, tmp_path)[-1] == "100000.png"
 

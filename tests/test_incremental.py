@@ -4,6 +4,7 @@ and is causal (nothing not yet decoded can change a logit)."""
 import pytest
 import torch
 
+from acncodec.coding.raster import raster
 from acncodec.incremental import IncrementalDecoder, naive_logits
 from acncodec.pixelcnn import GatedPixelCNN
 
@@ -35,13 +36,20 @@ def decode(net, x, z):
     dec = IncrementalDecoder(net, z, width)
     out = torch.empty(b, ch, net.head.outputs, height, width)
     junk = torch.Generator().manual_seed(99)
-    for i in range(height):
-        for j in range(width):
-            for c in range(ch):
-                pixel = x[:, :, i, j].clone()
-                pixel[:, c:] = torch.randint(0, net.levels, (b, ch - c), generator=junk)
-                out[:, c, :, i, j] = dec.logits(i, j, c, pixel)
-            dec.set_pixel(i, j, x[:, :, i, j])
+
+    class JunkStepper:   # fills channels >= c with junk before asking for channel c
+        def predict(self, i, j, c, pixel):
+            pixel = torch.from_numpy(pixel).clone()
+            pixel[:, c:] = torch.randint(0, net.levels, (b, ch - c), generator=junk)
+            return dec.logits(i, j, c, pixel)
+
+        def set_pixel(self, i, j, pixel):
+            dec.set_pixel(i, j, pixel)
+
+    def record(logits, i, j, c):
+        out[:, c, :, i, j] = logits
+        return x[:, c, i, j].numpy()
+    raster(JunkStepper(), b, (ch, height, width), record)
     return out
 
 

@@ -14,7 +14,7 @@ def test_names_round_trip_in_any_order(n):
     shuffled = names[:]
     rng.shuffle(shuffled)
     for case in (names, shuffled, names[::-1]):
-        assert decode_names(encode_names(case), "x") == case
+        assert decode_names(encode_names(case), n, "x") == case
 
 
 def test_sorted_order_costs_nothing_and_a_permutation_about_log2_n_factorial():
@@ -38,4 +38,4 @@ def test_lehmer_inverts():
 def test_damaged_names_section_is_refused(cut):
     blob = encode_names(["b.png", "a.png", "c.png"])
     with pytest.raises(AcnError):
-        decode_names(blob[:cut] if cut else b"\x07" + blob[1:], "x")
+        decode_names(blob[:cut] if cut else b"\x07" + blob[1:], 3, "x")

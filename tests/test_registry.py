@@ -28,7 +28,7 @@ def test_the_three_reference_models_are_shipped():
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda m: m.name)
 def test_shipped_model_matches_its_index_entry(entry):
-    assert entry.path.stat().st_size <= 8_000_000
+    assert entry.path.stat().st_size <= 10_000_000   # bench/ship_models.py MAX_BYTES
     model = entry.load()
     assert model.hash == entry.hash and model.spec == entry.spec
     assert entry.command.startswith("acncodec train ")

@@ -1,5 +1,6 @@
 """Bad archives, bad inputs and interrupted runs: a clear one-line error, a non-zero exit, nothing left behind."""
 
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -85,10 +86,11 @@ def mutate(blob: bytes, other: bytes, rng: random.Random) -> tuple[str, bytes]:
 
 
 def test_two_thousand_mutations_fail_cleanly(setup, tmp_path):
-    """Every mutation of a sealed archive is refused quickly, with one line, leaving no output."""
+    """Every mutation of a sealed archive is refused quickly (under 1 s of CPU), with one line, leaving no
+    output."""
     root, images, blob, other = setup
     rng = random.Random(1234)
-    worst = 0.0
+    worst = worst_cpu = 0.0
     kinds = {}
     trial = 0
     while trial < 2000:
@@ -100,13 +102,14 @@ def test_two_thousand_mutations_fail_cleanly(setup, tmp_path):
         path = tmp_path / "a.acnz"
         path.write_bytes(damaged)
         out = tmp_path / "out"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         code, output = run_cli(["decompress", str(path), str(out), "--model", str(root / "m.acn"), "-q"])
         worst = max(worst, time.perf_counter() - t0)
+        worst_cpu = max(worst_cpu, time.process_time() - cpu0)
         one_line_error(code, output)
         assert os.listdir(tmp_path) == ["a.acnz"], (trial, kind, os.listdir(tmp_path))
     assert len(kinds) == 6 and min(kinds.values()) > 250
-    assert worst < 10
+    assert worst < 10 and worst_cpu < 1, (worst, worst_cpu)
 
 
 def test_resealed_mutations_never_give_wrong_data(setup, tmp_path):
@@ -115,15 +118,16 @@ def test_resealed_mutations_never_give_wrong_data(setup, tmp_path):
     root, images, blob, other = setup
     rng = random.Random(99)
     outcomes = {"error": 0, "exact": 0}
-    worst = 0.0
+    worst = worst_cpu = 0.0
     for trial in range(300):
         kind, damaged = mutate(blob, other, rng)
         path = tmp_path / "a.acnz"
         path.write_bytes(with_checksum(damaged[:-32]))
         out = tmp_path / "out"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         code, output = run_cli(["decompress", str(path), str(out), "--model", str(root / "m.acn"), "-q", "--force"])
         worst = max(worst, time.perf_counter() - t0)
+        worst_cpu = max(worst_cpu, time.process_time() - cpu0)
         if code == 0:
             restored = {p.name: np.asarray(Image.open(p)) for p in out.iterdir()}
             assert sorted(restored) == sorted(images.names)
@@ -137,7 +141,7 @@ def test_resealed_mutations_never_give_wrong_data(setup, tmp_path):
         if out.exists():
             shutil.rmtree(out)
     assert outcomes["error"] > 250
-    assert worst < 10
+    assert worst < 10 and worst_cpu < 1, (worst, worst_cpu)
 
 
 def test_wrong_or_missing_model(setup, tmp_path):
@@ -148,7 +152,7 @@ def test_wrong_or_missing_model(setup, tmp_path):
     code, output = run_cli(["decompress", str(tmp_path / "a.acnz"), str(tmp_path / "o"),
                             "--model", str(tmp_path / "other.acn")])
     one_line_error(code, output)
-    assert other.hash[:12] in output and codec.parse(blob).header["model_hash"][:12] in output
+    assert other.hash[:12] in output and codec.parse(blob).header.model_hash[:12] in output
     code, output = run_cli(["decompress", str(tmp_path / "a.acnz"), str(tmp_path / "o"),
                             "--model", str(tmp_path / "missing.acn")])
     one_line_error(code, output)
@@ -240,12 +244,16 @@ def test_nothing_is_overwritten_without_force(setup, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    (out / "a.png").write_text("also mine")
     code, output = run_cli(["decompress", str(arch), str(out), "--model", str(root / "m.acn")])
     one_line_error(code, output)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert "a.png already exists" in output
+    assert (out / "keep.txt").read_text() == "mine" and (out / "a.png").read_text() == "also mine"
     assert run_cli(["decompress", str(arch), str(out), "--model", str(root / "m.acn"), "--force", "-q"])[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "keep.txt"]     # nothing else is deleted
+    assert (out / "keep.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +308,7 @@ def test_interrupted_decompress_leaves_no_output(setup, big_archive, tmp_path, s
 def test_version_difference_is_warned_about(setup, tmp_path):
     root, images, blob, _ = setup
     archive = codec.parse(blob)
-    archive.header["versions"]["torch"] = "0.0.0-other"
+    archive.header = dataclasses.replace(archive.header, versions={**archive.header.versions, "torch": "0.0.0-other"})
     (tmp_path / "a.acnz").write_bytes(archive.to_bytes())
     result = CliRunner().invoke(main, ["decompress", str(tmp_path / "a.acnz"), str(tmp_path / "o"),
                                        "--model", str(root / "m.acn"), "-q"])

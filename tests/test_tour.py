@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from acncodec.tour import chain_lengths, greedy_tour, greedy_tour_reference, rounds, split_chains
+from acncodec.tour import greedy_tour, greedy_tour_reference
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
@@ -131,59 +131,3 @@ def test_bad_input():
         greedy_tour(np.zeros((3, 2), np.float32), candidates=0)
 
 
-# ---------------------------------------------------------------- chains and rounds
-
-@pytest.mark.parametrize("n,b", [(1, 1), (1, 5), (10, 3), (12, 4), (7, 7), (5, 9), (1000, 64), (1001, 7)])
-def test_chain_lengths(n, b):
-    lengths = chain_lengths(n, b)
-    assert len(lengths) == min(n, b)
-    assert sum(lengths) == n
-    assert max(lengths) - min(lengths) <= 1
-    assert min(lengths) >= 1
-    assert all(a >= c for a, c in zip(lengths, lengths[1:]))      # longer chains first
-    assert lengths == chain_lengths(n, b)                           # a function of (n, b) only
-
-
-def test_chain_lengths_values_and_errors():
-    assert chain_lengths(10, 3) == [4, 3, 3]
-    assert chain_lengths(3, 8) == [1, 1, 1]
-    with pytest.raises(ValueError):
-        chain_lengths(0, 3)
-    with pytest.raises(ValueError):
-        chain_lengths(5, 0)
-
-
-@pytest.mark.parametrize("n,b", [(1, 1), (10, 3), (5, 9), (257, 16)])
-def test_split_chains_contiguous_cover(n, b):
-    tour = np.random.default_rng(n).permutation(n)
-    chains = split_chains(tour, b)
-    assert [len(c) for c in chains] == chain_lengths(n, b)
-    assert np.array_equal(np.concatenate(chains), tour)             # contiguous pieces, in tour order
-    assert np.array_equal(np.sort(np.concatenate(chains)), np.arange(n))
-    pos = {int(v): i for i, v in enumerate(tour)}
-    for c in chains:
-        assert all(pos[int(c[i])] == pos[int(c[i - 1])] + 1 for i in range(1, len(c)))
-
-
-@pytest.mark.parametrize("n,b", [(1, 1), (10, 3), (5, 9), (257, 16), (64, 8)])
-def test_rounds_batch_by_position(n, b):
-    tour = np.random.default_rng(n + 1).permutation(n)
-    chains = split_chains(tour, b)
-    rs = rounds(chains)
-    assert len(rs) == max(len(c) for c in chains)
-    assert np.array_equal(np.sort(np.concatenate(rs)), np.arange(n))
-    for r, batch in enumerate(rs):
-        assert batch.tolist() == [int(c[r]) for c in chains if len(c) > r]
-        if r:
-            assert len(batch) <= len(rs[r - 1])
-            prev = {int(v): i for i, v in enumerate(tour)}
-            # position j's predecessor is position j of the previous round, and it is the tour predecessor
-            assert all(prev[int(batch[j])] == prev[int(rs[r - 1][j])] + 1 for j in range(len(batch)))
-    assert len(rs[0]) == min(n, b)                                 # heads: one per chain
-
-
-def test_rounds_with_uneven_chains():
-    chains = [np.array([5, 6]), np.array([1, 2, 3, 4]), np.array([], dtype=np.int64), np.array([0])]
-    rs = rounds(chains)
-    assert [r.tolist() for r in rs] == [[5, 1, 0], [6, 2], [3], [4]]
-    assert rounds([]) == []

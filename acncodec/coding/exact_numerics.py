@@ -1,0 +1,96 @@
+"""The exact implementation of the seam (numerics "exact1"): integer networks (`quantize.py`) and integer
+probability tables (`exact_tables.py`), so an archive decodes bit-exactly on any machine.
+
+Every number on the coding path is an integer: the networks' activations are integer-valued float64 whose
+accumulations are proven exact when the model is quantised, the nonlinearities and every probability come
+from stored integer tables, and constriction receives masses m / 2^MASS_BITS whose quantisation is exact
+(`exact_tables.to_constriction`). The full pass therefore equals the incremental stepper bit for bit, for
+any batch size and thread count: `full_pass_exact` is True.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..quantize import IntNetworks
+from . import exact_tables as tables
+from .numerics import PixelStepper, ProbabilityModel
+
+
+def split_parts(parts: dict) -> tuple[dict, dict, dict]:
+    """A model file's exact parts ("net.*", "latent.*", "pixel.*" tensors) split by owner, prefixes removed."""
+    out = ({}, {}, {})
+    for key, value in parts.items():
+        owner, _, name = key.partition(".")
+        out[("net", "latent", "pixel").index(owner)][name] = value
+    return out
+
+
+def join_parts(nets: IntNetworks, latent: "tables.LatentTables", pixel: "tables.PixelTables") -> dict:
+    parts = {f"net.{k}": v for k, v in nets.to_dict().items()}
+    parts.update({f"latent.{k}": v for k, v in latent.to_dict().items()})
+    parts.update({f"pixel.{k}": v for k, v in pixel.to_dict().items()})
+    return parts
+
+
+def _ints(t: torch.Tensor) -> np.ndarray:
+    """Integer-valued float64 activations as int64 (exact: all below 2^53)."""
+    return t.numpy().astype(np.int64)
+
+
+class ExactStepper(PixelStepper):
+    def __init__(self, stepper, pixel_tables):
+        self.stepper, self.pixel_tables = stepper, pixel_tables
+
+    def predict(self, i, j, c, pixel):
+        return tables.pixel_probs(self.pixel_tables, _ints(self.stepper.logits(i, j, c, pixel)))
+
+    def set_pixel(self, i, j, pixel):
+        self.stepper.set_pixel(i, j, pixel)
+
+
+class ExactModel(ProbabilityModel):
+    numerics = "exact1"
+    full_pass_exact = True
+
+    def __init__(self, model):
+        if model.exact is None:
+            raise ValueError("model has numerics 'exact1' but no integer networks")
+        net_part, latent_part, pixel_part = split_parts(model.exact)
+        self.nets = IntNetworks.from_dict(net_part)
+        self.latent = tables.LatentTables.from_dict(latent_part)
+        self.pixels = tables.PixelTables.from_dict(pixel_part)
+        spec = model.spec
+        self.shape = (spec.channels, spec.height, spec.width)
+        self.levels = spec.levels
+        self.binary = spec.levels == 2
+        self.latent_dim = self.latent.dim
+        self.bucket_bits = self.latent.buckets.bit_length() - 1
+        self.head_weights = tables.to_constriction(self.latent.head_weights)
+        self.head_probs = tables.to_constriction(self.latent.head_masses)
+
+    def latent_values(self, buckets: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(tables.latent_values(self.latent, buckets)).double()
+
+    def encode(self, x):
+        """Codes as ints at CODE_FRAC (B, D) int64."""
+        return _ints(self.nets.encoder(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))))
+
+    def posterior_probs(self, codes):
+        return tables.to_constriction(tables.posterior_masses(self.latent, codes))
+
+    def prior_probs(self, previous_codes):
+        raw = self.nets.prior(torch.from_numpy(np.asarray(previous_codes, dtype=np.int64)).double())
+        return tables.to_constriction(tables.prior_masses(self.latent, _ints(raw)))
+
+    def head_posterior(self, buckets):
+        return tables.head_posterior(self.latent, buckets)
+
+    def stepper(self, buckets):
+        return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets)), self.pixels)
+
+    def score(self, x, buckets):
+        logits = self.nets.decoder.logits(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)),
+                                          self.latent_values(buckets))          # (B, C, outputs, H, W)
+        return tables.pixel_probs(self.pixels, _ints(logits.permute(0, 1, 3, 4, 2)))

@@ -1,0 +1,84 @@
+"""The seam: one probability model that both sides of the codec use for every probability they code with.
+
+Sender and receiver must agree on every probability to the last bit (docs/DESIGN.md, "Determinism"). All of
+them come from a `ProbabilityModel`:
+
+- `encode(x)`: the codes E(x) of a round's images (they condition the next prior and give the bits back);
+- `posterior_probs(codes)`: q(bucket | x) per latent dimension;
+- `prior_probs(previous_codes)`: p(bucket | ĉ) per latent dimension;
+- `head_weights`, `head_probs`, `head_posterior(buckets)`: the unconditional mixture that codes chain heads,
+  its tables computed once when the model was made and stored in the model file;
+- `stepper(buckets)`: the next pixel's probabilities given the pixels so far, for a batch (`raster.py`);
+- `score(x, buckets)`: every pixel's probabilities in one full pass.
+
+The model file records which implementation its numbers come from (`Model.numerics`); `for_model` picks it.
+The float implementation (`float_numerics.py`) reproduces the first release's probabilities exactly, and its
+full pass is *not* bit-identical to its stepper, so the protocol only ever codes with the stepper
+(`full_pass_exact` says whether the scorer may stand in for it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class PixelStepper(ABC):
+    @abstractmethod
+    def predict(self, i: int, j: int, c: int, pixel: np.ndarray) -> np.ndarray:
+        """Probabilities for channel c of pixel (i, j): P(1) (B,) for binary data, (B, levels) otherwise.
+        `pixel` (B, C) holds the values of channels < c of this pixel."""
+
+    @abstractmethod
+    def set_pixel(self, i: int, j: int, pixel: np.ndarray) -> None:
+        """Record the values (B, C) of pixel (i, j) before moving to the next one."""
+
+
+class ProbabilityModel(ABC):
+    numerics: str = "abstract"
+    full_pass_exact: bool = False
+
+    latent_dim: int
+    bucket_bits: int
+    binary: bool
+    levels: int
+    shape: tuple[int, int, int]      # (C, H, W)
+    head_weights: np.ndarray         # (K,)
+    head_probs: np.ndarray           # (K, D, 2^bits)
+
+    @abstractmethod
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Codes (B, D) of images x (B, C, H, W) given as level indices."""
+
+    @abstractmethod
+    def posterior_probs(self, codes: np.ndarray) -> np.ndarray:
+        """q(bucket | x) as (B, D, 2^bits)."""
+
+    @abstractmethod
+    def prior_probs(self, previous_codes: np.ndarray) -> np.ndarray:
+        """p(bucket | ĉ) as (B, D, 2^bits)."""
+
+    @abstractmethod
+    def head_posterior(self, buckets: np.ndarray) -> np.ndarray:
+        """q(k | z) (B, K) of the unconditional mixture's component given bucketed latents (B, D)."""
+
+    @abstractmethod
+    def stepper(self, buckets: np.ndarray) -> PixelStepper:
+        """A pixel stepper for the decoder conditioned on the latents of `buckets` (B, D)."""
+
+    @abstractmethod
+    def score(self, x: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        """Every pixel's probabilities in one pass: (B, C, H, W) for binary data, (B, C, H, W, levels)."""
+
+
+def for_model(model) -> ProbabilityModel:
+    """The implementation the model file records."""
+    numerics = getattr(model, "numerics", "float32")
+    if numerics == "float32":
+        from .float_numerics import FloatModel
+        return FloatModel(model)
+    if numerics == "exact1":
+        from .exact_numerics import ExactModel
+        return ExactModel(model)
+    raise ValueError(f"unknown numerics {numerics!r}")

@@ -1,0 +1,193 @@
+"""The integer networks of numerics "exact1" (acncodec/quantize.py): the full and incremental passes give
+identical integer logits for any batch size, a row's outputs do not depend on its batch, and the integers stay
+close to the float network they were quantised from."""
+
+import numpy as np
+import pytest
+import torch
+
+from acncodec.quantize import IntNetworks, quantise_networks
+from acncodec.train import to_tensor
+
+from helpers import SPECS, random_images, tiny_model
+
+FRAC = 12   # output formats used here: codes, prior outputs and logits at 2^-12
+
+
+@pytest.fixture(scope="module", params=list(SPECS))
+def quantised(request):
+    spec = SPECS[request.param]
+    model = tiny_model(spec)
+    images = to_tensor(random_images(spec, 64).images)
+    return model, quantise_networks(model.net, images, FRAC, FRAC, FRAC), images
+
+
+def incremental_logits(decoder, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    stepper = decoder.stepper(z)
+    n, channels, height, width = x.shape
+    out = torch.zeros(n, channels, decoder.outputs, height, width, dtype=torch.float64)
+    for i in range(height):
+        for j in range(width):
+            for c in range(channels):
+                out[:, c, :, i, j] = stepper.logits(i, j, c, x[:, :, i, j].numpy())
+            stepper.set_pixel(i, j, x[:, :, i, j].numpy())
+    return out
+
+
+def test_values_are_integers_and_close_to_the_float_network(quantised):
+    model, q, images = quantised
+    with torch.no_grad():
+        codes = q.encoder(images)
+        assert torch.equal(codes, torch.round(codes))
+        # quantisation error of a few output steps at most (measured: below 1.2 steps on these models)
+        assert (codes / 2 ** FRAC - model.net.encoder(images)).abs().max() < 4 * 2.0 ** -FRAC
+        raw = q.prior(codes)
+        mixture = model.net.prior(codes.float() / 2 ** FRAC)
+        assert (raw[..., 1] / 2 ** FRAC - mixture.means).abs().max() < 4 * 2.0 ** -FRAC
+        logits = q.decoder.logits(images, codes)
+        assert torch.equal(logits, torch.round(logits))
+        float_logits = model.net.decoder.logits(images, codes.float() / 2 ** FRAC).double()
+        assert (logits / 2 ** FRAC - float_logits).abs().max() < 4 * 2.0 ** -FRAC
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_incremental_and_full_pass_agree_bit_for_bit(quantised, batch):
+    _, q, images = quantised
+    x = images[:batch]
+    codes = q.encoder(x)
+    full = q.decoder.logits(x, codes)
+    assert torch.equal(incremental_logits(q.decoder, x, codes), full)
+    # a row's outputs do not depend on the batch it is in
+    assert torch.equal(q.encoder(images)[:batch], codes)
+    assert torch.equal(q.decoder.logits(images, q.encoder(images))[:batch], full)
+    assert torch.equal(q.prior(q.encoder(images))[:batch], q.prior(codes))
+
+
+def test_gate_is_the_rounded_product_of_the_tables(quantised):
+    """The one-gather gate equals round(tanh(a) sigmoid(b)) read from the two tables, across and beyond
+    both tables' ranges."""
+    _, q, _ = quantised
+    dec = q.decoder
+    x = torch.arange(-20 * 2 ** 14, 20 * 2 ** 14 + 1, 37, dtype=torch.float64)
+    pre = torch.stack([x, x.flip(0)], 1)
+    expected = torch.floor((dec.tanh(x) * dec.sigmoid(x.flip(0)) + 2 ** 13) / 2 ** 14)
+    assert torch.equal(dec.gate(pre, 1)[:, 0], expected)
+    assert (expected / 2 ** 14 - torch.tanh(x / 2 ** 14) * torch.sigmoid(x.flip(0) / 2 ** 14)).abs().max() < 2 ** -13
+
+
+def test_round_trip_through_a_tensor_dict(quantised):
+    _, q, images = quantised
+    again = IntNetworks.from_dict({k: v.clone() for k, v in q.to_dict().items()})
+    codes = q.encoder(images)
+    assert torch.equal(again.encoder(images), codes)
+    assert torch.equal(again.prior(codes), q.prior(codes))
+    assert torch.equal(again.decoder.logits(images, codes), q.decoder.logits(images, codes))
+
+
+def test_accumulators_are_proven_below_2_to_the_53(quantised):
+    _, q, _ = quantised
+    maps = list(q.encoder.convs) + list(q.encoder.fc) + list(q.prior.layers.values()) \
+        + list(q.decoder.cmap.values()) + [a for layer in q.decoder.layers for a in layer.maps.values()]
+    for a in maps:
+        a.check_bound()
+        assert a.weight.abs().max() < 2 ** 15
+
+
+# ----------------------------------------------------------------------------------------------- the codec
+@pytest.fixture(scope="module", params=list(SPECS))
+def exact_model(request, tmp_path_factory):
+    """A tiny exact model, saved and loaded back (the integer parts travel through the model file)."""
+    from acncodec import modelfile
+    from acncodec.quantize import quantise_model
+    spec = SPECS[request.param]
+    model = quantise_model(tiny_model(spec), to_tensor(random_images(spec, 64, seed=5).images))
+    path = tmp_path_factory.mktemp("exact") / "m.acn"
+    assert modelfile.save(model, path) == model.hash
+    loaded = modelfile.load(path)
+    assert loaded.numerics == "exact1" and loaded.hash == model.hash
+    return spec, loaded
+
+
+def test_exact_round_trip_every_pixel_and_rate(exact_model):
+    from acncodec import codec
+    from acncodec.coding.numerics import for_model
+    spec, model = exact_model
+    images = random_images(spec, 24, names=True)
+    blob, report = codec.compress(images, model, chains=3, progress=False, estimate=False)
+    out, _ = codec.decompress(blob, model, progress=False)
+    key = lambda s: sorted(zip(s.names, (im.tobytes() for im in s.images)))
+    assert len(out) == len(images) and key(out) == key(images)
+    # the rate: at most the pixels' cost under the exact model's own probabilities (given the posterior's
+    # likeliest buckets), plus each latent dimension at the 28-bit floor of a mass, plus the seed words
+    pm = for_model(model)
+    assert pm.full_pass_exact
+    x = images.images.transpose(0, 3, 1, 2).astype(np.int64)
+    codes = pm.encode(x)
+    buckets = pm.posterior_probs(codes).argmax(-1)
+    probs = pm.score(x, buckets)
+    p = np.where(x == 1, probs, 1 - probs) if spec.levels == 2 else np.take_along_axis(probs, x[..., None], -1)[..., 0]
+    pixel_bits = -np.log2(p).sum()
+    payload_bits = report["payload_nats_per_image"] * len(images) / np.log(2)
+    assert payload_bits < pixel_bits + len(images) * model.config.latent_dim * 28 + report["initial_bits"]
+
+
+def test_exact_score_equals_the_stepper(exact_model):
+    """The protocol may score a round with one full pass: every probability equals the stepper's."""
+    from acncodec.coding.numerics import for_model
+    from acncodec.coding.raster import raster
+    spec, model = exact_model
+    pm = for_model(model)
+    x = random_images(spec, 7).images.transpose(0, 3, 1, 2).astype(np.int64)
+    buckets = pm.posterior_probs(pm.encode(x)).argmax(-1)
+    full = pm.score(x, buckets)
+    seen = []
+    raster(pm.stepper(buckets), 7, pm.shape, lambda pred, i, j, c: (seen.append((pred, i, j, c)), x[:, c, i, j])[1])
+    for pred, i, j, c in seen:
+        assert np.array_equal(pred, full[:, c, i, j])
+
+
+# ------------------------------------------------------------------------------- other machines' settings
+def test_integer_outputs_are_identical_under_other_cpu_settings(tmp_path):
+    """Fresh processes under oneDNN SSE4.1/AVX2, MKL's compatible path, ATen's default kernels, numpy without
+    AVX-512, 1 and 2 threads (tests/test_portability.py's harness) compute the very same integers as here.
+    (Archives decoding in those processes: tests/test_portability.py.)"""
+    from acncodec import modelfile
+    from acncodec.quantize import calibration_set, quantise_model
+    from tests.exact_check import network_digests
+    from tests.test_portability import outputs_everywhere
+    for name, spec in SPECS.items():
+        model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 64, seed=5)))
+        modelfile.save(model, tmp_path / f"{name}.acnm")
+        np.save(tmp_path / f"{name}.npy", to_tensor(random_images(spec, 64, seed=9).images).numpy())
+    here = network_digests(str(tmp_path))
+    assert len(here) == len(SPECS)
+    reports = outputs_everywhere("tests.exact_check:network_digests", str(tmp_path))
+    differing = sorted(name for name, r in reports.items() if r["result"] != here)
+    assert not differing, f"integer network outputs changed under {differing}"
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+def test_cli_quantize_writes_an_exact_model_and_refuses_to_overwrite(tmp_path):
+    from click.testing import CliRunner
+    from acncodec import modelfile
+    from acncodec.cli import main
+    spec = SPECS["digits-like"]
+    float_model = tiny_model(spec)
+    modelfile.save(float_model, tmp_path / "float.acn")
+    from acncodec.data import level_grid
+    np.save(tmp_path / "train.npy", level_grid(spec.levels)[random_images(spec, 30).images[..., 0]])
+    args = ["quantize", str(tmp_path / "float.acn"), "-o", str(tmp_path / "exact.acn"), "--data",
+            str(tmp_path / "train.npy"), "--images", "20"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    exact = modelfile.load(tmp_path / "exact.acn")
+    assert exact.numerics == "exact1" and exact.meta["quantised_from"] == float_model.hash
+    assert exact.meta["calibration_images"] == 20 and exact.hash[:12] in result.output
+    before = (tmp_path / "exact.acn").read_bytes()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code != 0 and "--force" in again.output and "Traceback" not in again.output
+    assert (tmp_path / "exact.acn").read_bytes() == before
+    twice = CliRunner().invoke(main, ["quantize", str(tmp_path / "exact.acn"), "-o", str(tmp_path / "x.acn"),
+                                      "--data", str(tmp_path / "train.npy")])
+    assert twice.exit_code != 0 and "already an exact model" in twice.output
+    assert not (tmp_path / "x.acn").exists()
