@@ -29,7 +29,7 @@ def model_for(images: ImageSet, model: Model | str | Path | None = None) -> Mode
     return registry.load_model(str(model))
 
 
-def compress(data: ImageSet | str | Path, model: Model | str | Path | None = None, order: str = "tour",
+def compress(data: ImageSet | str | Path, model: Model | str | Path | None = None, order: str = "auto",
              chains: int | None = None, estimate: bool = True, progress: bool = False) -> tuple[bytes, dict]:
     """Compress a dataset: the archive's bytes and the report (sizes, actual and estimated cost, speed)."""
     images = as_images(data)

@@ -169,6 +169,14 @@ def print_report(report: dict) -> None:
     if "names_bits_per_image" in report:
         click.echo(f"  names:    {sec['names']:,} B = {report['names_bits_per_image']:.2f} bits/image "
                    f"(log2(N!)/N = {report['log2_n_factorial_per_image']:.2f} bits/image)")
+    if "order_estimates_nats_per_image" in report:
+        what = "estimates" if report["order_estimates_include_reconstruction"] else "estimates without the " \
+            "reconstruction term, which all modes share"
+        click.echo(f"  order:    auto picked {report['order']}; {what}, names included: " + ", ".join(
+            f"{m} {v:.2f}" for m, v in report["order_estimates_nats_per_image"].items()) + " nats/image")
+    if "order_refund_nats_per_image" in report:
+        click.echo(f"  order refund: {report['order_refund_nats_per_image']:.2f} nats/image "
+                   f"(log N! - sum log m_i!, bits back on the order of the set)")
     click.echo(f"  initial bits: {report['initial_bits']} bits; tour {report['tour_seconds']:.1f} s; "
                f"{report['compress_images_per_second']:.1f} images/s")
 
@@ -179,9 +187,13 @@ def print_report(report: dict) -> None:
 @click.option("--model", "-m", "model_path", default=None,
               help="Model file (acncodec train) or a shipped model's name (default: the shipped model that "
                    "fits the data; see `acncodec models`).")
-@click.option("--order", type=click.Choice(ORDERS), default="tour", show_default=True,
-              help="tour: the ACN protocol (data come back in tour order, names travel with them); "
-                   "original: input order, latents under the unconditional prior.")
+@click.option("--order", type=click.Choice(("auto",) + ORDERS), default="auto", show_default=True,
+              help="auto: the mode with the smallest estimated archive, names included; "
+                   "tour: the ACN protocol (data come back in tour order, names travel with them); "
+                   "original: input order, latents under the unconditional prior; "
+                   "set: the data as a multiset, latents under the unconditional prior with the order's "
+                   "log2(N!) bits refunded (arrays come back sorted by pixel bytes); "
+                   "associative: set, with latents pointing at the data already decoded.")
 @click.option("--chains", type=int, default=None,
               help="Parallel chains (default: about N/100, at most 128; at most 1,024).")
 @click.option("--no-estimate", is_flag=True, help="Skip the KL-bound estimate in the report.")

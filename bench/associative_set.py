@@ -46,16 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model  # noqa: E402
 
 import acncodec  # noqa: E402
-from acncodec.codec import chain_layout, default_chains, match_model, round_indices  # noqa: E402
+from acncodec.codec import chain_layout, default_chains, match_model  # noqa: E402
 from acncodec.coding.multiset import image_keys, order_information_nats  # noqa: E402
-from acncodec.evaluate import encode_all, kl_along, reconstruction  # noqa: E402
-from acncodec.kl import kl_to_unconditional, unit_gaussian_entropy  # noqa: E402
-from acncodec.prior import Mixture  # noqa: E402
+from acncodec.evaluate import associative_set_kl, encode_all, kl_along, reconstruction  # noqa: E402
+from acncodec.kl import kl_to_unconditional  # noqa: E402
 from acncodec.tour import greedy_tour  # noqa: E402
 from acncodec.train import to_tensor  # noqa: E402
-
-CHUNK = 16   # data per Monte-Carlo chunk: temporaries are (CHUNK x S x K x D x M) float64
-
 
 def git_commit() -> str:
     root = Path(__file__).resolve().parents[1]
@@ -74,70 +70,6 @@ def machine() -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "faiss": faiss.__version__, "platform": platform.platform(),
             "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
-
-
-@torch.no_grad()
-def held_mixture_cross_entropy(net, prior, codes: torch.Tensor, neighbours: np.ndarray, eps: torch.Tensor,
-                               ks: list[int]) -> dict[int, torch.Tensor]:
-    """-E_q[log(p(z) + sum_{j < K} p(z | c_neighbours[:, j]))] per datum for each K, by Monte Carlo.
-
-    codes (n, D) of the data, neighbours (n, Kmax) indices into `prior`'s rows (-1: none), eps (S, D)."""
-    out = {k: torch.empty(len(codes), dtype=torch.float64) for k in ks}
-    kmax = neighbours.shape[1]
-    for a in range(0, len(codes), CHUNK):
-        c = codes[a:a + CHUNK].double()
-        z = c[:, None, :] + eps[None]                                         # (n, S, D)
-        terms = [prior["unconditional"].log_prob(z)[..., None]]               # (n, S, 1)
-        if kmax:
-            idx = torch.from_numpy(neighbours[a:a + CHUNK])                   # (n, Kmax)
-            mix = Mixture(prior["log_weights"][idx.clamp_min(0)][:, None], prior["means"][idx.clamp_min(0)][:, None],
-                          prior["scales"][idx.clamp_min(0)][:, None])         # (n, 1, Kmax, D, M)
-            lp = mix.log_prob(z[:, :, None, :]).sum(-1)                       # (n, S, Kmax)
-            lp = torch.where(idx[:, None, :] >= 0, lp, torch.tensor(-math.inf, dtype=torch.float64))
-            terms.append(lp)
-        allp = torch.cat(terms, -1)                                           # (n, S, 1 + Kmax)
-        for k in ks:
-            out[k][a:a + CHUNK] = -torch.logsumexp(allp[..., :1 + k], -1).mean(-1)
-    return out
-
-
-@torch.no_grad()
-def associative_set(net, unconditional, codes: torch.Tensor, lengths: list[int], order: np.ndarray,
-                    ks: list[int], samples: int, seed: int) -> dict:
-    """Latent cost (nats per image, without reconstruction and without the order refund) of the associative
-    set mode with this round layout and decode order; one figure per K, plus diagnostics."""
-    n, dim = codes.shape
-    rounds = round_indices(order, lengths)
-    prior_all = net.prior(codes)
-    prior = {"unconditional": unconditional, "log_weights": prior_all.log_weights.double(),
-             "means": prior_all.means.double(), "scales": prior_all.scales.double()}
-    eps = torch.randn(samples, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    entropy = unit_gaussian_entropy(dim)
-    kmax = max(ks)
-    index = faiss.IndexFlatL2(dim)
-    held = np.empty(0, dtype=np.int64)
-    latent = {k: 0.0 for k in ks}
-    pointer = 0.0
-    nearest_kl = []
-    for idx in rounds:
-        q = codes[idx].numpy().astype(np.float32)
-        if len(held) == 0:
-            nb = np.full((len(idx), 0), -1, dtype=np.int64)
-        else:
-            _, found = index.search(q, min(kmax, len(held)))
-            nb = np.where(found >= 0, held[np.maximum(found, 0)], -1)
-            pointer += len(idx) * math.log(len(held) + 1)
-            nearest_kl.append(kl_along(net, codes[idx], codes[torch.from_numpy(nb[:, 0])]))
-        if nb.shape[1] < kmax:
-            nb = np.concatenate([nb, np.full((len(idx), kmax - nb.shape[1]), -1, dtype=np.int64)], 1)
-        cross = held_mixture_cross_entropy(net, prior, codes[idx], nb, eps, ks)
-        for k in ks:
-            latent[k] += float((cross[k] - entropy).sum())
-        index.add(q)
-        held = np.concatenate([held, idx])
-    return {"kl_held_mixture": {str(k): latent[k] / n for k in ks}, "pointer": pointer / n,
-            "kl_nearest_held": float(torch.cat(nearest_kl).mean()) if nearest_kl else None,
-            "rounds": len(rounds), "chains": len(lengths)}
 
 
 def tour_chains_kl(net, kl_uncond: torch.Tensor, codes: torch.Tensor, tour: np.ndarray, lengths: list[int]) -> float:
@@ -167,6 +99,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     started = time.perf_counter()
+    commit = git_commit()   # now: the code that runs is the code at start
 
     model = acncodec.load_model(args.model)
     images = match_model(acncodec.load(args.data, levels=model.spec.levels), model)
@@ -183,7 +116,7 @@ def main(argv=None) -> dict:
     decode_order = np.random.default_rng(args.seed).permutation(n)
     dims = images.spec.height * images.spec.width * images.spec.channels
     record = {"command": "python bench/associative_set.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "git_commit": git_commit(), "machine": machine(), "model": args.model, "model_hash": model.hash,
+              "git_commit": commit, "machine": machine(), "model": args.model, "model_hash": model.hash,
               "data": args.data, "n": n, "dims_per_image": dims, "samples": args.samples, "seed": args.seed,
               "neighbours": args.neighbours, "units": "nats per image",
               "reconstruction": recon, "kl_unconditional": kl_uncond.mean().item(),
@@ -195,7 +128,7 @@ def main(argv=None) -> dict:
     for b in args.chains or sorted({default_chains(n), 1}, reverse=True):
         lengths = chain_layout(n, b)
         tour_kl = tour_chains_kl(net, kl_uncond, codes, tour, lengths)
-        assoc = associative_set(net, model.unconditional, codes, lengths, decode_order, args.neighbours,
+        assoc = associative_set_kl(net, model.unconditional, codes, lengths, decode_order, args.neighbours,
                                 args.samples, args.seed)
         row = {"chains": len(lengths), "rounds": assoc["rounds"],
                "tour": recon + tour_kl, "set": recon + kl_uncond.mean().item() - order_info / n,
