@@ -42,7 +42,7 @@ from .coding.set_order import NEIGHBOURS, decode_set_stream, encode_set_stream
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .errors import AcnError
 from .fileio import write_bytes
-from .header import CODING_THREADS, MAX_CHAINS, MIN_BITS_PER_IMAGE, ORDERS, Header
+from .header import CODING_THREADS, MAX_CHAINS, MAX_SEED_WORDS, MIN_BITS_PER_IMAGE, ORDERS, Header
 from .modelfile import Model
 from .names import check_names, encode_names
 from .progress import bar
@@ -142,8 +142,9 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
         try:
             if order in SET_ORDERS:
                 sequence = canonical_order(image_keys(images.images))   # the order Bob writes the data out in
-                payload = encode_set_stream(pm, images.images, lengths, order == "associative",
-                                            seed_count=n_seed, rounds=rounds)
+                payload, n_seed = encode_set_stream(pm, images.images, lengths, order == "associative",
+                                                    seed_count=n_seed, max_seed_count=MAX_SEED_WORDS,
+                                                    rounds=rounds)
             else:
                 sequence = tour if order == "tour" else np.arange(n)
                 payload = encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour",
@@ -346,7 +347,10 @@ def check_header(archive: Archive, model: Model, where: str) -> Header:
     if h.model_hash != model.hash:
         raise AcnError(f"{where}: archive was made with model {h.model_hash[:12]} but the model given is "
                        f"{model.hash[:12]}")
-    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or h.seed_words != seed_word_count(model, h.order):
+    # The set orders start on more seed words when the model's count does not cover their first rounds.
+    seeds_ok = h.seed_words == seed_word_count(model, h.order) or \
+        (h.order in SET_ORDERS and seed_word_count(model, h.order) < h.seed_words <= MAX_SEED_WORDS)
+    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or not seeds_ok:
         raise AcnError(f"{where}: archive header does not match its model (data spec, bucket bits or seed "
                        f"words)")
     return h

@@ -166,29 +166,41 @@ class SetRound:
 
 
 def encode_set_stream(pm: ProbabilityModel, images: np.ndarray, lengths: list[int], associative: bool,
-                      seed_count: int, rounds: Callable[[Iterable], Iterable] = iter) -> np.ndarray:
+                      seed_count: int, max_seed_count: int,
+                      rounds: Callable[[Iterable], Iterable] = iter) -> tuple[np.ndarray, int]:
     """Code images (N, H, W, C) uint8 levels as a multiset in one stream of uint32 words; rounds of the sizes
-    `active_counts(lengths)`. The decoder returns them in canonical order (sorted by pixel bytes)."""
+    `active_counts(lengths)`. The decoder returns them in canonical order (sorted by pixel bytes).
+
+    Returns the words and the seed-word count used. The rounds the sender codes first also draw their data,
+    log2 N bits per datum on top of the latents' bits-back pop, which the staggered chain layout does not
+    always cover: when a pop would drain the stack, coding starts again on twice the seed words (up to
+    `max_seed_count`). It happens within the first, small rounds, so a restart costs little."""
     keys = image_keys(images)
     shape = (images.shape[3], images.shape[1], images.shape[2])
     code_of = {}
     if associative:
         codes = image_codes(pm, np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         code_of = dict(zip(keys, codes))
-    held = Held(keys, code_of)
     counts = active_counts(lengths)
-    stack = GuardedStack(new_stack(seed_words(seed_count)))
-    for r in rounds(range(len(counts) - 1, -1, -1)):
+    while True:
+        held = Held(keys, code_of)
+        stack = GuardedStack(new_stack(seed_words(seed_count)))
         try:
-            drawn = MultisetOrder(held.multiset, counts[r]).pop(stack)
-            x = keys_to_images(drawn, shape)
-            step = SetRound(pm, counts[r], held, associative)
-            if associative:
-                step.codes, step.own = pm.encode(x), np.stack([code_of[k] for k in drawn])
-            step.codec.push(stack, x)
+            for r in rounds(range(len(counts) - 1, -1, -1)):
+                try:
+                    drawn = MultisetOrder(held.multiset, counts[r]).pop(stack)
+                    x = keys_to_images(drawn, shape)
+                    step = SetRound(pm, counts[r], held, associative)
+                    if associative:
+                        step.codes, step.own = pm.encode(x), np.stack([code_of[k] for k in drawn])
+                    step.codec.push(stack, x)
+                except StackExhausted:
+                    raise StackExhausted(round=r) from None
+            return stack.get_compressed(), seed_count
         except StackExhausted:
-            raise StackExhausted(round=r) from None
-    return stack.get_compressed()
+            if seed_count >= max_seed_count:
+                raise
+            seed_count = min(2 * seed_count, max_seed_count)
 
 
 def decode_set_stream(pm: ProbabilityModel, words: np.ndarray, lengths: list[int], associative: bool,
