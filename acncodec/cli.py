@@ -286,7 +286,7 @@ def compare(expected, actual):
 ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy tour)"),
                  ("kl_k10", "KL(K=10)"), ("kl_unconditional", "KL(unconditional)"),
                  ("reconstruction", "reconstruction"), ("ordered", "ordered <="), ("unordered", "unordered"),
-                 ("order_cost", "ln(N!)/N (order)")]
+                 ("set", "set (order refunded)"), ("order_cost", "ln(N!)/N (order)")]
 
 
 @main.command()

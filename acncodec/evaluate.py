@@ -11,6 +11,7 @@ import faiss
 import numpy as np
 import torch
 
+from .coding.multiset import order_information_nats
 from .progress import bar
 from .kl import kl_to_mixture, kl_to_unconditional, unit_gaussian_entropy
 from .prior import Mixture
@@ -67,7 +68,8 @@ def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress:
     """The paper's Table 2 for one dataset, in nats per image (means over the data).
 
     KL(greedy tour) is the sum along one tour through the whole set, its head under the unconditional prior;
-    `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth.
+    `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth; `set` is the unordered cost less
+    what this set's order is worth (ln N! - sum ln m_i!, m_i the copies of identical images), the set order.
     """
     n = len(images)
     codes = encode_all(model.net, images, progress)
@@ -83,6 +85,8 @@ def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress:
     out["ordered"] = out["reconstruction"] + out["kl_tour"]
     out["unordered"] = out["reconstruction"] + out["kl_unconditional"]
     out["order_cost"] = float(np.log(np.arange(1, n + 1)).sum() / n)
+    keys = [bytes(np.ascontiguousarray(x, dtype=np.uint8)) for x in images.numpy().transpose(0, 2, 3, 1)]
+    out["set"] = out["unordered"] - order_information_nats(keys) / n
     return out
 
 
