@@ -53,7 +53,7 @@ def for_model(images: ImageSet, model: Model) -> ImageSet:
     return images
 
 
-def compress(data: Data, model: Model | str | Path | None = None, order: str = "tour",
+def compress(data: Data, model: Model | str | Path | None = None, order: str = "auto",
              chains: int | None = None, estimate: bool = True, progress: bool = False,
              levels: int | None = None, baseline: bool = True) -> tuple[bytes, dict]:
     """Compress a dataset: the archive's bytes and the report (sizes, actual and estimated cost, speed, and
@@ -67,7 +67,8 @@ def compress(data: Data, model: Model | str | Path | None = None, order: str = "
         reference = xz_baseline(codec.match_model(images, model))
         report["baseline"] = reference
         report["worse_than_baseline"] = report["bits_per_dim"] > reference["bits_per_dim"]
-    report["order_kept"] = order != "tour" or images.names is not None
+    # Folders keep their names in every order; arrays keep their order only in original order.
+    report["order_kept"] = report["order"] == "original" or images.names is not None
     return blob, report
 
 

@@ -23,7 +23,7 @@ from .config import ModelConfig, TrainConfig
 from .errors import AcnError
 from .fileio import atomic_write_bytes, check_folder_output, same_file, write_bytes
 
-ORDERS = ("tour", "original")   # header.ORDERS, without importing numpy for --help and --version
+ORDERS = ("tour", "original", "set", "associative")   # header.ORDERS, without importing numpy for --help and --version
 
 
 class _OnFirstUse:
@@ -314,7 +314,9 @@ def plural(n: int, word: str) -> str:
 
 
 ESTIMATE_WORDS = {"tour": "reconstruction + KL along the tour", "original": "reconstruction + KL under the "
-                  "unconditional prior"}
+                  "unconditional prior", "set": "reconstruction + KL under the unconditional prior - the order's "
+                  "information", "associative": "reconstruction + KL to the decoded neighbours' priors + pointer "
+                  "- the order's information"}
 
 
 def report_lines(report: dict, verbose: bool = False) -> list[str]:
@@ -328,8 +330,17 @@ def report_lines(report: dict, verbose: bool = False) -> list[str]:
             "file names travel with the images" if report.get("order_kept") else
             "decompress returns the images reordered (`compare --by set` checks them; --order original keeps "
             "the order)"))
-    else:
+    elif report["order"] == "original":
         lines.append("  order: original, kept")
+    else:
+        lines.append(f"  order: {report['order']}: the images as a set, {report['order_refund_nats_per_image']:.2f} "
+                     "nats/image of bits back on their order; decompress returns them in a canonical order"
+                     + (" with their file names" if report.get("order_kept") else ""))
+    if "order_estimates_nats_per_image" in report:
+        what = "estimates" if report["order_estimates_include_reconstruction"] else "estimates without the " \
+            "reconstruction term, which all modes share"
+        lines.append(f"  auto picked {report['order']}; {what}, names included: " + ", ".join(
+            f"{m} {v:.2f}" for m, v in report["order_estimates_nats_per_image"].items()) + " nats/image")
     if "estimate_nats_per_image" in report:
         names = " (file names not included)" if "names_bits_per_image" in report else ""
         lines.append(f"  model's estimate: {report['estimate_bits_per_dim']:.4f} bits/dim, "
@@ -375,10 +386,15 @@ def print_report(report: dict, verbose: bool = False, err: bool = False) -> None
 @click.option("--levels", type=click.IntRange(2, 256), default=None,
               help="Levels of the data, for arrays whose values alone do not say (17: values 0..16 are "
                    "digits' levels).")
-@click.option("--order", type=click.Choice(ORDERS), default="tour", show_default=True,
-              help="tour: the ACN protocol (smaller; arrays come back in tour order, folders keep their names); "
-                   "original: input order kept, latents under the unconditional prior.")
-@click.option("--chains", type=int, default=None, help="Parallel chains (default: about N/100, at most 128).")
+@click.option("--order", type=click.Choice(("auto",) + ORDERS), default="auto", show_default=True,
+              help="auto: the mode with the smallest estimated archive, names included; "
+                   "tour: the ACN protocol (arrays come back in tour order, folders keep their names); "
+                   "original: input order kept, latents under the unconditional prior; "
+                   "set: the data as a multiset, latents under the unconditional prior with the order's "
+                   "log2(N!) bits refunded (arrays come back sorted by pixel bytes); "
+                   "associative: set, with latents pointing at the data already decoded.")
+@click.option("--chains", type=int, default=None,
+              help="Parallel chains (default: about N/100, at most 128; at most 1,024).")
 @click.option("--no-estimate", is_flag=True, help="Skip the model's estimate of the size in the report.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @FORCE
@@ -493,8 +509,8 @@ def decompress(archive, output, output_option, model_path, force, quiet, verbose
     if quiet:
         return
     order = ""
-    if header.order == "tour" and parsed.kind != "folder":
-        order = ("; in tour order, not the order they were compressed in (the same images as a set: "
+    if header.order != "original" and parsed.kind != "folder":
+        order = (f"; in {header.order} order, not the order they were compressed in (the same images as a set: "
                  "`acncodec compare --by set` checks them; compress with --order original to keep the order)")
     click.echo(f"restored {plural(len(images), 'image')} into {written} (checksum verified){order}",
                err=to_stdout)
@@ -569,7 +585,7 @@ def compare(expected, actual, mode):
 ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy tour)"),
                  ("kl_k10", "KL(K=10)"), ("kl_unconditional", "KL(unconditional)"),
                  ("reconstruction", "reconstruction"), ("ordered", "ordered <="), ("unordered", "unordered"),
-                 ("order_cost", "ln(N!)/N (order)")]
+                 ("set", "set (order refunded)"), ("order_cost", "ln(N!)/N (order)")]
 
 
 @main.command()

@@ -3,6 +3,20 @@
 Alice orders the data by the greedy tour through their codes (or keeps the input order), splits the order
 into B chains of staggered lengths and codes round by round, last round first; Bob decodes round by round,
 re-encoding each round to condition the next. See coding/protocol.py for one round and archive.py for the file.
+
+Order modes (what the archive records):
+- tour: the ACN protocol; data come back in tour order, each latent under the prior of its predecessor's code.
+- original: the input order; every latent under the unconditional prior p(z).
+- set: the data as a multiset (coding/set_order.py). Every latent under p(z), and bits back on the order:
+  Alice draws each round's data from the stack, Bob pushes their ranks back, so the archive is smaller by
+  log N! - sum_i log m_i! (m_i the multiplicities of identical images). Data come back in canonical order:
+  sorted by their pixel bytes (the (H, W, C) array at the model's levels, row-major), identical images in
+  input order. A folder's names then come in that order: the names section holds the sorted names plus the
+  permutation that pairs them with the images, about log2(N!) bits, which is what the refund gave back; for
+  folders of distinct images set therefore costs about what original does.
+- associative: the set order, with each latent under a mixture of p(z) and the conditional priors of the data
+  already decoded, bits back on the component (coding/set_order.py). Same output order as set.
+`auto` (the default) picks the mode with the smallest estimated archive, names included (`order_costs`).
 """
 
 from __future__ import annotations
@@ -22,16 +36,28 @@ from .coding import numerics
 from .coding.order import (active_counts, chain_layout, chain_starts, default_chains, round_positions,
                            seed_word_count as _seed_word_count, seed_words)
 from .coding.codecs import StackExhausted
+from .coding.multiset import canonical_order, image_keys, order_information_nats
 from .coding.protocol import decode_stream, encode_stream
 from .compare import compare_images  # noqa: F401  (its home is compare.py; kept importable here)
+from .coding.set_order import NEIGHBOURS, decode_set_stream, encode_set_stream
 from .data import DataSpec, ImageSet, export_png, fit_levels, level_grid
 from .errors import AcnError
 from .fileio import write_bytes
-from .header import CODING_THREADS, MAX_CHAINS, MIN_BITS_PER_IMAGE, ORDERS, Header
+from .header import CODING_THREADS, MAX_CHAINS, MAX_SEED_WORDS, MIN_BITS_PER_IMAGE, ORDERS, Header
 from .modelfile import Model
-from .names import check_names
+from .names import check_names, encode_names
 from .progress import bar
 
+CHOICES = ("auto",) + ORDERS     # what compress accepts: auto picks one of header.ORDERS
+#: auto's candidates in order of preference when estimates tie (n = 1, say): the input order first.
+AUTO_PREFERENCE = ("original", "set", "tour", "associative")
+SET_ORDERS = ("set", "associative")
+#: More seed words under the first rank drawn (set orders) and the first component drawn (associative).
+EXTRA_SEED_WORDS = {"set": 1, "associative": 2}
+#: Monte-Carlo draws per datum for the associative order's estimate.
+ASSOCIATIVE_SAMPLES = 32
+#: constriction's uniform model codes alphabets below 2^24: the set orders' ranks run up to N.
+SET_MAX_N = (1 << 24) - 1
 LN2 = math.log(2)
 ENCODE_BATCH = 256   # images per encoder call when coding all data for the tour
 
@@ -77,11 +103,11 @@ def match_model(images: ImageSet, model: Model) -> ImageSet:
     return images
 
 
-def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | None = None,
+def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | None = None,
              progress: bool = True, estimate: bool = True) -> tuple[bytes, dict]:
     """Compress a dataset; returns the archive bytes and a report (sizes, costs, timings)."""
-    if order not in ORDERS:
-        raise AcnError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+    if order not in CHOICES:
+        raise AcnError(f"unknown order {order!r}; choose one of {', '.join(CHOICES)}")
     if len(images) == 0:
         raise AcnError(f"{images.source}: no images to compress")
     if images.names is not None:
@@ -91,26 +117,43 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
     input_levels = images.levels
     images = match_model(images, model)
     n = len(images)
+    if order in SET_ORDERS and n > SET_MAX_N:
+        raise AcnError(f"{images.source}: {order} order codes at most {SET_MAX_N:,} images, got {n:,}")
     chains = default_chains(n) if chains is None else max(1, int(chains))
+    lengths = chain_layout(n, chains)
     pm = numerics.for_model(model)
+    requested = order
+    if order == "associative" and not pm.has_pointer_weights:
+        raise AcnError(f"the associative order needs float numerics; this model's numerics are {pm.numerics}")
     started = time.perf_counter()
+    rounds = lambda r: bar(r, progress, desc="compress", unit="round", leave=False)
     with coding_threads(CODING_THREADS):
         x_all = channels_first(images.images)
         tour_started = time.perf_counter()
-        all_codes = None   # the tour's codes serve the estimate too, so the encoder runs once
-        if order == "tour":
+        all_codes = tour = costs = None   # codes, tour and costs serve the choice and the estimate: made once
+        if order in ("tour", "auto"):
             from .tour import greedy_tour
             all_codes = np.concatenate([pm.encode(x_all[i:i + ENCODE_BATCH])
                                         for i in range(0, n, ENCODE_BATCH)])
-            sequence = greedy_tour(all_codes)
-        else:
-            sequence = np.arange(n)
+            tour = greedy_tour(all_codes)
         tour_seconds = time.perf_counter() - tour_started
-        lengths = chain_layout(n, chains)
-        n_seed = seed_word_count(model)
+        if order == "auto":
+            costs = order_costs(model, images, analysis_codes(model, pm, x_all, all_codes), tour, lengths)
+            candidates = [m for m in AUTO_PREFERENCE if (m not in SET_ORDERS or n <= SET_MAX_N)
+                          and (m != "associative" or pm.has_pointer_weights)]
+            costs = {m: c for m, c in costs.items() if m in candidates}
+            order = min(candidates, key=lambda m: costs[m]["nats"])   # ties: AUTO_PREFERENCE order
+        n_seed = seed_word_count(model, order)
         try:
-            payload = encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour", seed_count=n_seed,
-                                    rounds=lambda r: bar(r, progress, desc="compress", unit="round", leave=False))
+            if order in SET_ORDERS:
+                sequence = canonical_order(image_keys(images.images))   # the order Bob writes the data out in
+                payload, n_seed = encode_set_stream(pm, images.images, lengths, order == "associative",
+                                                    seed_count=n_seed, max_seed_count=MAX_SEED_WORDS,
+                                                    rounds=rounds)
+            else:
+                sequence = tour if order == "tour" else np.arange(n)
+                payload = encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour",
+                                        seed_count=n_seed, rounds=rounds)
         except StackExhausted as e:
             raise AcnError(f"{images.source}: the seed words did not cover a bits-back pop (round {e.round}); "
                            f"try another --chains") from None
@@ -118,7 +161,8 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
         raise AcnError(f"{images.source}: the data code to under {MIN_BITS_PER_IMAGE} bit per image, "
                        f"which the archive format does not allow")
     seconds = time.perf_counter() - started
-    # Archive order is chain by chain, i.e. the sequence itself: that is how Bob writes the data out.
+    # Archive order is the order Bob writes the data out in: chain by chain (the sequence itself) for tour and
+    # original, the canonical order for the set orders.
     names = None if images.names is None else [images.names[i] for i in sequence]
     pixels = images.images[sequence]
     header = Header(model_hash=model.hash, spec=model.spec, n=n, chains=len(lengths), order=order,
@@ -127,54 +171,99 @@ def compress(images: ImageSet, model: Model, order: str = "tour", chains: int | 
     archive = Archive(header, names, payload)
     sections = archive.sections()
     report = size_report(sections, n, model.spec)
-    report.update({"order": order, "chains": len(lengths), "rounds": int(lengths[0]),
-                   "initial_bits": 32 * n_seed, "compress_seconds": round(seconds, 2),
+    report.update({"order": order, "order_requested": requested, "chains": len(lengths),
+                   "rounds": int(lengths[0]), "initial_bits": 32 * n_seed, "compress_seconds": round(seconds, 2),
                    "tour_seconds": round(tour_seconds, 2), "compress_images_per_second": round(n / seconds, 1),
                    "model_hash": model.hash, "source": images.source})
     if names is not None:
         report["names_bits_per_image"] = 8 * len(sections["names"]) / n
         report["log2_n_factorial_per_image"] = float(np.log2(np.arange(1, n + 1)).sum() / n)
-    if estimate:
+    if order in SET_ORDERS:
+        report["order_refund_nats_per_image"] = order_information_nats(image_keys(images.images)) / n
+    if estimate or costs is not None:
         import torch
-        from .evaluate import encode_all
+        from .evaluate import encode_all, reconstruction
         x_t = torch.from_numpy(x_all)
-        # The estimate is the float model's: exact numerics' codes are integers in another unit.
-        reuse = all_codes is not None and pm.numerics == "float32"
-        codes_t = torch.from_numpy(all_codes) if reuse else encode_all(model.net, x_t)
-        report.update(kl_bound_estimate(model, x_t, codes_t, sequence, lengths, order, progress))
-        # The estimate prices the images; names are reported on their own.
-        report["actual_over_estimate"] = report["nats_per_image_without_names"] / report["estimate_nats_per_image"]
+        codes_t = torch.from_numpy(analysis_codes(model, pm, x_all, all_codes))
+        if costs is None:
+            costs = order_costs(model, images, codes_t.numpy(), tour, lengths, only=order)
+        recon = reconstruction(model.net, x_t, codes_t, progress=progress).mean().item() if estimate else None
+        if requested == "auto":
+            # What each mode was estimated at, names included. The choice needs no reconstruction (it is the
+            # same in every mode), so it is added only for the report, and only when estimating.
+            report["order_estimates_nats_per_image"] = {m: c["nats"] / n + (recon or 0.0) for m, c in costs.items()}
+            report["order_estimates_include_reconstruction"] = recon is not None
+        if estimate:
+            report.update(kl_bound_estimate(costs[order], recon, n, model.spec))
+            # The estimate prices the images; names are reported on their own.
+            report["actual_over_estimate"] = report["nats_per_image_without_names"] / report["estimate_nats_per_image"]
     return b"".join(sections.values()), report
 
 
-def kl_bound_estimate(model: Model, x_all, codes, sequence: np.ndarray, lengths: list[int], order: str,
-                      progress: bool) -> dict:
-    """The model's estimate of the same cost: reconstruction + KL along the chains (heads unconditional).
-    `x_all` (N, C, H, W) and `codes` E(x) are torch tensors, in input order."""
+def analysis_codes(model: Model, pm, x_all: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
+    """Codes for the estimates and the order choice: the float model's, in the unit its priors expect. The
+    coding codes serve when they are those (float numerics); exact numerics' codes are integers in another
+    unit, so the float encoder runs once more."""
+    if codes is not None and pm.numerics == "float32":
+        return codes
     import torch
-    from .evaluate import kl_along, reconstruction
+    from .evaluate import encode_all
+    return encode_all(model.net, torch.from_numpy(x_all)).numpy()
+
+
+def order_costs(model: Model, images: ImageSet, codes: np.ndarray, tour: np.ndarray | None,
+                lengths: list[int], only: str | None = None) -> dict[str, dict]:
+    """Estimated cost of each order mode apart from the reconstruction (the same in every mode), in nats for
+    the whole dataset: the latents' KL along the mode's chains (net of the order refund in the set orders),
+    plus the names section's actual bytes in the mode's archive order. `codes`: E(x) of every image, in
+    input order."""
+    import torch
+    from .evaluate import associative_set_kl, kl_along
     from .kl import kl_to_unconditional
-    recon = reconstruction(model.net, x_all, codes, progress=progress)
-    starts = chain_starts(lengths)
-    is_head = np.zeros(len(sequence), dtype=bool)
-    is_head[starts] = True
-    if order == "original":
-        is_head[:] = True
-    seq = torch.from_numpy(sequence)
-    kl = torch.zeros(len(sequence), dtype=torch.float64)
-    heads = torch.from_numpy(np.flatnonzero(is_head))
-    kl[heads] = kl_to_unconditional(codes[seq[heads]], model.unconditional)
-    rest = torch.from_numpy(np.flatnonzero(~is_head))
-    if len(rest):
-        kl[rest] = kl_along(model.net, codes[seq[rest]], codes[seq[rest - 1]])
-    n = len(sequence)
-    dims = x_all[0].numel()
-    total = recon.mean().item() + kl.mean().item()
-    formula = "reconstruction + KL(unconditional)" if order == "original" else \
-        "reconstruction + KL(tour), chain heads under the unconditional prior"
+    n = len(codes)
+    codes_t = torch.from_numpy(np.asarray(codes))
+    kl_uncond = kl_to_unconditional(codes_t, model.unconditional)
+    keys = image_keys(images.images)
+    out = {}
+    for mode in ORDERS if only is None else (only,):
+        if mode == "tour":
+            if tour is None:
+                from .tour import greedy_tour
+                tour = greedy_tour(np.asarray(codes))
+            starts = chain_starts(lengths)
+            rest = np.setdiff1d(np.arange(n), starts)
+            seq = torch.from_numpy(tour)
+            kl = kl_uncond[seq[starts]].sum().item()
+            if len(rest):
+                kl += kl_along(model.net, codes_t[seq[rest]], codes_t[seq[rest - 1]]).sum().item()
+            formula, sequence = "reconstruction + KL(tour), chain heads under the unconditional prior", tour
+        elif mode == "original":
+            kl, formula, sequence = kl_uncond.sum().item(), "reconstruction + KL(unconditional)", np.arange(n)
+        elif mode == "set":
+            sequence = canonical_order(keys)
+            kl = kl_uncond.sum().item() - order_information_nats(keys)
+            formula = "reconstruction + KL(unconditional) - (log N! - sum log m_i!) (order refund)"
+        else:
+            sequence = canonical_order(keys)
+            # The decode order is Alice's draws, as good as random: a fixed-seed permutation stands in for it.
+            parts = associative_set_kl(model.net, model.unconditional, codes_t, lengths,
+                                       np.random.default_rng(0).permutation(n), [NEIGHBOURS],
+                                       samples=ASSOCIATIVE_SAMPLES)
+            kl = n * (parts["kl_held_mixture"][str(NEIGHBOURS)] + parts["pointer"]) - order_information_nats(keys)
+            formula = (f"reconstruction + KL(q || p(z) + the {NEIGHBOURS} nearest decoded neighbours' priors) "
+                       f"+ log(components) - (log N! - sum log m_i!), Monte Carlo over a random decode order")
+        names = 0 if images.names is None else 4 + len(encode_names([images.names[i] for i in sequence]))
+        out[mode] = {"kl": kl, "names_bytes": names, "nats": kl + 8 * names * LN2, "formula": formula}
+    return out
+
+
+def kl_bound_estimate(cost: dict, recon: float, n: int, spec: DataSpec) -> dict:
+    """The model's estimate of the images' cost in one order mode (names are reported on their own)."""
+    dims = spec.height * spec.width * spec.channels
+    total = recon + cost["kl"] / n
     return {"estimate_nats_per_image": total, "estimate_bits_per_dim": total / LN2 / dims,
-            "estimate_reconstruction": recon.mean().item(), "estimate_kl": kl.mean().item(),
-            "estimate_formula": formula, "estimate_n": n}
+            "estimate_reconstruction": recon, "estimate_kl": cost["kl"] / n,
+            "estimate_formula": cost["formula"], "estimate_n": n}
 
 
 def write_output(images: ImageSet, header: Header, output: str, force: bool = False,
@@ -194,8 +283,8 @@ def write_output(images: ImageSet, header: Header, output: str, force: bool = Fa
 
 
 
-def seed_word_count(model: Model) -> int:
-    return _seed_word_count(model.config.latent_dim, model.buckets.bits)
+def seed_word_count(model: Model, order: str = "tour") -> int:
+    return _seed_word_count(model.config.latent_dim, model.buckets.bits) + EXTRA_SEED_WORDS.get(order, 0)
 
 
 def size_report(sections: dict[str, bytes], n: int, spec: DataSpec) -> dict:
@@ -217,11 +306,15 @@ def decompress(data: bytes | Archive, model: Model, where: str = "archive",
     spec = model.spec
     lengths = chain_layout(header.n, header.chains)
     pm = numerics.for_model(model)
+    rounds = lambda r: bar(r, progress, desc="decompress", unit="round", leave=False)
     with coding_threads(header.coding_threads):
         try:
-            out, rest = decode_stream(pm, archive.payload, lengths, conditional=header.order == "tour",
-                                      rounds=lambda r: bar(r, progress, desc="decompress", unit="round",
-                                                           leave=False))
+            if header.order in SET_ORDERS:
+                out, rest = decode_set_stream(pm, archive.payload, lengths, header.order == "associative",
+                                              rounds=rounds)
+            else:
+                out, rest = decode_stream(pm, archive.payload, lengths, conditional=header.order == "tour",
+                                          rounds=rounds)
         except StackExhausted as e:
             raise AcnError(f"{where}: the payload ran out after {e.decoded} of the {header.n} images "
                            f"the archive claims: it is damaged; nothing was written") from None
@@ -251,7 +344,10 @@ def check_header(archive: Archive, model: Model, where: str) -> Header:
     if h.model_hash != model.hash:
         raise AcnError(f"{where}: archive was made with model {h.model_hash[:12]} but the model given is "
                        f"{model.hash[:12]}")
-    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or h.seed_words != seed_word_count(model):
+    # The set orders start on more seed words when the model's count does not cover their first rounds.
+    seeds_ok = h.seed_words == seed_word_count(model, h.order) or \
+        (h.order in SET_ORDERS and seed_word_count(model, h.order) < h.seed_words <= MAX_SEED_WORDS)
+    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or not seeds_ok:
         raise AcnError(f"{where}: archive header does not match its model (data spec, bucket bits or seed "
                        f"words)")
     return h

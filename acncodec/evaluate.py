@@ -5,15 +5,21 @@ Reconstruction is E_q[-log r(x|z)] with fixed-seed samples; KLs are the accurate
 
 from __future__ import annotations
 
+import math
+
+import faiss
 import numpy as np
 import torch
 
+from .coding.multiset import order_information_nats
 from .progress import bar
-from .kl import kl_to_mixture, kl_to_unconditional
+from .kl import kl_to_mixture, kl_to_unconditional, unit_gaussian_entropy
+from .prior import Mixture
 from .knn import nearest_others
 from .tour import greedy_tour
 
 BATCH = 256
+CHUNK = 16   # data per Monte-Carlo chunk in the associative estimate: temporaries (CHUNK x S x K x D x M) float64
 
 
 @torch.no_grad()
@@ -62,7 +68,8 @@ def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress:
     """The paper's Table 2 for one dataset, in nats per image (means over the data).
 
     KL(greedy tour) is the sum along one tour through the whole set, its head under the unconditional prior;
-    `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth.
+    `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth; `set` is the unordered cost less
+    what this set's order is worth (ln N! - sum ln m_i!, m_i the copies of identical images), the set order.
     """
     n = len(images)
     codes = encode_all(model.net, images, progress)
@@ -78,4 +85,71 @@ def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress:
     out["ordered"] = out["reconstruction"] + out["kl_tour"]
     out["unordered"] = out["reconstruction"] + out["kl_unconditional"]
     out["order_cost"] = float(np.log(np.arange(1, n + 1)).sum() / n)
+    keys = [bytes(np.ascontiguousarray(x, dtype=np.uint8)) for x in images.numpy().transpose(0, 2, 3, 1)]
+    out["set"] = out["unordered"] - order_information_nats(keys) / n
     return out
+
+
+@torch.no_grad()
+def held_mixture_cross_entropy(net, prior, codes: torch.Tensor, neighbours: np.ndarray, eps: torch.Tensor,
+                               ks: list[int]) -> dict[int, torch.Tensor]:
+    """-E_q[log(p(z) + sum_{j < K} p(z | c_neighbours[:, j]))] per datum for each K, by Monte Carlo.
+
+    codes (n, D) of the data, neighbours (n, Kmax) indices into `prior`'s rows (-1: none), eps (S, D)."""
+    out = {k: torch.empty(len(codes), dtype=torch.float64) for k in ks}
+    kmax = neighbours.shape[1]
+    for a in range(0, len(codes), CHUNK):
+        c = codes[a:a + CHUNK].double()
+        z = c[:, None, :] + eps[None]                                         # (n, S, D)
+        terms = [prior["unconditional"].log_prob(z)[..., None]]               # (n, S, 1)
+        if kmax:
+            idx = torch.from_numpy(neighbours[a:a + CHUNK])                   # (n, Kmax)
+            mix = Mixture(prior["log_weights"][idx.clamp_min(0)][:, None], prior["means"][idx.clamp_min(0)][:, None],
+                          prior["scales"][idx.clamp_min(0)][:, None])         # (n, 1, Kmax, D, M)
+            lp = mix.log_prob(z[:, :, None, :]).sum(-1)                       # (n, S, Kmax)
+            lp = torch.where(idx[:, None, :] >= 0, lp, torch.tensor(-math.inf, dtype=torch.float64))
+            terms.append(lp)
+        allp = torch.cat(terms, -1)                                           # (n, S, 1 + Kmax)
+        for k in ks:
+            out[k][a:a + CHUNK] = -torch.logsumexp(allp[..., :1 + k], -1).mean(-1)
+    return out
+
+
+@torch.no_grad()
+def associative_set_kl(net, unconditional, codes: torch.Tensor, lengths: list[int], order: np.ndarray,
+                    ks: list[int], samples: int = 128, seed: int = 0) -> dict:
+    """Latent cost (nats per image, without reconstruction and without the order refund) of the associative
+    set mode with this round layout and decode order; one figure per K, plus diagnostics."""
+    n, dim = codes.shape
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    rounds = [order[starts[:int((np.asarray(lengths) > r).sum())] + r] for r in range(max(lengths))]
+    prior_all = net.prior(codes)
+    prior = {"unconditional": unconditional, "log_weights": prior_all.log_weights.double(),
+             "means": prior_all.means.double(), "scales": prior_all.scales.double()}
+    eps = torch.randn(samples, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    entropy = unit_gaussian_entropy(dim)
+    kmax = max(ks)
+    index = faiss.IndexFlatL2(dim)
+    held = np.empty(0, dtype=np.int64)
+    latent = {k: 0.0 for k in ks}
+    pointer = 0.0
+    nearest_kl = []
+    for idx in rounds:
+        q = codes[idx].numpy().astype(np.float32)
+        if len(held) == 0:
+            nb = np.full((len(idx), 0), -1, dtype=np.int64)
+        else:
+            _, found = index.search(q, min(kmax, len(held)))
+            nb = np.where(found >= 0, held[np.maximum(found, 0)], -1)
+            pointer += len(idx) * math.log(len(held) + 1)
+            nearest_kl.append(kl_along(net, codes[idx], codes[torch.from_numpy(nb[:, 0])]))
+        if nb.shape[1] < kmax:
+            nb = np.concatenate([nb, np.full((len(idx), kmax - nb.shape[1]), -1, dtype=np.int64)], 1)
+        cross = held_mixture_cross_entropy(net, prior, codes[idx], nb, eps, ks)
+        for k in ks:
+            latent[k] += float((cross[k] - entropy).sum())
+        index.add(q)
+        held = np.concatenate([held, idx])
+    return {"kl_held_mixture": {str(k): latent[k] / n for k in ks}, "pointer": pointer / n,
+            "kl_nearest_held": float(torch.cat(nearest_kl).mean()) if nearest_kl else None,
+            "rounds": len(rounds), "chains": len(lengths)}

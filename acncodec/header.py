@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from .data import DataSpec
 from .errors import AcnError
 
-ORDERS = ("tour", "original")     # stored as the index into this tuple; never reorder, only append
+# Stored as the index into this tuple; never reorder, only append. `associative` implies
+# coding.set_order.NEIGHBOURS (16) neighbours per latent: another K would be another order code.
+ORDERS = ("tour", "original", "set", "associative")
 CODING_THREADS = 1                # fixed so both sides run identical kernels; the only value accepted
 
 FIXED = struct.Struct("<32sHHBHIIBHHBB32sB")   # the fields of Header up to the version count

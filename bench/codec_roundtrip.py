@@ -18,17 +18,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import acncodec
-from acncodec import codec
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402
+from associative_set import git_commit  # noqa: E402
+
+import acncodec  # noqa: E402
+from acncodec import codec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import provenance  # noqa: E402
 
 
 def same_images(restored: np.ndarray, images: np.ndarray, order: str) -> bool:
-    """Original order: equal arrays. Tour order: the same images, each exactly once, in another order."""
+    """Original order: equal arrays. Set orders: the images sorted by their bytes (the documented order).
+    Tour order: the same images, each exactly once, in another order."""
     if order == "original":
         return np.array_equal(restored, images)
+    if order in ("set", "associative"):
+        return [bytes(x) for x in restored] == sorted(map(bytes, images))
     return sorted(map(bytes, restored)) == sorted(map(bytes, images))
 
 
@@ -38,6 +45,7 @@ def roundtrip(images, model, model_arg: str, order: str, chains=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         blob, report = codec.compress(images, model, order=order, chains=chains, progress=False)
+        order = report["order"]   # what auto picked
         report["compress_wall_seconds"] = time.perf_counter() - t0
         archive = Path(tmp) / f"{order}.acnz"
         archive.write_bytes(blob)
@@ -71,6 +79,7 @@ def main():
     ap.add_argument("--chains", type=int)
     ap.add_argument("--json")
     args = ap.parse_args()
+    commit = git_commit()
     torch.set_num_threads(1)
     model = acncodec.load_model(args.model)
     images = acncodec.load(args.data)
@@ -80,9 +89,9 @@ def main():
                                                  "estimate_nats_per_image", "actual_over_estimate",
                                                  "compress_images_per_second",
                                                  "decompress_images_per_second", "verified_images")}))
-    record = {"model": args.model, "model_hash": model.hash, "data": args.data, "results": results,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
-    record.update(provenance())
+    record = {"command": "python bench/codec_roundtrip.py " + " ".join(sys.argv[1:]), "git_commit": commit,
+              "model": args.model, "model_hash": model.hash, "data": args.data, "results": results,
+              "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}"}
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
 

@@ -9,8 +9,9 @@ mkdir -p "$out"
 # 1. The data, as a user would have it: a folder of 1,797 PNG files (8x8, 17 grey levels).
 [ -d "$out/digits" ] || acncodec export digits "$out/digits"
 
-# 2. Compress in tour order (the ACN protocol). No --model: acncodec picks the shipped model that fits the
-#    data (`acncodec models` lists them) and prints the report: sizes, actual against estimated bits.
+# 2. Compress. No --model: acncodec picks the shipped model that fits the data (`acncodec models` lists them);
+#    no --order: it picks the order mode with the smallest estimated archive, names included, and prints the
+#    report: which mode and why, sizes, actual against estimated bits.
 acncodec compress "$out/digits" "$out/digits.acnz" --force -v --json "$out/report.json"
 
 # 3. Restore into a new folder; the archive names its model by content hash.

@@ -40,7 +40,8 @@ for entry in acncodec.shipped():
 table = acncodec.estimate(images)
 print(f"estimate: ordered <= {table['ordered']:.2f}, unordered {table['unordered']:.2f} nats/image")
 
-# Compress and decompress: bytes out, the same pixels back (in tour order, so compare as sorted sets).
+# Compress and decompress: bytes out, the same pixels back (in the order mode auto picked, so compare as
+# sorted sets).
 blob, report = acncodec.compress(images)
 print(f"archive: {len(blob):,} bytes = {report['bits_per_dim']:.4f} bits/dim "
       f"(estimate {report['estimate_bits_per_dim']:.4f})")

@@ -15,7 +15,7 @@ def test_benchmark_writes_verified_records_tables_and_plots(tmp_path, monkeypatc
     assert benchmark.main(["--datasets", "digits", "--count", "30", "--out", str(tmp_path), "--no-speed"]) == 0
     r = json.loads((tmp_path / "digits.json").read_text())
     assert r["n"] == 30 and r["model"]["name"] == "digits"
-    for order in ("tour", "original"):
+    for order in ("tour", "original", "set", "associative"):
         c = r["acncodec"][order]
         assert c["verified_images"] == 30 and c["bytes"] > 0
         assert abs(c["bits_per_dim"] - 8 * c["bytes"] / (30 * 64)) < 1e-9
@@ -25,6 +25,7 @@ def test_benchmark_writes_verified_records_tables_and_plots(tmp_path, monkeypatc
     assert abs(table["ordered"] - table["reconstruction"] - table["kl_tour"]) < 1e-6
     md = (tmp_path / "digits.md").read_text()
     assert "acncodec, tour order" in md and "| gzip |" in md
+    assert "acncodec, set order" in md and "| associative |" in md and "log2(N!)/N" in md
     for plot in r["plots"]:
         with Image.open(tmp_path / plot) as im:
             assert im.format == "PNG" and im.width > 100

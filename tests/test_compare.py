@@ -51,7 +51,8 @@ def test_array_archive_in_tour_order_compares_identical_and_reports_the_reorder(
     data = random_images(spec, 40).images[..., 0]
     np.save(tmp_path / "a.npy", data)
     run = CliRunner().invoke
-    r = run(main, ["compress", str(tmp_path / "a.npy"), str(tmp_path / "a.acnz"), "-m", str(tmp_path / "m.acn")])
+    r = run(main, ["compress", str(tmp_path / "a.npy"), str(tmp_path / "a.acnz"), "-m", str(tmp_path / "m.acn"),
+                   "--order", "tour"])
     assert r.exit_code == 0, r.output
     assert "decompress returns the images reordered" in r.stdout
     r = run(main, ["decompress", str(tmp_path / "a.acnz"), str(tmp_path / "r.npy"), "-m", str(tmp_path / "m.acn")])

@@ -2,6 +2,7 @@
 
 `numerics` is the seam: one probability model that both sides use for every probability they code with.
 `codecs` holds push/pop pairs and the combinators that build the protocol from them; `order` the chain
-layout and rounds; `raster` the one pixel-stepping loop; `protocol` a whole stream. Nothing here imports
+layout and rounds; `raster` the one pixel-stepping loop; `protocol` a whole stream; `multiset` the codec of
+the order of a multiset (bits back on the order). Nothing here imports
 training or analysis code.
 """

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..buckets import posterior_probabilities, prior_probabilities
+from ..buckets import PROBABILITY_FLOOR, posterior_probabilities, prior_probabilities
 from ..incremental import IncrementalDecoder
 from .numerics import PixelStepper, ProbabilityModel
 
@@ -48,6 +48,7 @@ class FloatStepper(PixelStepper):
 class FloatModel(ProbabilityModel):
     numerics = "float32"
     full_pass_exact = False
+    has_pointer_weights = True
 
     def __init__(self, model):
         model.net.eval()
@@ -61,6 +62,7 @@ class FloatModel(ProbabilityModel):
         self.bucket_bits = self.table.bits
         self.head_weights = np.asarray(model.head.weights, np.float64)
         self.head_probs = np.asarray(model.head.probs, np.float64)
+        self.unconditional = model.unconditional
         self._log_weights = np.log(self.head_weights)
         self._log_head_probs = np.log(self.head_probs)
 
@@ -82,6 +84,22 @@ class FloatModel(ProbabilityModel):
 
     def head_posterior(self, buckets):
         return component_posterior(buckets, self._log_weights, self._log_head_probs)
+
+    @torch.no_grad()
+    def pointer_weights(self, buckets, neighbour_codes):
+        """Each component's density at the buckets' representative values, float64, normalised per row and
+        floored like the bucket tables so that every component stays codable."""
+        z = self.latent_values(buckets).double()                                   # (B, D)
+        n, k, d = neighbour_codes.shape
+        prior = self.net.prior(torch.from_numpy(np.ascontiguousarray(neighbour_codes.reshape(n * k, d))))
+        log_w, means, scales = (t.double().reshape(n, k, d, -1) for t in
+                                (prior.log_weights, prior.means, prior.scales))
+        u = (z[:, None, :, None] - means) / scales
+        comp = -0.5 * u * u - torch.log(scales) - 0.5 * np.log(2 * np.pi)
+        conditional = torch.logsumexp(log_w + comp, dim=-1).sum(-1)               # (B, K)
+        logp = torch.cat([self.unconditional.log_prob(z)[:, None], conditional], dim=1)
+        probs = np.maximum(torch.softmax(logp, dim=1).numpy(), PROBABILITY_FLOOR)
+        return probs / probs.sum(axis=1, keepdims=True)
 
     def stepper(self, buckets):
         return FloatStepper(self.net.decoder, self.latent_values(buckets), self.shape[2])

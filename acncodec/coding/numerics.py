@@ -8,6 +8,8 @@ them come from a `ProbabilityModel`:
 - `prior_probs(previous_codes)`: p(bucket | ĉ) per latent dimension;
 - `head_weights`, `head_probs`, `head_posterior(buckets)`: the unconditional mixture that codes chain heads,
   its tables computed once when the model was made and stored in the model file;
+- `pointer_weights(buckets, neighbour_codes)`: the associative set order's r(k | z) over the unconditional
+  mixture and the conditional priors of a few decoded neighbours (set_order.py);
 - `stepper(buckets)`: the next pixel's probabilities given the pixels so far, for a batch (`raster.py`);
 - `score(x, buckets)`: every pixel's probabilities in one full pass.
 
@@ -62,6 +64,14 @@ class ProbabilityModel(ABC):
     @abstractmethod
     def head_posterior(self, buckets: np.ndarray) -> np.ndarray:
         """q(k | z) (B, K) of the unconditional mixture's component given bucketed latents (B, D)."""
+
+    #: Whether `pointer_weights` exists (the associative set order needs it).
+    has_pointer_weights: bool = False
+
+    def pointer_weights(self, buckets: np.ndarray, neighbour_codes: np.ndarray) -> np.ndarray:
+        """r(k | z) (B, 1 + K) over [the unconditional mixture, p(z | c_1), ..., p(z | c_K)] for bucketed
+        latents (B, D) and neighbour codes (B, K, D): every entry positive, each row summing to 1."""
+        raise NotImplementedError(f"numerics {self.numerics} has no associative pointer weights")
 
     @abstractmethod
     def stepper(self, buckets: np.ndarray) -> PixelStepper:
