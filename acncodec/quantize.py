@@ -483,9 +483,29 @@ def _flat_t(module) -> torch.Tensor:
     return conv_transpose_as_conv(module.weight.detach()).reshape(module.weight.shape[1], -1)
 
 
+class _NumpyAffine:
+    """An IntAffine for one (B, fan_in) row at a time in numpy: the same integers (exact sums below 2^53 in
+    any order), with a fraction of torch's per-call overhead, which dominates a pixel step's small products."""
+
+    def __init__(self, aff: "IntAffine"):
+        self.weight_t = aff.weight_t.numpy()
+        self.bias = aff.bias_rounding.numpy()
+        self.inv = aff.inv if isinstance(aff.inv, float) else aff.inv.numpy()
+        self.bound, self.clamp = aff.bound, aff.clamp
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.clamp:
+            x = np.clip(x, -self.bound, self.bound)
+        acc = x @ self.weight_t
+        acc += self.bias
+        acc *= self.inv
+        return np.floor(acc, out=acc)
+
+
 class IntStepper:
     """Incremental decoding of the integer decoder (the same caching as `incremental.py`): per row, every
-    layer's vertical stack and the horizontal stack's row terms; per pixel, one window matmul per layer."""
+    layer's vertical stack and the horizontal stack's row terms (torch); per pixel, one window matmul per
+    layer (numpy: the step's products are small, so the calls' own cost is what counts)."""
 
     def __init__(self, dec: IntDecoder, z: torch.Tensor):
         self.dec = dec
@@ -497,12 +517,37 @@ class IntStepper:
         self.vin = [torch.zeros(self.B, cin, dec.H + self.kh, self.W + 2 * self.half, dtype=torch.float64)
                     for cin in self.ins]
         # hconv weight (out, Cin * 1 * kw) reordered to read a (B, kw, Cin) window flattened
-        self.hconv = []
+        self.hconv, self.hout = [], []
         for l, cin in zip(dec.layers, self.ins):
             a = l.maps["hconv"]
             weight = a.weight.view(-1, cin, l.kw).permute(0, 2, 1).reshape(a.weight.shape[0], -1)
-            self.hconv.append(IntAffine(weight, a.bias, a.shift, a.bound, a.clamp))
+            self.hconv.append(_NumpyAffine(IntAffine(weight, a.bias, a.shift, a.bound, a.clamp)))
+            self.hout.append(_NumpyAffine(l.maps["hout"]))
+        self.features = [_NumpyAffine(a) for a in dec.features_c]
+        self.previous = [None] + [_NumpyAffine(a) for a in dec.previous_c[1:]]
+        self.head_logits = [_NumpyAffine(a) for a in dec.head["logits"]]
+        self.pixel_in = dec.pixel_in.numpy()
+        self.gate_table, self.gate_lo = dec.gate_table.numpy(), dec.gate_lo
+        self.gate_half, self.gate_inv = float(dec.gate_half), dec.gate_inv
+        self._gate_offsets: dict = {}
         self.row, self.col, self.next = -1, -1, (0, 0)
+
+    def _gate(self, pre: np.ndarray) -> np.ndarray:
+        """IntDecoder.gate along the last axis of (B, 2C), in numpy."""
+        width = pre.shape[-1]
+        offsets = self._gate_offsets.get(width)
+        if offsets is None:
+            half = width // 2
+            offsets = np.array([self.gate_lo] * half + [3 * self.gate_lo + 1] * half, dtype=np.float64)
+            self._gate_offsets[width] = offsets
+        idx = np.clip(pre, -self.gate_lo, self.gate_lo)
+        idx += offsets
+        values = self.gate_table[idx.astype(np.int64)]
+        half = width // 2
+        out = values[:, :half] * values[:, half:]
+        out += self.gate_half
+        out *= self.gate_inv
+        return np.floor(out, out=out)
 
     def _start_row(self, i: int) -> None:
         kh, half, W = self.kh, self.half, self.W
@@ -514,41 +559,47 @@ class IntStepper:
             if n + 1 < len(self.vin):
                 self.vin[n + 1][:, :, i + kh - 1, half:half + W] = self.dec.gate(v_pre, 1)[:, :, 0]
             vh = pointwise(v_pre, m["v2h"]) + cond_h[:, :, i:i + 1]
-            self.vrow.append(vh[:, :, 0].permute(2, 0, 1).contiguous())     # (W, B, 2C)
-        self.hin = [torch.zeros(self.B, self.kw - 1 + W + 1, cin, dtype=torch.float64) for cin in self.ins]
+            self.vrow.append(vh[:, :, 0].permute(2, 0, 1).contiguous().numpy())     # (W, B, 2C)
+        self.hin = [np.zeros((self.B, self.kw - 1 + W + 1, cin)) for cin in self.ins]
         self.row, self.col = i, -1
 
     def _stack(self, j: int) -> None:
         kw, h = self.kw, None
         for n, layer in enumerate(self.dec.layers):
-            m, buf = layer.maps, self.hin[n]
+            buf = self.hin[n]
             if n > 0:
                 buf[:, j + kw - 1] = h
-            h_pre = self.hconv[n](buf[:, j:j + kw].reshape(self.B, -1)) + self.vrow[n][j]
-            out = m["hout"](self.dec.gate(h_pre, 1))
+            h_pre = self.hconv[n](buf[:, j:j + kw].reshape(self.B, -1))
+            h_pre += self.vrow[n][j]
+            out = self.hout[n](self._gate(h_pre))
             h = out if layer.first else out + buf[:, j + kw - 1]
-        self.top = torch.relu(h)
+        self.top = np.maximum(h, 0.0)
         self.col = j
 
-    def logits(self, i: int, j: int, c: int, pixel) -> torch.Tensor:
-        """Integer logits (B, outputs) of channel c at (i, j); pixel (B, C) holds channels < c."""
+    def logits_np(self, i: int, j: int, c: int, pixel) -> np.ndarray:
+        """Integer logits (B, outputs) of channel c at (i, j) as float64 numpy; pixel (B, C) holds channels < c."""
         if (i, j) != self.next or not 0 <= c < self.C:
             raise ValueError(f"logits({i}, {j}, {c}) out of raster order: expected pixel {self.next}")
         if self.row != i:
             self._start_row(i)
         if self.col != j:
             self._stack(j)
-        hidden = self.dec.head_hidden(self.top, c)
+        hidden = self.features[c](self.top)
         if c > 0:
-            hidden = hidden + self.dec.previous(self.dec.pixel_in[torch.as_tensor(pixel).long()], c)
-        return self.dec.head["logits"][c](torch.relu(hidden))
+            xs = self.pixel_in[np.asarray(pixel, dtype=np.int64)]
+            hidden += self.previous[c](xs[..., :c])
+        return self.head_logits[c](np.maximum(hidden, 0.0))
+
+    def logits(self, i: int, j: int, c: int, pixel) -> torch.Tensor:
+        """Integer logits (B, outputs) of channel c at (i, j); pixel (B, C) holds channels < c."""
+        return torch.from_numpy(self.logits_np(i, j, c, pixel))
 
     def set_pixel(self, i: int, j: int, values) -> None:
         if (i, j) != self.next or self.col != j or self.row != i:
             raise ValueError(f"set_pixel({i}, {j}) out of order: expected {self.next} after its logits")
-        xs = self.dec.pixel_in[torch.as_tensor(values).long()]
+        xs = self.pixel_in[np.asarray(values, dtype=np.int64)]
         self.hin[0][:, j + self.kw] = xs
-        self.vin[0][:, :, i + self.kh, self.half + j] = xs
+        self.vin[0][:, :, i + self.kh, self.half + j] = torch.from_numpy(xs)
         self.next = (i, j + 1) if j + 1 < self.W else (i + 1, 0)
 
 

@@ -44,7 +44,7 @@ class ExactStepper(PixelStepper):
         self.stepper, self.pixel_tables = stepper, pixel_tables
 
     def predict(self, i, j, c, pixel):
-        return tables.pixel_probs(self.pixel_tables, _ints(self.stepper.logits(i, j, c, pixel)))
+        return tables.pixel_probs(self.pixel_tables, self.stepper.logits_np(i, j, c, pixel).astype(np.int64))
 
     def set_pixel(self, i, j, pixel):
         self.stepper.set_pixel(i, j, pixel)
