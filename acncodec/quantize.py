@@ -494,8 +494,8 @@ class _NumpyAffine:
         self.bound, self.clamp = aff.bound, aff.clamp
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.clamp:
-            x = np.clip(x, -self.bound, self.bound)
+        if self.clamp:   # two ufuncs: np.clip's Python wrapper costs more than the clamp itself here
+            x = np.minimum(np.maximum(x, -self.bound), self.bound)
         acc = x @ self.weight_t
         acc += self.bias
         acc *= self.inv
@@ -533,18 +533,18 @@ class IntStepper:
         self.row, self.col, self.next = -1, -1, (0, 0)
 
     def _gate(self, pre: np.ndarray) -> np.ndarray:
-        """IntDecoder.gate along the last axis of (B, 2C), in numpy."""
+        """IntDecoder.gate along the last axis of (..., 2C), in numpy."""
         width = pre.shape[-1]
         offsets = self._gate_offsets.get(width)
         if offsets is None:
             half = width // 2
             offsets = np.array([self.gate_lo] * half + [3 * self.gate_lo + 1] * half, dtype=np.float64)
             self._gate_offsets[width] = offsets
-        idx = np.clip(pre, -self.gate_lo, self.gate_lo)
+        idx = np.minimum(np.maximum(pre, -self.gate_lo), self.gate_lo)
         idx += offsets
         values = self.gate_table[idx.astype(np.int64)]
         half = width // 2
-        out = values[:, :half] * values[:, half:]
+        out = values[..., :half] * values[..., half:]
         out += self.gate_half
         out *= self.gate_inv
         return np.floor(out, out=out)
@@ -556,8 +556,9 @@ class IntStepper:
             cond_v, cond_h = self.cond[n]
             m = layer.maps
             v_pre = conv(self.vin[n][:, :, i:i + kh], m["vconv"], (kh, layer.kernel)) + cond_v[:, :, i:i + 1]
-            if n + 1 < len(self.vin):
-                self.vin[n + 1][:, :, i + kh - 1, half:half + W] = self.dec.gate(v_pre, 1)[:, :, 0]
+            if n + 1 < len(self.vin):   # the gate along channels, in numpy: (B, W, 2C) -> (B, W, C)
+                gated = self._gate(v_pre[:, :, 0].permute(0, 2, 1).numpy())
+                self.vin[n + 1][:, :, i + kh - 1, half:half + W] = torch.from_numpy(gated).permute(0, 2, 1)
             vh = pointwise(v_pre, m["v2h"]) + cond_h[:, :, i:i + 1]
             self.vrow.append(vh[:, :, 0].permute(2, 0, 1).contiguous().numpy())     # (W, B, 2C)
         self.hin = [np.zeros((self.B, self.kw - 1 + W + 1, cin)) for cin in self.ins]
