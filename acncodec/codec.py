@@ -130,7 +130,7 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
     with coding_threads(CODING_THREADS):
         x_all = channels_first(images.images)
         tour_started = time.perf_counter()
-        all_codes = tour = costs = None   # codes, tour and costs serve the choice and the estimate: made once
+        all_codes = all_codes_float = tour = costs = None   # serve the choice and the estimate: made once
         if order in ("tour", "auto"):
             from .tour import greedy_tour
             all_codes = np.concatenate([pm.encode(x_all[i:i + ENCODE_BATCH])
@@ -138,7 +138,8 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
             tour = greedy_tour(all_codes)
         tour_seconds = time.perf_counter() - tour_started
         if order == "auto":
-            costs = order_costs(model, images, analysis_codes(model, pm, x_all, all_codes), tour, lengths)
+            all_codes_float = analysis_codes(model, pm, x_all, all_codes)
+            costs = order_costs(model, images, all_codes_float, tour, lengths)
             candidates = [m for m in AUTO_PREFERENCE if (m not in SET_ORDERS or n <= SET_MAX_N)
                           and (m != "associative" or pm.has_pointer_weights)]
             costs = {m: c for m, c in costs.items() if m in candidates}
@@ -184,7 +185,9 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
         import torch
         from .evaluate import encode_all, reconstruction
         x_t = torch.from_numpy(x_all)
-        codes_t = torch.from_numpy(analysis_codes(model, pm, x_all, all_codes))
+        if all_codes_float is None:
+            all_codes_float = analysis_codes(model, pm, x_all, all_codes)
+        codes_t = torch.from_numpy(all_codes_float)
         if costs is None:
             costs = order_costs(model, images, codes_t.numpy(), tour, lengths, only=order)
         recon = reconstruction(model.net, x_t, codes_t, progress=progress).mean().item() if estimate else None

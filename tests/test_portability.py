@@ -176,21 +176,12 @@ def make_tables(path: Path) -> None:
     torch.save(stored, path)
 
 
-def exact_model_maker():
-    """quantise_model(model, calibration) from the integer networks, or None while they are not there."""
-    try:
-        from acncodec.quantize import calibration_set, quantise_model
-    except ImportError:
-        return None
-    return quantise_model, calibration_set
-
-
 def make_archives(folder: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     """A tiny exact model per kind of data (binary, 17 levels, 8-bit grey, RGB), an archive compressed here with
     it, and the digest of the images it holds."""
     from acncodec import codec, modelfile
+    from acncodec.quantize import calibration_set, quantise_model
     from helpers import SPECS, random_images, tiny_model
-    quantise_model, calibration_set = exact_model_maker()
     archives, expected = {}, {}
     for kind, spec in SPECS.items():
         model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 32, seed=9)))
@@ -208,7 +199,7 @@ def fresh_reports(tmp_path_factory):
     """(the parent's own results, name of setting -> the child's report) for the whole suite."""
     folder = tmp_path_factory.mktemp("portability")
     make_tables(folder / "tables.pt")
-    archives, expected = make_archives(folder) if exact_model_maker() else ({}, {})
+    archives, expected = make_archives(folder)
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps({"tables": str(folder / "tables.pt"), "archives": archives}))
     here = {"tables": tables_digest(str(folder / "tables.pt")), "float": float_digest(str(folder / "tables.pt")),
@@ -235,7 +226,5 @@ def test_the_settings_change_float_results(fresh_reports):
 def test_archives_decode_exactly_in_every_setting(fresh_reports, kind):
     """Compressed here with a tiny exact model; decoded in every fresh process to the very same pixels."""
     here, reports = fresh_reports
-    if "archive " + kind not in here:
-        pytest.skip("the integer networks (acncodec.quantize) are not there yet")
     wrong = sorted(name for name, r in reports.items() if r["result"]["archive " + kind] != here["archive " + kind])
     assert not wrong, f"{kind} archive decoded differently under {wrong}"
