@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .prior import Mixture
+from .prior import Mixture, _float64
 
 #: Smallest probability of a bucket: masses below it (underflow far in a tail, or exact zeros) are raised to
 #: it and each row is renormalised. 2^-40 (about 9.1e-13) is far below the 2^-24 resolution of constriction's
@@ -166,8 +166,7 @@ class BucketTable:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BucketTable":
-        table = cls(d["edges"].detach().cpu().double().numpy().copy(),
-                    d["centres"].detach().cpu().double().numpy().copy())
+        table = cls(_float64(d["edges"]), _float64(d["centres"]))
         if "bits" in d and int(d["bits"]) != table.bits:
             raise ValueError(f"bucket table says {int(d['bits'])} bits but has {table.buckets} buckets")
         return table
@@ -284,5 +283,4 @@ class HeadTables:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeadTables":
-        return cls(d["weights"].detach().cpu().double().numpy().copy(),
-                   d["probs"].detach().cpu().double().numpy().copy())
+        return cls(_float64(d["weights"]), _float64(d["probs"]))

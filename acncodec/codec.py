@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import math
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,7 +78,12 @@ def pixel_digest(images: np.ndarray, names: list[str] | None) -> str:
 
 @contextmanager
 def coding_threads(threads: int):
-    import torch
+    """Torch's thread count for the float numerics' coding (its float results depend on it). The exact
+    numerics' results do not, and run without torch: it is pinned only where it is loaded."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -167,7 +173,7 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
     names = None if images.names is None else [images.names[i] for i in sequence]
     pixels = images.images[sequence]
     header = Header(model_hash=model.hash, spec=model.spec, n=n, chains=len(lengths), order=order,
-                    input_levels=input_levels, seed_words=n_seed, bucket_bits=model.buckets.bits,
+                    input_levels=input_levels, seed_words=n_seed, bucket_bits=model.bucket_bits,
                     pixels_sha256=pixel_digest(pixels, names), versions=library_versions())
     archive = Archive(header, names, payload)
     sections = archive.sections()
@@ -287,7 +293,7 @@ def write_output(images: ImageSet, header: Header, output: str, force: bool = Fa
 
 
 def seed_word_count(model: Model, order: str = "tour") -> int:
-    return _seed_word_count(model.config.latent_dim, model.buckets.bits) + EXTRA_SEED_WORDS.get(order, 0)
+    return _seed_word_count(model.config.latent_dim, model.bucket_bits) + EXTRA_SEED_WORDS.get(order, 0)
 
 
 def size_report(sections: dict[str, bytes], n: int, spec: DataSpec) -> dict:
@@ -350,7 +356,7 @@ def check_header(archive: Archive, model: Model, where: str) -> Header:
     # The set orders start on more seed words when the model's count does not cover their first rounds.
     seeds_ok = h.seed_words == seed_word_count(model, h.order) or \
         (h.order in SET_ORDERS and seed_word_count(model, h.order) < h.seed_words <= MAX_SEED_WORDS)
-    if h.spec != model.spec or h.bucket_bits != model.buckets.bits or not seeds_ok:
+    if h.spec != model.spec or h.bucket_bits != model.bucket_bits or not seeds_ok:
         raise AcnError(f"{where}: archive header does not match its model (data spec, bucket bits or seed "
                        f"words)")
     return h

@@ -61,6 +61,11 @@ class ConditionalPrior(nn.Module):
                        scales=F.softplus(raw[..., 2]) + MIN_SCALE)
 
 
+def _float64(v) -> np.ndarray:
+    """A stored array (a tensor from a torch-saved model file, or an array) as a float64 numpy copy."""
+    return np.array(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
+
+
 @dataclass
 class UnconditionalPrior:
     """Diagonal-covariance Gaussian mixture over the full latent vector (K components)."""
@@ -80,7 +85,7 @@ class UnconditionalPrior:
 
     @classmethod
     def from_dict(cls, d: dict) -> "UnconditionalPrior":
-        return cls(d["weights"].numpy(), d["means"].numpy(), d["variances"].numpy())
+        return cls(*(_float64(d[k]) for k in ("weights", "means", "variances")))
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) for z (..., D), joint over dimensions, in float64."""

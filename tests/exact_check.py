@@ -5,24 +5,23 @@ exact model in a folder, as one digest per model. The parent computes the same d
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def network_outputs(model_path: str, inputs_path: str) -> list[np.ndarray]:
     from acncodec import modelfile
     from acncodec.coding.numerics import for_model
     nets = for_model(modelfile.load(model_path)).nets
-    x = torch.from_numpy(np.load(inputs_path))
+    x = np.load(inputs_path)
     out = []
     for batch in (1, 7, 64):
         codes = nets.encoder(x[:batch])
-        out += [codes.numpy(), nets.prior(codes).numpy(), nets.decoder.logits(x[:batch], codes).numpy()]
+        out += [codes, nets.prior(codes), nets.decoder.logits(x[:batch], codes)]
     stepper = nets.decoder.stepper(nets.encoder(x[:7]))
-    xs = x[:7].numpy()
+    xs = x[:7]
     _, channels, height, width = xs.shape
     for i in range(height):
         for j in range(width):
-            out += [stepper.logits(i, j, c, xs[:, :, i, j]).numpy() for c in range(channels)]
+            out += [stepper.logits(i, j, c, xs[:, :, i, j]) for c in range(channels)]
             stepper.set_pixel(i, j, xs[:, :, i, j])
     return out
 

@@ -38,3 +38,9 @@ def random_images(spec: DataSpec, n: int, seed: int = 1, names: bool = False) ->
 
 SPECS = {"binary": DataSpec(5, 6, 1, 2), "digits-like": DataSpec(4, 4, 1, 17), "grey": DataSpec(4, 5, 1, 256),
          "rgb": DataSpec(3, 4, 3, 256)}
+
+
+def float_twin(model):
+    """The float-numerics model that an exact model's integer maps stand for (its float network, prior and
+    tables), for what only float numerics code (the associative order)."""
+    return modelfile.Model(model.net, model.spec, model.unconditional, model.buckets, dict(model.meta), model.head)

@@ -1,12 +1,14 @@
-"""The integer networks of numerics "exact1" (acncodec/quantize.py): the full and incremental passes give
-identical integer logits for any batch size, a row's outputs do not depend on its batch, and the integers stay
-close to the float network they were quantised from."""
+"""The integer networks of numerics "exact1" (made by acncodec/quantize.py, run by acncodec/coding/intnet.py
+in numpy): the full and incremental passes give identical integer logits for any batch size, a row's outputs do
+not depend on its batch, and the integers stay close to the float network they were quantised from."""
 
 import numpy as np
 import pytest
 import torch
 
-from acncodec.quantize import IntNetworks, quantise_networks
+from acncodec import modelfile
+from acncodec.coding import intnet
+from acncodec.quantize import quantise_networks
 from acncodec.train import to_tensor
 
 from helpers import SPECS, random_images, tiny_model
@@ -19,78 +21,88 @@ def quantised(request):
     spec = SPECS[request.param]
     model = tiny_model(spec)
     images = to_tensor(random_images(spec, 64).images)
-    return model, quantise_networks(model.net, images, FRAC, FRAC, FRAC), images
+    stored = quantise_networks(model.net, images, FRAC, FRAC, FRAC).to_dict()
+    return model, intnet.IntNetworks.from_dict(stored), images.numpy(), stored
 
 
-def incremental_logits(decoder, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def incremental_logits(decoder, x: np.ndarray, z: np.ndarray) -> np.ndarray:
     stepper = decoder.stepper(z)
     n, channels, height, width = x.shape
-    out = torch.zeros(n, channels, decoder.outputs, height, width, dtype=torch.float64)
+    out = np.zeros((n, channels, height, width, decoder.outputs))
     for i in range(height):
         for j in range(width):
             for c in range(channels):
-                out[:, c, :, i, j] = stepper.logits(i, j, c, x[:, :, i, j].numpy())
-            stepper.set_pixel(i, j, x[:, :, i, j].numpy())
+                out[:, c, i, j] = stepper.logits(i, j, c, x[:, :, i, j])
+            stepper.set_pixel(i, j, x[:, :, i, j])
     return out
 
 
 def test_values_are_integers_and_close_to_the_float_network(quantised):
-    model, q, images = quantised
+    model, q, images, _ = quantised
+    x = torch.from_numpy(images)
     with torch.no_grad():
         codes = q.encoder(images)
-        assert torch.equal(codes, torch.round(codes))
+        assert np.array_equal(codes, np.round(codes))
         # quantisation error of a few output steps at most (measured: below 1.2 steps on these models)
-        assert (codes / 2 ** FRAC - model.net.encoder(images)).abs().max() < 4 * 2.0 ** -FRAC
+        assert np.abs(codes / 2 ** FRAC - model.net.encoder(x).numpy()).max() < 4 * 2.0 ** -FRAC
         raw = q.prior(codes)
-        mixture = model.net.prior(codes.float() / 2 ** FRAC)
-        assert (raw[..., 1] / 2 ** FRAC - mixture.means).abs().max() < 4 * 2.0 ** -FRAC
+        mixture = model.net.prior(torch.from_numpy(codes).float() / 2 ** FRAC)
+        assert np.abs(raw[..., 1] / 2 ** FRAC - mixture.means.numpy()).max() < 4 * 2.0 ** -FRAC
         logits = q.decoder.logits(images, codes)
-        assert torch.equal(logits, torch.round(logits))
-        float_logits = model.net.decoder.logits(images, codes.float() / 2 ** FRAC).double()
-        assert (logits / 2 ** FRAC - float_logits).abs().max() < 4 * 2.0 ** -FRAC
+        assert np.array_equal(logits, np.round(logits))
+        float_logits = model.net.decoder.logits(x, torch.from_numpy(codes).float() / 2 ** FRAC)
+        float_logits = float_logits.permute(0, 1, 3, 4, 2).double().numpy()
+        assert np.abs(logits / 2 ** FRAC - float_logits).max() < 4 * 2.0 ** -FRAC
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_incremental_and_full_pass_agree_bit_for_bit(quantised, batch):
-    _, q, images = quantised
+    _, q, images, _ = quantised
     x = images[:batch]
     codes = q.encoder(x)
     full = q.decoder.logits(x, codes)
-    assert torch.equal(incremental_logits(q.decoder, x, codes), full)
+    assert np.array_equal(incremental_logits(q.decoder, x, codes), full)
     # a row's outputs do not depend on the batch it is in
-    assert torch.equal(q.encoder(images)[:batch], codes)
-    assert torch.equal(q.decoder.logits(images, q.encoder(images))[:batch], full)
-    assert torch.equal(q.prior(q.encoder(images))[:batch], q.prior(codes))
+    assert np.array_equal(q.encoder(images)[:batch], codes)
+    assert np.array_equal(q.decoder.logits(images, q.encoder(images))[:batch], full)
+    assert np.array_equal(q.prior(q.encoder(images))[:batch], q.prior(codes))
 
 
 def test_gate_is_the_rounded_product_of_the_tables(quantised):
     """The one-gather gate equals round(tanh(a) sigmoid(b)) read from the two tables, across and beyond
     both tables' ranges."""
-    _, q, _ = quantised
-    dec = q.decoder
-    x = torch.arange(-20 * 2 ** 14, 20 * 2 ** 14 + 1, 37, dtype=torch.float64)
-    pre = torch.stack([x, x.flip(0)], 1)
-    expected = torch.floor((dec.tanh(x) * dec.sigmoid(x.flip(0)) + 2 ** 13) / 2 ** 14)
-    assert torch.equal(dec.gate(pre, 1)[:, 0], expected)
-    assert (expected / 2 ** 14 - torch.tanh(x / 2 ** 14) * torch.sigmoid(x.flip(0) / 2 ** 14)).abs().max() < 2 ** -13
+    _, q, _, stored = quantised
+    tanh, sigmoid = intnet.Table.from_dict(stored, "tanh"), intnet.Table.from_dict(stored, "sigmoid")
+    x = np.arange(-20 * 2 ** 14, 20 * 2 ** 14 + 1, 37, dtype=np.float64)
+    pre = np.stack([x, x[::-1]], 1)
+    expected = np.floor((tanh(x) * sigmoid(x[::-1]) + 2 ** 13) / 2 ** 14)
+    assert np.array_equal(q.decoder.gate(pre)[:, 0], expected)
+    exact = np.tanh(x / 2 ** 14) / (1 + np.exp(-x[::-1] / 2 ** 14))
+    assert np.abs(expected / 2 ** 14 - exact).max() < 2 ** -13
 
 
-def test_round_trip_through_a_tensor_dict(quantised):
-    _, q, images = quantised
-    again = IntNetworks.from_dict({k: v.clone() for k, v in q.to_dict().items()})
+def test_round_trip_through_a_model_files_arrays(quantised):
+    """Stored the way a model file stores them (integer-valued arrays narrowed to small integer types and
+    restored), the networks compute the same integers."""
+    _, q, images, stored = quantised
+    manifest, blob = modelfile.pack_arrays(stored, narrow=True)
+    assert any(dtype != narrow for _, dtype, narrow, _ in manifest)
+    again = intnet.IntNetworks.from_dict(modelfile.unpack_arrays(manifest, blob))
     codes = q.encoder(images)
-    assert torch.equal(again.encoder(images), codes)
-    assert torch.equal(again.prior(codes), q.prior(codes))
-    assert torch.equal(again.decoder.logits(images, codes), q.decoder.logits(images, codes))
+    assert np.array_equal(again.encoder(images), codes)
+    assert np.array_equal(again.prior(codes), q.prior(codes))
+    assert np.array_equal(again.decoder.logits(images, codes), q.decoder.logits(images, codes))
 
 
 def test_accumulators_are_proven_below_2_to_the_53(quantised):
-    _, q, _ = quantised
-    maps = list(q.encoder.convs) + list(q.encoder.fc) + list(q.prior.layers.values()) \
-        + list(q.decoder.cmap.values()) + [a for layer in q.decoder.layers for a in layer.maps.values()]
-    for a in maps:
+    _, q, _, stored = quantised
+    for a in q.maps():
         a.check_bound()
-        assert a.weight.abs().max() < 2 ** 15
+        assert np.abs(a.weight).max() < 2 ** 15
+    # a stored map whose accumulator could pass 2^53 is refused when the networks are read
+    crafted = {k: (np.asarray(v) * 2.0 ** 30 if k == "encoder.fc0.weight" else v) for k, v in stored.items()}
+    with pytest.raises(ValueError, match="2\\^53"):
+        intnet.IntNetworks.from_dict(crafted)
 
 
 # ----------------------------------------------------------------------------------------------- the codec
@@ -191,3 +203,74 @@ def test_cli_quantize_writes_an_exact_model_and_refuses_to_overwrite(tmp_path):
                                       "--data", str(tmp_path / "train.npy")])
     assert twice.exit_code != 0 and "already an exact model" in twice.output
     assert not (tmp_path / "x.acn").exists()
+
+
+# ----------------------------------------------------------------------------------------- the model file
+def test_quantising_twice_gives_the_same_model():
+    from acncodec.quantize import calibration_set, quantise_model
+    spec = SPECS["grey"]
+    model, images = tiny_model(spec), random_images(spec, 64, seed=5)
+    assert quantise_model(model, calibration_set(images)).hash == quantise_model(model, calibration_set(images)).hash
+
+
+def test_exact_model_file_without_weights_codes_without_torch(exact_model, tmp_path):
+    """Version 4 without float weights: same hash, the same archive bytes, decoded in a process that never
+    imports torch; its float network is the one the integer maps stand for."""
+    import subprocess
+    import sys
+    from acncodec import codec
+    spec, model = exact_model
+    path = tmp_path / "bare.acn"
+    assert modelfile.save(model, path, weights=False) == model.hash
+    bare = modelfile.load(path)
+    assert bare.hash == model.hash and not bare.has_weights and model.has_weights
+    images = random_images(spec, 6)
+    blob, _ = codec.compress(images, model, chains=2, progress=False, estimate=False)
+    again, _ = codec.compress(images, bare, chains=2, progress=False, estimate=False)
+    assert again == blob
+    (tmp_path / "a.acnz").write_bytes(blob)
+    script = ("import sys, numpy as np; from acncodec import codec, modelfile; "
+              "out, _ = codec.decompress(open(sys.argv[2], 'rb').read(), modelfile.load(sys.argv[1]), progress=False); "
+              "np.save(sys.argv[3], out.images); assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "a.acnz"), str(tmp_path / "out.npy")],
+                   check=True)
+    key = lambda a: sorted(im.tobytes() for im in a)
+    assert key(np.load(tmp_path / "out.npy")) == key(images.images)
+    x = torch.from_numpy(images.images.transpose(0, 3, 1, 2).astype(np.int64))
+    with torch.no_grad():
+        assert (bare.net.encoder(x) - model.net.encoder(x)).abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "trailing", "flipped", "header", "magic-only", "hash"])
+def test_damaged_exact_model_files_are_refused(exact_model, tmp_path, damage):
+    from acncodec.errors import AcnError
+    _, model = exact_model
+    path = tmp_path / "m.acn"
+    modelfile.save(model, path, weights=False)
+    data = path.read_bytes()
+    length = int.from_bytes(data[8:12], "little")
+    if damage == "truncated":
+        data = data[:-50]
+    elif damage == "trailing":
+        data += b"\0"
+    elif damage == "flipped":
+        data = data[:-200] + bytes([data[-200] ^ 0x40]) + data[-199:]
+    elif damage == "header":
+        data = data[:12] + data[12:12 + length].replace(b'"sections"', b'"sectionz"') + data[12 + length:]
+    elif damage == "magic-only":
+        data = data[:10]
+    else:   # a changed integer weight, re-packed consistently: only the hash can see it
+        import json
+        header = json.loads(data[12:12 + length])
+        arrays = modelfile.unpack_arrays(header["sections"]["exact"]["arrays"], data[12 + length:12 + length
+                                         + header["sections"]["exact"]["bytes"]])
+        arrays["net.encoder.fc1.weight"] = arrays["net.encoder.fc1.weight"].copy()
+        arrays["net.encoder.fc1.weight"][0, 0] += 1
+        manifest, blob = modelfile.pack_arrays(arrays, narrow=True)
+        rest = data[12 + length + header["sections"]["exact"]["bytes"]:]
+        header["sections"]["exact"] = {"arrays": manifest, "bytes": len(blob)}
+        text = json.dumps(header).encode()
+        data = data[:8] + len(text).to_bytes(4, "little") + text + blob + rest
+    path.write_bytes(data)
+    with pytest.raises(AcnError, match="damaged|hash"):
+        modelfile.load(path)

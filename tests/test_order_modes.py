@@ -16,7 +16,7 @@ from acncodec.cli import main
 from acncodec.coding.multiset import image_keys, order_information_nats
 from acncodec.data import ImageSet, load
 from acncodec.errors import AcnError
-from helpers import SPECS, random_images, tiny_model
+from helpers import SPECS, float_twin, random_images, tiny_model
 
 
 def with_duplicates(images: ImageSet) -> ImageSet:
@@ -112,6 +112,7 @@ def test_associative_keeps_to_its_estimate(digits_part):
     """The associative order's payload within 2.5% of its estimate on 300 digits (measured 1.45%). The bits back
     on the component matter: with r(k | z, x) made uniform (ignoring z) the payload is 27% over."""
     model, images = digits_part
+    model = float_twin(model)   # the associative order needs float numerics; the shipped model is exact
     _, report = codec.compress(images, model, order="associative", progress=False)
     assert 0.99 <= report["payload_nats_per_image"] / report["estimate_nats_per_image"] <= 1.025
 

@@ -165,11 +165,12 @@ def make_tables(path: Path) -> None:
     raw = np.round(rng.normal(0, 2, (64, dim, comps, 3)) * 2 ** et.RAW_FRAC).astype(np.int64)
     inputs = {"codes": np.round(rng.normal(0, 1.5, (64, dim)) * 2 ** et.CODE_FRAC).astype(np.int64),
               "raw": raw, "buckets": rng.integers(0, 2 ** bits, (64, dim))}
-    stored = {"latent": tables.to_dict()}
+    tensors = lambda part: {k: torch.from_numpy(np.array(v)) for k, v in part.items()}
+    stored = {"latent": tensors(tables.to_dict())}
     for levels in (2, 17, 256):
         outputs = 1 if levels == 2 else levels
         inputs[f"logits{levels}"] = np.round(rng.normal(0, 4, (64, 7, outputs)) * 2 ** et.LOGIT_FRAC).astype(np.int64)
-        stored[f"pixel{levels}"] = et.PixelTables.build(levels).to_dict()
+        stored[f"pixel{levels}"] = tensors(et.PixelTables.build(levels).to_dict())
     stored["inputs"] = {name: torch.from_numpy(v) for name, v in inputs.items()}
     g = torch.Generator().manual_seed(0)
     stored["float"] = {"x": torch.randn(16, 24, 28, 28, generator=g), "w": torch.randn(24, 24, 5, 5, generator=g) / 10}

@@ -11,7 +11,7 @@ import pytest
 
 from acncodec import codec, registry
 from acncodec.buckets import posterior_probabilities
-from acncodec.coding import float_numerics
+from acncodec.coding import exact_numerics, exact_tables, float_numerics
 from acncodec.data import load
 
 LOW, HIGH = 0.98, 1.03
@@ -36,6 +36,9 @@ def test_payload_within_bound_of_estimate(digits):
 
 
 def test_bound_fails_when_posterior_ignores_the_data(digits, monkeypatch):
+    assert digits[1].numerics == "exact1"     # the shipped model codes with the exact numerics: mutate those
+    monkeypatch.setattr(exact_numerics.ExactModel, "posterior_probs", lambda self, codes: exact_tables.to_constriction(
+        exact_tables.posterior_masses(self.latent, np.zeros_like(codes))))
     monkeypatch.setattr(float_numerics.FloatModel, "posterior_probs",
                         lambda self, codes: posterior_probabilities(self.table, np.zeros_like(codes)))
     ratio = payload_over_estimate(*digits)

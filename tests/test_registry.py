@@ -32,7 +32,9 @@ def test_shipped_model_matches_its_index_entry(entry):
     model = entry.load()
     assert model.hash == entry.hash and model.spec == entry.spec
     assert entry.command.startswith("acncodec train ")
-    assert model.meta["command"] == entry.command
+    # shipped exact (archives decode on any machine), with the recipe: training, then quantisation
+    assert model.numerics == "exact1" and not model.has_weights
+    assert entry.command == f"{model.meta['command']}; {model.meta['quantize_command']}"
 
 
 def test_shipped_models_fit_the_size_budget():

@@ -11,10 +11,9 @@ any batch size and thread count: `full_pass_exact` is True.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from ..quantize import IntNetworks
 from . import exact_tables as tables
+from .intnet import IntNetworks
 from .numerics import PixelStepper, ProbabilityModel
 
 
@@ -27,16 +26,16 @@ def split_parts(parts: dict) -> tuple[dict, dict, dict]:
     return out
 
 
-def join_parts(nets: IntNetworks, latent: "tables.LatentTables", pixel: "tables.PixelTables") -> dict:
+def join_parts(nets, latent: "tables.LatentTables", pixel: "tables.PixelTables") -> dict:
     parts = {f"net.{k}": v for k, v in nets.to_dict().items()}
     parts.update({f"latent.{k}": v for k, v in latent.to_dict().items()})
     parts.update({f"pixel.{k}": v for k, v in pixel.to_dict().items()})
     return parts
 
 
-def _ints(t: torch.Tensor) -> np.ndarray:
+def _ints(a: np.ndarray) -> np.ndarray:
     """Integer-valued float64 activations as int64 (exact: all below 2^53)."""
-    return t.numpy().astype(np.int64)
+    return a.astype(np.int64)
 
 
 class ExactStepper(PixelStepper):
@@ -44,7 +43,7 @@ class ExactStepper(PixelStepper):
         self.stepper, self.pixel_tables = stepper, pixel_tables
 
     def predict(self, i, j, c, pixel):
-        return tables.pixel_probs(self.pixel_tables, self.stepper.logits_np(i, j, c, pixel).astype(np.int64))
+        return tables.pixel_probs(self.pixel_tables, self.stepper.logits(i, j, c, pixel).astype(np.int64))
 
     def set_pixel(self, i, j, pixel):
         self.stepper.set_pixel(i, j, pixel)
@@ -70,18 +69,18 @@ class ExactModel(ProbabilityModel):
         self.head_weights = tables.to_constriction(self.latent.head_weights)
         self.head_probs = tables.to_constriction(self.latent.head_masses)
 
-    def latent_values(self, buckets: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(tables.latent_values(self.latent, buckets)).double()
+    def latent_values(self, buckets: np.ndarray) -> np.ndarray:
+        return tables.latent_values(self.latent, buckets).astype(np.float64)
 
     def encode(self, x):
         """Codes as ints at CODE_FRAC (B, D) int64."""
-        return _ints(self.nets.encoder(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))))
+        return _ints(self.nets.encoder(x))
 
     def posterior_probs(self, codes):
         return tables.to_constriction(tables.posterior_masses(self.latent, codes))
 
     def prior_probs(self, previous_codes):
-        raw = self.nets.prior(torch.from_numpy(np.asarray(previous_codes, dtype=np.int64)).double())
+        raw = self.nets.prior(np.asarray(previous_codes, dtype=np.float64))
         return tables.to_constriction(tables.prior_masses(self.latent, _ints(raw)))
 
     def head_posterior(self, buckets):
@@ -91,6 +90,5 @@ class ExactModel(ProbabilityModel):
         return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets)), self.pixels)
 
     def score(self, x, buckets):
-        logits = self.nets.decoder.logits(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)),
-                                          self.latent_values(buckets))          # (B, C, outputs, H, W)
-        return tables.pixel_probs(self.pixels, _ints(logits.permute(0, 1, 3, 4, 2)))
+        logits = self.nets.decoder.logits(x, self.latent_values(buckets))          # (B, C, H, W, outputs)
+        return tables.pixel_probs(self.pixels, _ints(logits))

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
 
 #: Codes E(x) are ints at 2^-CODE_FRAC; so are bucket representative values (`latent_values`).
 CODE_FRAC = 12
@@ -134,8 +133,8 @@ class LookupTable:
         return self.values[k] + floor_shift(self._steps[k] * (offset & ((1 << shift) - 1)), shift)
 
     def to_dict(self, prefix: str) -> dict:
-        return {f"{prefix}.values": torch.from_numpy(self.values.copy()),
-                f"{prefix}.format": torch.tensor([self.start, self.in_frac, self.grid_frac], dtype=torch.int64)}
+        return {f"{prefix}.values": self.values.copy(),
+                f"{prefix}.format": np.array([self.start, self.in_frac, self.grid_frac], dtype=_INT)}
 
     @classmethod
     def from_dict(cls, d: dict, prefix: str) -> "LookupTable":
@@ -144,11 +143,12 @@ class LookupTable:
 
 
 def _ints(t) -> np.ndarray:
-    if isinstance(t, torch.Tensor):
-        if t.dtype != torch.int64:
-            raise ValueError(f"integer table stored as {t.dtype}, expected int64")
-        return t.detach().cpu().numpy().copy()
-    return np.ascontiguousarray(t, dtype=_INT)
+    if hasattr(t, "detach"):   # a tensor, from a model file of format 3
+        t = t.detach().cpu().numpy()
+    t = np.asarray(t)
+    if t.dtype != _INT:
+        raise ValueError(f"integer table stored as {t.dtype}, expected int64")
+    return t.copy()
 
 
 def _phi(x: float) -> float:
@@ -295,10 +295,9 @@ class LatentTables:
                    head_masses=normalise_masses(head_raw, HEAD_RAW_BITS + 1))
 
     def to_dict(self) -> dict:
-        """Tensors only, flat string keys (for a model file loaded with torch.load(weights_only=True))."""
-        out = {"edges": torch.from_numpy(self.edges.copy()), "centres": torch.from_numpy(self.centres.copy()),
-               "head_weights": torch.from_numpy(self.head_weights.copy()),
-               "head_masses": torch.from_numpy(self.head_masses.copy())}
+        """Arrays only, flat string keys (the model file stores them)."""
+        out = {"edges": self.edges.copy(), "centres": self.centres.copy(),
+               "head_weights": self.head_weights.copy(), "head_masses": self.head_masses.copy()}
         for name in ("phi", "inv_scale", "exp"):
             out.update(getattr(self, name).to_dict(name))
         return out
@@ -402,7 +401,7 @@ class PixelTables:
         return cls(int(levels), exp_table(LOGIT_FRAC))
 
     def to_dict(self) -> dict:
-        return {"levels": torch.tensor(self.levels, dtype=torch.int64), **self.exp.to_dict("exp")}
+        return {"levels": np.array(self.levels, dtype=_INT), **self.exp.to_dict("exp")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PixelTables":

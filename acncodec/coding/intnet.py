@@ -1,0 +1,406 @@
+"""The integer networks of numerics "exact1" at coding time: encoder, conditional prior and Gated PixelCNN
+decoder (full pass and incremental stepper), in numpy alone.
+
+`acncodec/quantize.py` makes these networks from a float model and stores them in the model file; this module
+reads them back and runs them. It imports no torch: decoding an archive of an exact model needs numpy and
+constriction only, which is why it starts quickly.
+
+Every activation is an integer held in a float64 array, standing for value / 2^frac. Why the results are the
+same on every machine (Balle, Johnston, Minnen 2019, "Integer networks for data compression with latent-variable
+models"; docs/NUMERICS.md):
+
+* a linear map (a matmul, or a convolution done as im2col + matmul) of integer weights and integer activations
+  is computed exactly by float64 hardware in any summation order, blocking, thread split or FMA use, as long as
+  every partial sum stays below 2^53. Each map clamps its input to a bound fixed at quantisation time, and
+  `Affine.check_bound` proves fan_in * max|w| * bound + max|bias| < 2^53 for it;
+* rescaling multiplies by an exact power of two and rounds with floor(x + 0.5): exact in float64;
+* tanh and sigmoid come from integer tables stored in the model file, read with integer-only interpolation;
+  ReLU, clamps, adds of aligned integers and the gates' products (both factors below 2^15) are exact.
+
+Images and activations are laid out channels-last (N, H, W, C): every map then reads its input's last axis.
+The full pass (`Decoder.logits`) and the stepper (`Stepper`) compute each map's rounded output from the same
+inputs, so their logits are identical whatever the batch size (tests/test_exact_networks.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+EXACT_LIMIT = 2.0 ** 53
+
+
+def _array(v, dtype=np.float64) -> np.ndarray:
+    """A stored part (numpy array or anything array-like, such as a torch tensor) as a numpy array."""
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v, dtype=dtype, order="C")
+
+
+def rescale(acc: np.ndarray, shift) -> np.ndarray:
+    """round(acc / 2^shift), halves rounded up; exact for integer acc below 2^53 (power-of-two scaling)."""
+    return np.floor(acc * np.exp2(-np.asarray(shift, dtype=np.float64)) + 0.5)
+
+
+class Affine:
+    """y = round((W x + b) / 2^shift) with integer W (out, fan_in), b at in_frac + w_frac; x clamped to
+    |x| <= bound first unless `clamp` is False (the input is bounded by construction: a gate's output or a
+    pixel). `shift` may differ per output. The rounding is folded into the bias: round(a / 2^s) (halves up)
+    = floor((a + 2^(s-1)) / 2^s), so a map is one matmul, one add, one multiply and one floor."""
+
+    def __init__(self, weight, bias, shift, bound: float, clamp: bool = True):
+        self.weight = _array(weight)
+        self.weight_t = np.ascontiguousarray(self.weight.T)
+        self.bias = _array(bias)
+        self.shift = _array(shift)
+        self.bound, self.clamp = float(bound), bool(clamp)
+        half = np.where(self.shift >= 1, np.exp2(self.shift - 1), 0.0)
+        self.bias_rounding = np.ascontiguousarray(self.bias + half)
+        self.inv = np.exp2(-self.shift)
+        if self.inv.ndim == 0:
+            self.inv = float(self.inv)
+
+    def sliced(self, rows=slice(None), cols=slice(None), clamp: bool | None = None) -> "Affine":
+        """The map restricted to some outputs and inputs (the unused inputs held at zero)."""
+        shift = self.shift if self.shift.ndim == 0 else self.shift[rows]
+        return Affine(self.weight[rows, cols], self.bias[rows], shift, self.bound,
+                      self.clamp if clamp is None else clamp)
+
+    def check_bound(self) -> None:
+        worst = self.weight.shape[1] * float(np.abs(self.weight).max()) * self.bound \
+            + float(np.abs(self.bias_rounding).max())
+        if not worst < EXACT_LIMIT:
+            raise ValueError(f"integer layer may exceed 2^53 in its accumulator ({worst:.3g})")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x (..., fan_in) integers -> (..., out) integers."""
+        if self.clamp:   # two ufuncs: np.clip's Python wrapper costs more than the clamp on small rows
+            x = np.minimum(np.maximum(x, -self.bound), self.bound)
+        acc = x @ self.weight_t
+        acc += self.bias_rounding
+        acc *= self.inv
+        return np.floor(acc, out=acc)
+
+    @classmethod
+    def from_dict(cls, d: dict, prefix: str) -> "Affine":
+        return cls(d[f"{prefix}.weight"], d[f"{prefix}.bias"], d[f"{prefix}.shift"],
+                   float(_array(d[f"{prefix}.bound"])), bool(_array(d[f"{prefix}.clamp"], bool)))
+
+
+class Table:
+    """A function f stored at knots lo + k 2^-step_frac as integers, read for integer inputs at in_frac by
+    clamping to [lo, -lo] and interpolating between knots in integers. Expanded once, at load, to every input
+    in range: a read is then one gather."""
+
+    def __init__(self, values, half_range: int, in_frac: int, step_frac: int):
+        values = _array(values)
+        self.lo = half_range * 2 ** in_frac
+        step = 2.0 ** (in_frac - step_frac)
+        u = np.arange(0, 2 * self.lo + 1, dtype=np.float64)
+        k = np.floor(u / step)
+        r = u - k * step
+        k = k.astype(np.int64)
+        lo, hi = values[k], values[k + 1]
+        self.dense = lo + rescale((hi - lo) * r, in_frac - step_frac)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.dense[(np.minimum(np.maximum(x, -self.lo), self.lo) + self.lo).astype(np.int64)]
+
+    @classmethod
+    def from_dict(cls, d: dict, prefix: str) -> "Table":
+        half_range, in_frac, step_frac = (int(v) for v in _array(d[f"{prefix}.format"], np.int64))
+        return cls(d[f"{prefix}.values"], half_range, in_frac, step_frac)
+
+
+# ------------------------------------------------------------------------------------------ convolutions
+def pad(x: np.ndarray, top: int = 0, bottom: int = 0, left: int = 0, right: int = 0) -> np.ndarray:
+    """Zero padding of (N, H, W, C) along H and W."""
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -> np.ndarray:
+    """A convolution of an already padded input (N, H, W, Cin) as im2col + matmul -> (N, Ho, Wo, out). The
+    window is flattened (Cin, kh, kw), the order of a convolution weight reshaped to (out, fan_in)."""
+    cols = sliding_window_view(x, kernel, axis=(1, 2))[:, ::stride, ::stride]   # (N, Ho, Wo, Cin, kh, kw)
+    return aff(cols.reshape(*cols.shape[:3], -1))
+
+
+def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """A transposed convolution as zero insertion, padding by kernel - 1 - padding and a plain convolution
+    (its weight stored as that convolution's)."""
+    n, h, w, c = x.shape
+    stuffed = np.zeros((n, (h - 1) * stride + 1, (w - 1) * stride + 1, c))
+    stuffed[:, ::stride, ::stride] = x
+    p = kernel - 1 - padding
+    return conv(pad(stuffed, p, p, p, p), aff, (kernel, kernel))
+
+
+def align(x: np.ndarray, frac_from: int, frac_to: int) -> np.ndarray:
+    """An integer activation moved from one format to another (exact when gaining bits)."""
+    return x * 2.0 ** (frac_to - frac_from) if frac_to >= frac_from else rescale(x, frac_from - frac_to)
+
+
+# ------------------------------------------------------------------------------------------ networks
+class Encoder:
+    """E(x): codes (N, D) at code_frac from images (N, C, H, W) of level indices."""
+
+    def __init__(self, pixel_in: np.ndarray, convs: list, strides: list[int], fc: list[Affine]):
+        self.pixel_in, self.convs, self.strides, self.fc = pixel_in, convs, strides, fc
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h = self.pixel_in[np.asarray(x, dtype=np.int64).transpose(0, 2, 3, 1)]
+        for aff, stride in zip(self.convs, self.strides):
+            h = np.maximum(conv(pad(h, 1, 1, 1, 1), aff, (3, 3), stride), 0.0)
+        h = h.transpose(0, 3, 1, 2).reshape(len(h), -1)      # flattened channels-first, as trained
+        return self.fc[1](np.maximum(self.fc[0](h), 0.0))
+
+    @classmethod
+    def from_dict(cls, d: dict, p: str, pixel_in: np.ndarray) -> "Encoder":
+        strides = [int(s) for s in _array(d[f"{p}.strides"], np.int64)]
+        return cls(pixel_in, [Affine.from_dict(d, f"{p}.conv{k}") for k in range(len(strides))], strides,
+                   [Affine.from_dict(d, f"{p}.fc{k}") for k in range(2)])
+
+
+class Prior:
+    """The conditional prior's MLP: codes (N, D) at code_frac -> raw (N, D, M, 3), the mean (index 1) at
+    code_frac, the weight logit and scale pre-activation at raw_frac."""
+
+    NAMES = ("h1", "h2", "h3", "out")
+
+    def __init__(self, layers: dict, tanh: Table, act_frac: int, code_frac: int, dims: tuple[int, int]):
+        self.layers, self.tanh, self.act_frac, self.code_frac, self.dims = layers, tanh, act_frac, code_frac, dims
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        c = align(np.asarray(codes, dtype=np.float64), self.code_frac, self.act_frac)
+        h1 = self.tanh(self.layers["h1"](c))
+        h2 = self.tanh(self.layers["h2"](np.concatenate([h1, c], -1)))
+        h3 = self.tanh(self.layers["h3"](np.concatenate([h2, c], -1)))
+        raw = self.layers["out"](np.concatenate([c, h1, h2, h3], -1))
+        return raw.reshape(len(c), self.dims[0], self.dims[1], 3)
+
+    @classmethod
+    def from_dict(cls, d, p, tanh, act_frac, code_frac) -> "Prior":
+        return cls({n: Affine.from_dict(d, f"{p}.{n}") for n in cls.NAMES}, tanh, act_frac, code_frac,
+                   tuple(int(v) for v in _array(d[f"{p}.dims"], np.int64)))
+
+
+@dataclass
+class GatedLayer:
+    maps: dict          # vconv, hconv, v2h, hout, cond
+    first: bool
+    kernel: int
+
+    KEYS = ("vconv", "hconv", "v2h", "hout", "cond")
+
+    @property
+    def kh(self) -> int:
+        return self.kernel // 2 + 1
+
+    @property
+    def half(self) -> int:
+        return self.kernel // 2
+
+
+class Gate:
+    """tanh(a) sigmoid(b) for pre = [a, b] along the last axis, rounded to act_frac. Both halves read one
+    table (tanh on sigmoid's wider input range, where it is the same function, then sigmoid), so a gate is
+    one gather."""
+
+    def __init__(self, tanh: Table, sigmoid: Table, act_frac: int):
+        self.lo = sigmoid.lo
+        span = np.arange(-self.lo, self.lo + 1, dtype=np.float64)
+        self.table = np.concatenate([tanh(span), sigmoid(span)])
+        self.half, self.inv = 2.0 ** (act_frac - 1), 2.0 ** -act_frac
+        self._offsets: dict = {}
+
+    def __call__(self, pre: np.ndarray) -> np.ndarray:
+        width = pre.shape[-1]
+        half = width // 2
+        offsets = self._offsets.get(width)
+        if offsets is None:   # index of input 0 in each half's table
+            offsets = np.array([self.lo] * half + [3 * self.lo + 1] * half, dtype=np.float64)
+            self._offsets[width] = offsets
+        idx = np.minimum(np.maximum(pre, -self.lo), self.lo)
+        idx += offsets
+        values = self.table[idx.astype(np.int64)]
+        out = values[..., :half] * values[..., half:]
+        out += self.half
+        out *= self.inv
+        return np.floor(out, out=out)
+
+
+class Decoder:
+    """The Gated PixelCNN: logits at logit_frac. `logits` is the full pass, `stepper` the incremental one;
+    both compute the same rounded terms."""
+
+    def __init__(self, pixel_in, cmap: dict, cmap_dims, layers: list[GatedLayer], head: dict, gate: Gate,
+                 shape, outputs: int):
+        self.pixel_in, self.cmap, self.cmap_dims, self.layers, self.head = pixel_in, cmap, cmap_dims, layers, head
+        self.gate = gate
+        self.C, self.H, self.W = shape
+        self.outputs = outputs
+        hid = cmap_dims[3]
+        # the output head sliced per channel c (hidden units c*hid .. (c+1)*hid; `previous` reads channels < c)
+        self.features_c = [head["features"].sliced(slice(c * hid, (c + 1) * hid)) for c in range(self.C)]
+        self.previous_c = [None] + [head["previous"].sliced(slice(c * hid, (c + 1) * hid), slice(0, c))
+                                    for c in range(1, self.C)]
+
+    def condition(self, z: np.ndarray) -> list:
+        """Per layer, the (cond_v, cond_h) maps (N, H, W, 2 channels) from latents z (N, D) at code_frac."""
+        hidden, h0, w0, _ = self.cmap_dims
+        grid = np.maximum(self.cmap["fc"](np.asarray(z, dtype=np.float64)), 0.0)
+        grid = grid.reshape(len(grid), hidden, h0, w0).transpose(0, 2, 3, 1)
+        grid = np.maximum(upsample_conv(grid, self.cmap["up0"], 4, 2, 1), 0.0)
+        cmap = upsample_conv(grid, self.cmap["up1"], 4, 2, 1)[:, :self.H, :self.W]
+        out = []
+        for layer in self.layers:
+            cond = layer.maps["cond"](cmap)
+            half = cond.shape[-1] // 2
+            out.append((cond[..., :half], cond[..., half:]))
+        return out
+
+    def head_logits(self, top: np.ndarray, xs: np.ndarray, c: int) -> np.ndarray:
+        """Channel c's logits (..., outputs) from relu(top features) (..., channels) and the scaled values
+        xs (..., C) of the pixel's channels (those below c are read)."""
+        hidden = self.features_c[c](top)
+        if c > 0:
+            hidden += self.previous_c[c](xs[..., :c])
+        return self.head["logits"][c](np.maximum(hidden, 0.0))
+
+    def logits(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """x level indices (N, C, H, W), z (N, D) at code_frac -> integer logits (N, C, H, W, outputs)."""
+        xs = self.pixel_in[np.asarray(x, dtype=np.int64).transpose(0, 2, 3, 1)]     # (N, H, W, C)
+        v = pad(xs, top=1)[:, :-1]
+        h = pad(xs, left=1)[:, :, :-1]
+        for layer, (cond_v, cond_h) in zip(self.layers, self.condition(z)):
+            m = layer.maps
+            v_pre = conv(pad(v, layer.kh - 1, 0, layer.half, layer.half), m["vconv"], (layer.kh, layer.kernel))
+            v_pre += cond_v
+            h_pre = conv(pad(h, left=layer.kh - 1), m["hconv"], (1, layer.kh))
+            h_pre += m["v2h"](v_pre)
+            h_pre += cond_h
+            out = m["hout"](self.gate(h_pre))
+            h = out if layer.first else out + h
+            v = self.gate(v_pre)
+        top = np.maximum(h, 0.0)
+        return np.stack([self.head_logits(top, xs, c) for c in range(self.C)], 1)
+
+    def stepper(self, z: np.ndarray) -> "Stepper":
+        return Stepper(self, z)
+
+    @classmethod
+    def from_dict(cls, d, p, pixel_in, gate) -> "Decoder":
+        dims = [int(v) for v in _array(d[f"{p}.dims"], np.int64)]
+        C, H, W, outputs = dims[4:]
+        cmap = {n: Affine.from_dict(d, f"{p}.cmap.{n}") for n in ("fc", "up0", "up1")}
+        layers = [GatedLayer({n: Affine.from_dict(d, f"{p}.layer{k}.{n}") for n in GatedLayer.KEYS},
+                             bool(first), int(kernel))
+                  for k, (first, kernel) in enumerate(_array(d[f"{p}.layers"], np.int64).tolist())]
+        head = {"features": Affine.from_dict(d, f"{p}.head.features"),
+                "logits": [Affine.from_dict(d, f"{p}.head.logits{c}") for c in range(C)]}
+        if C > 1:
+            head["previous"] = Affine.from_dict(d, f"{p}.head.previous")
+        return cls(pixel_in, cmap, tuple(dims[:4]), layers, head, gate, (C, H, W), outputs)
+
+
+class Stepper:
+    """Incremental decoding (the caching of `incremental.py`): per row, every layer's vertical stack and the
+    horizontal stack's row terms; per pixel, one window matmul per layer."""
+
+    def __init__(self, dec: Decoder, z: np.ndarray):
+        self.dec = dec
+        self.B, self.C, self.W = len(z), dec.C, dec.W
+        l0 = dec.layers[0]
+        self.kh, self.kw, self.half = l0.kh, l0.kh, l0.half
+        self.cond = dec.condition(z)
+        self.ins = [self.C] + [l.maps["hout"].weight.shape[0] for l in dec.layers[:-1]]
+        # vertical inputs, the rows above each decoded row (channels-last)
+        self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin)) for cin in self.ins]
+        # hconv's weight (out, Cin * 1 * kw) reordered to read a (B, kw, Cin) window flattened
+        self.hconv = []
+        for l, cin in zip(dec.layers, self.ins):
+            a = l.maps["hconv"]
+            weight = a.weight.reshape(-1, cin, l.kh).transpose(0, 2, 1).reshape(a.weight.shape[0], -1)
+            self.hconv.append(Affine(weight, a.bias, a.shift, a.bound, a.clamp))
+        self.row, self.col, self.next = -1, -1, (0, 0)
+
+    def _start_row(self, i: int) -> None:
+        kh, half, W, gate = self.kh, self.half, self.W, self.dec.gate
+        self.vrow = []
+        for n, layer in enumerate(self.dec.layers):
+            cond_v, cond_h = self.cond[n]
+            m = layer.maps
+            v_pre = conv(self.vin[n][:, i:i + kh], m["vconv"], (kh, layer.kernel))[:, 0]   # (B, W, 2C)
+            v_pre += cond_v[:, i]
+            if n + 1 < len(self.vin):
+                self.vin[n + 1][:, i + kh - 1, half:half + W] = gate(v_pre)
+            vh = m["v2h"](v_pre)
+            vh += cond_h[:, i]
+            self.vrow.append(vh.transpose(1, 0, 2).copy())          # (W, B, 2C)
+        self.hin = [np.zeros((self.B, self.kw - 1 + W + 1, cin)) for cin in self.ins]
+        self.row, self.col = i, -1
+
+    def _stack(self, j: int) -> None:
+        kw, h, gate = self.kw, None, self.dec.gate
+        for n, layer in enumerate(self.dec.layers):
+            buf = self.hin[n]
+            if n > 0:
+                buf[:, j + kw - 1] = h
+            h_pre = self.hconv[n](buf[:, j:j + kw].reshape(self.B, -1))
+            h_pre += self.vrow[n][j]
+            out = layer.maps["hout"](gate(h_pre))
+            h = out if layer.first else out + buf[:, j + kw - 1]
+        self.top = np.maximum(h, 0.0)
+        self.col = j
+
+    def logits(self, i: int, j: int, c: int, pixel) -> np.ndarray:
+        """Integer logits (B, outputs) of channel c at (i, j); pixel (B, C) holds the values of channels < c."""
+        if (i, j) != self.next or not 0 <= c < self.C:
+            raise ValueError(f"logits({i}, {j}, {c}) out of raster order: expected pixel {self.next}")
+        if self.row != i:
+            self._start_row(i)
+        if self.col != j:
+            self._stack(j)
+        xs = self.dec.pixel_in[np.asarray(pixel, dtype=np.int64)] if c > 0 else None
+        return self.dec.head_logits(self.top, xs, c)
+
+    def set_pixel(self, i: int, j: int, values) -> None:
+        if (i, j) != self.next or self.col != j or self.row != i:
+            raise ValueError(f"set_pixel({i}, {j}) out of order: expected {self.next} after its logits")
+        xs = self.dec.pixel_in[np.asarray(values, dtype=np.int64)]
+        self.hin[0][:, j + self.kw] = xs
+        self.vin[0][:, i + self.kh, self.half + j] = xs
+        self.next = (i, j + 1) if j + 1 < self.W else (i + 1, 0)
+
+
+# ------------------------------------------------------------------------------------------ the whole
+@dataclass
+class IntNetworks:
+    """The three integer networks of an exact model, with their formats."""
+
+    encoder: Encoder
+    prior: Prior
+    decoder: Decoder
+    formats: dict      # act_frac, code_frac, raw_frac, logit_frac
+
+    def maps(self) -> list[Affine]:
+        """Every affine map (for proofs of their bounds)."""
+        d = self.decoder
+        return list(self.encoder.convs) + list(self.encoder.fc) + list(self.prior.layers.values()) \
+            + list(d.cmap.values()) + [a for layer in d.layers for a in layer.maps.values()] \
+            + [d.head["features"], *d.head["logits"]] + ([d.head["previous"]] if "previous" in d.head else [])
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IntNetworks":
+        act, code, raw, logit = (int(v) for v in _array(d["formats"], np.int64))
+        pixel_in = _array(d["pixel_in"])
+        tanh, sigmoid = Table.from_dict(d, "tanh"), Table.from_dict(d, "sigmoid")
+        nets = cls(Encoder.from_dict(d, "encoder", pixel_in),
+                   Prior.from_dict(d, "prior", tanh, act, code),
+                   Decoder.from_dict(d, "decoder", pixel_in, Gate(tanh, sigmoid, act)),
+                   {"act_frac": act, "code_frac": code, "raw_frac": raw, "logit_frac": logit})
+        for a in nets.maps():   # a crafted model file must not be able to break exactness
+            a.check_bound()
+        return nets
