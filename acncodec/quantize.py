@@ -80,11 +80,9 @@ class IntAffine:
         return aff
 
     def check_bound(self) -> None:
-        half = torch.where(self.shift >= 1, torch.pow(2.0, self.shift - 1), torch.zeros_like(self.shift))
-        worst = self.weight.shape[1] * float(self.weight.abs().max()) * self.bound \
-            + float((self.bias + half).abs().max())
-        if not worst < EXACT_LIMIT:
-            raise ValueError(f"integer layer may exceed 2^53 in its accumulator ({worst:.3g})")
+        """The proof that coding checks again when it reads the map (`coding.intnet.Affine.check_bound`)."""
+        from .coding.intnet import Affine
+        Affine(self.weight, self.bias, self.shift, self.bound, self.clamp).check_bound()
 
     def to_dict(self, prefix: str) -> dict:
         return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias, f"{prefix}.shift": self.shift,
@@ -374,10 +372,8 @@ def dequantised_state(parts: dict, layout: dict) -> dict:
         w_frac = float(np.asarray(net[f"{stored}.shift"]).reshape(-1)[0]) + out_frac - in_frac
         return np.ldexp(w, -int(w_frac)), np.ldexp(b, -int(w_frac + in_frac))
 
-    for stored, module, in_frac, out_frac in maps + [(n, None, act, logit) for n in logits]:
+    for stored, module, in_frac, out_frac in maps:
         w, b = real(stored, in_frac, out_frac)
-        if module is None:
-            continue
         shape = layout[f"{module}.weight"][1]
         if module.startswith("decoder.condition_map.up"):     # a transposed convolution's weight (in, out, k, k)
             w = w.reshape(shape[1], shape[0], *shape[2:])[..., ::-1, ::-1].transpose(1, 0, 2, 3)

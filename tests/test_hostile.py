@@ -481,7 +481,7 @@ def test_12_an_unwritable_output_folder_is_refused_before_the_work(env, tmp_path
     try:
         target.touch()
         target.unlink()
-        pytest.skip("/sys is writable here")
+        pytest.skip("/sys is writable on this machine, so there is no unwritable folder to test the refusal with")
     except OSError:
         pass
     folder = tmp_path / "in"
