@@ -130,7 +130,7 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
     pm = numerics.for_model(model)
     requested = order
     if order == "associative" and not pm.has_pointer_weights:
-        raise AcnError(f"the associative order needs float numerics; this model's numerics are {pm.numerics}")
+        raise AcnError(f"numerics {pm.numerics} cannot code the associative order")
     started = time.perf_counter()
     rounds = lambda r: bar(r, progress, desc="compress", unit="round", leave=False)
     with coding_threads(CODING_THREADS):

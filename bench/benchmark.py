@@ -61,9 +61,6 @@ TABLE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy
               ("unordered", "unordered (reconstruction + unconditional KL)"),
               ("set", "set (unordered - the order's ln N! - sum ln m_i!)"), ("order_cost", "ln(N!)/N")]
 NAMES_FOLDER = ("binarized-mnist:test:1000", "binarized-mnist")
-# Order modes the exact numerics cannot code yet (their r(k | z) has no integer implementation): skipped, and
-# said so in the records, for exact models.
-NEEDS_FLOAT = {"associative"}
 # The shipped digits model was trained on all 1,797 digits (bench/train_reference_models.sh): its figures on
 # digits are for data the model has seen, and its plots say so.
 SEEN_IN_TRAINING = {"digits"}
@@ -92,12 +89,8 @@ def run_dataset(name: str, count: int | None) -> dict:
     dims = model.spec.height * model.spec.width * model.spec.channels
     print(f"[{name}] {images.source}: {len(images)} images; model {model_name} ({model.hash[:12]})", flush=True)
     table = api.estimate(images, model)
-    coded, skipped = {}, {}
+    coded = {}
     for order in codec.ORDERS:
-        if order in NEEDS_FLOAT and model.numerics != "float32":
-            skipped[order] = f"needs float numerics; model {model_name} is {model.numerics}"
-            print(f"[{name}] acncodec {order}: skipped ({skipped[order]})", flush=True)
-            continue
         report = roundtrip(images, model, model_name, order)
         coded[order] = report
         print(f"[{name}] acncodec {order}: {report['bytes']:,} B = {report['bits_per_dim']:.4f} bits/dim "
@@ -111,7 +104,7 @@ def run_dataset(name: str, count: int | None) -> dict:
             "model": {"name": model_name, "hash": model.hash, "command": model.meta.get("command")},
             "estimate_nats_per_image": table,
             "estimate_bits_per_dim": {k: bits_per_dim(v, dims) for k, v in table.items() if k != "n"},
-            "acncodec": coded, "acncodec_skipped": skipped, "classical": classical,
+            "acncodec": coded, "classical": classical,
             "seconds": time.perf_counter() - started}
 
 
@@ -127,8 +120,6 @@ def names_cost(count: int | None) -> dict:
         folder = acncodec.load(str(Path(tmp) / "folder"))
         out["example_names"] = folder.names[:3]
         for order in codec.ORDERS:
-            if order in NEEDS_FLOAT and model.numerics != "float32":
-                continue
             report = roundtrip(folder, model, model_name, order)
             out["orders"][order] = {k: report[k] for k in ("bytes", "section_bytes", "bits_per_dim",
                                                            "names_bits_per_image", "log2_n_factorial_per_image",
@@ -179,8 +170,6 @@ def markdown(r: dict) -> str:
     for order, c in r["acncodec"].items():
         lines.append(f"| {order} | {c['estimate_nats_per_image']:.2f} | {c['estimate_kl']:.2f} | "
                      f"{c['nats_per_image']:.2f} | {c['bits_per_dim']:.4f} |")
-    for order, why in r.get("acncodec_skipped", {}).items():
-        lines.append(f"| {order} | not coded: {why} | | | |")
     lines += ["", "## Compressed and restored (every pixel checked)", "",
               "| compressor | bytes | bits/dim | notes |", "|---|---|---|---|"]
     for order, c in r["acncodec"].items():

@@ -4,6 +4,8 @@ Exactness does not need a trained model: an untrained network's probabilities ar
 model's, and far faster to compute.
 """
 
+import functools
+
 import numpy as np
 import torch
 
@@ -40,7 +42,8 @@ SPECS = {"binary": DataSpec(5, 6, 1, 2), "digits-like": DataSpec(4, 4, 1, 17), "
          "rgb": DataSpec(3, 4, 3, 256)}
 
 
-def float_twin(model):
-    """The float-numerics model that an exact model's integer maps stand for (its float network, prior and
-    tables), for what only float numerics code (the associative order)."""
-    return modelfile.Model(model.net, model.spec, model.unconditional, model.buckets, dict(model.meta), model.head)
+@functools.lru_cache(maxsize=None)
+def tiny_exact_model(spec: DataSpec, seed: int = 0) -> modelfile.Model:
+    """`tiny_model` quantised to numerics "exact1" (calibrated on random images of the spec)."""
+    from acncodec.quantize import calibration_set, quantise_model
+    return quantise_model(tiny_model(spec, seed), calibration_set(random_images(spec, 32, seed=9)))

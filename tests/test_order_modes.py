@@ -16,7 +16,7 @@ from acncodec.cli import main
 from acncodec.coding.multiset import image_keys, order_information_nats
 from acncodec.data import ImageSet, load
 from acncodec.errors import AcnError
-from helpers import SPECS, float_twin, random_images, tiny_model
+from helpers import SPECS, random_images, tiny_exact_model, tiny_model
 
 
 def with_duplicates(images: ImageSet) -> ImageSet:
@@ -51,6 +51,16 @@ def round_trip(images: ImageSet, model, order: str, chains):
 def test_set_orders_round_trip_exact_with_duplicates(kind, n, chains, names, order):
     spec = SPECS[kind]
     round_trip(with_duplicates(random_images(spec, n, seed=n, names=names)), tiny_model(spec), order, chains)
+
+
+@pytest.mark.parametrize("kind", SPECS)
+@pytest.mark.parametrize("n,chains", [(1, None), (2, 5), (6, 2), (11, 3)])
+def test_associative_round_trips_with_exact_numerics(kind, n, chains):
+    """The integer r(k | z) (exact_tables.pointer_masses) in a real bitstream, duplicates included."""
+    spec = SPECS[kind]
+    blob, report, _ = round_trip(with_duplicates(random_images(spec, n, seed=n)), tiny_exact_model(spec),
+                                 "associative", chains)
+    assert report["order"] == "associative"
 
 
 @pytest.mark.parametrize("kind", SPECS)
@@ -112,7 +122,7 @@ def test_associative_keeps_to_its_estimate(digits_part):
     """The associative order's payload within 2.5% of its estimate on 300 digits (measured 1.45%). The bits back
     on the component matter: with r(k | z, x) made uniform (ignoring z) the payload is 27% over."""
     model, images = digits_part
-    model = float_twin(model)   # the associative order needs float numerics; the shipped model is exact
+    assert model.numerics == "exact1"
     _, report = codec.compress(images, model, order="associative", progress=False)
     assert 0.99 <= report["payload_nats_per_image"] / report["estimate_nats_per_image"] <= 1.025
 
@@ -143,20 +153,26 @@ def test_cli_set_and_auto(tmp_path):
     assert r.exit_code != 0 and "shuffle" in r.output
 
 
-def test_pointer_weights_are_positive_normalised_and_repeatable():
+@pytest.mark.parametrize("exact", [False, True])
+def test_pointer_weights_are_positive_normalised_and_repeatable(exact):
     """The seam's r(k | z) for the associative order: one row per datum over [p(z), K neighbours], every entry
     codable, computed bit for bit the same on a second call; a neighbour listed twice gets equal weight."""
     from acncodec.coding import numerics
     spec = SPECS["digits-like"]
-    pm = numerics.for_model(tiny_model(spec))
+    pm = numerics.for_model((tiny_exact_model if exact else tiny_model)(spec))
     rng = np.random.default_rng(0)
     buckets = rng.integers(0, 2 ** pm.bucket_bits, (5, pm.latent_dim))
     codes = rng.standard_normal((5, 3, pm.latent_dim)).astype(np.float32)
+    if exact:   # codes are ints at CODE_FRAC
+        codes = np.round(np.ldexp(codes, 12)).astype(np.int64)
     codes[:, 2] = codes[:, 1]
     w = pm.pointer_weights(buckets, codes)
     assert w.shape == (5, 4) and (w > 0).all() and np.allclose(w.sum(1), 1.0)
     assert np.array_equal(w, pm.pointer_weights(buckets, codes))
-    assert np.array_equal(w[:, 2], w[:, 3])
+    if exact:   # equal shares; the normalisation's remainder (under K / 2^MASS_BITS) goes to the first largest
+        assert np.abs(w[:, 2] - w[:, 3]).max() <= 4 * 2.0 ** -28
+    else:
+        assert np.array_equal(w[:, 2], w[:, 3])
 
 
 @pytest.mark.parametrize("order", ["set", "associative"])
@@ -172,8 +188,7 @@ def test_set_orders_start_again_on_more_seed_words_when_the_first_rounds_drain_t
 
 
 def test_numerics_without_pointer_weights_leave_associative_out(monkeypatch):
-    """A numerics implementation without the associative order's r(k | z) (the exact integer one, until it
-    has them): auto does not consider it, and asking for it is a clear error, not a traceback."""
+    """A numerics implementation without the associative order's r(k | z): auto does not consider it, and asking for it is a clear error, not a traceback."""
     from acncodec.coding import float_numerics
     monkeypatch.setattr(float_numerics.FloatModel, "has_pointer_weights", False)
     spec = SPECS["binary"]
@@ -182,3 +197,30 @@ def test_numerics_without_pointer_weights_leave_associative_out(monkeypatch):
     assert "associative" not in report["order_estimates_nats_per_image"]
     with pytest.raises(AcnError, match="associative"):
         codec.compress(random_images(spec, 6), model, order="associative", progress=False)
+
+
+def test_exact_pointer_masses_are_the_components_probabilities_of_the_buckets():
+    """exact_tables.pointer_masses against the same posterior computed independently in float64 logs from the
+    integer bucket masses: r(0 | z) from the head mixture, r(j | z) from neighbour j's prior, normalised."""
+    from acncodec.coding import exact_tables as et
+    from acncodec.coding import numerics
+    spec = SPECS["binary"]
+    pm = numerics.for_model(tiny_exact_model(spec))
+    rng = np.random.default_rng(1)
+    held = pm.encode(random_images(spec, 8, seed=4).images.transpose(0, 3, 1, 2))
+    buckets = rng.integers(0, 2 ** pm.bucket_bits, (6, pm.latent_dim))
+    buckets[:3] = np.argmax(pm.prior_probs(held[:3]), axis=-1)   # latents the first neighbours favour
+    near = np.stack([rng.permutation(8)[:4] for _ in range(6)])
+    near[:3, 0] = np.arange(3)
+    masses = et.pointer_masses(pm.latent, buckets, pm.nets.prior(held[near].reshape(24, -1).astype(np.float64))
+                               .astype(np.int64).reshape(6, 4, pm.latent_dim, -1, 3))
+    assert masses.dtype == np.int64 and (masses >= 1).all() and (masses.sum(1) == 1 << et.MASS_BITS).all()
+    d = np.arange(pm.latent_dim)
+    log_head = np.log(pm.latent.head_weights / 2.0 ** et.MASS_BITS) + \
+        np.log(pm.latent.head_masses[:, d, buckets] / 2.0 ** et.MASS_BITS).sum(-1).T        # (6, K)
+    prior = et.prior_masses(pm.latent, pm.nets.prior(held.astype(np.float64)).astype(np.int64)) / 2.0 ** et.MASS_BITS
+    log_cond = np.log(prior[near[..., None], d, buckets[:, None, :]]).sum(-1)                       # (6, 4)
+    logp = np.concatenate([np.logaddexp.reduce(log_head, axis=1)[:, None], log_cond], axis=1)
+    expected = np.exp(logp - np.logaddexp.reduce(logp, axis=1, keepdims=True))
+    assert np.allclose(masses / 2.0 ** et.MASS_BITS, expected, atol=4 * 2.0 ** -et.MASS_BITS)
+    assert (masses[:3, 1] > masses[:3, 0]).all()   # the neighbour whose prior the latents came from wins over p(z)

@@ -178,20 +178,26 @@ def make_tables(path: Path) -> None:
 
 
 def make_archives(folder: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """A tiny exact model per kind of data (binary, 17 levels, 8-bit grey, RGB), an archive compressed here with
-    it, and the digest of the images it holds."""
+    """A tiny exact model per kind of data (binary, 17 levels, 8-bit grey, RGB), archives compressed here with
+    it (original order; and associative, whose integer r(k | z) takes other paths), and the digest of the
+    images each holds."""
     from acncodec import codec, modelfile
+    from acncodec.coding.multiset import canonical_order, image_keys
     from acncodec.quantize import calibration_set, quantise_model
     from helpers import SPECS, random_images, tiny_model
     archives, expected = {}, {}
     for kind, spec in SPECS.items():
         model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 32, seed=9)))
         images = random_images(spec, 5, seed=3)
-        blob, _ = codec.compress(images, model, order="original", chains=2, progress=False, estimate=False)
-        model_path, archive_path = folder / f"{kind}.acnm", folder / f"{kind}.acn"
+        model_path = folder / f"{kind}.acnm"
         modelfile.save(model, model_path)
-        archive_path.write_bytes(blob)
-        archives[kind], expected["archive " + kind] = [str(model_path), str(archive_path)], digest(images.images)
+        for order, key in (("original", kind), ("associative", f"{kind} associative")):
+            blob, _ = codec.compress(images, model, order=order, chains=2, progress=False, estimate=False)
+            archive_path = folder / f"{key}.acn"
+            archive_path.write_bytes(blob)
+            archives[key] = [str(model_path), str(archive_path)]
+            expected["archive " + key] = digest(images.images if order == "original" else
+                                              images.images[canonical_order(image_keys(images.images))])
     return archives, expected
 
 
@@ -224,7 +230,8 @@ def test_the_settings_change_float_results(fresh_reports):
         "no setting changed float32 results: the settings did not take effect"
 
 
-@pytest.mark.parametrize("kind", ["binary", "digits-like", "grey", "rgb"])
+@pytest.mark.parametrize("kind", ["binary", "digits-like", "grey", "rgb", "binary associative", "rgb associative",
+                                  "digits-like associative", "grey associative"])
 def test_archives_decode_exactly_in_every_setting(fresh_reports, kind):
     """Compressed here with a tiny exact model; decoded in every fresh process to the very same pixels."""
     here, reports = fresh_reports

@@ -52,6 +52,7 @@ class ExactStepper(PixelStepper):
 class ExactModel(ProbabilityModel):
     numerics = "exact1"
     full_pass_exact = True
+    has_pointer_weights = True
 
     def __init__(self, model):
         if model.exact is None:
@@ -85,6 +86,11 @@ class ExactModel(ProbabilityModel):
 
     def head_posterior(self, buckets):
         return tables.head_posterior(self.latent, buckets)
+
+    def pointer_weights(self, buckets, neighbour_codes):
+        n, k, d = neighbour_codes.shape
+        raw = _ints(self.nets.prior(np.asarray(neighbour_codes, dtype=np.float64).reshape(n * k, d)))
+        return tables.to_constriction(tables.pointer_masses(self.latent, buckets, raw.reshape(n, k, *raw.shape[1:])))
 
     def stepper(self, buckets):
         return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets)), self.pixels)

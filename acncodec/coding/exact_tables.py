@@ -349,6 +349,28 @@ def prior_masses(tables: LatentTables, raw_int: np.ndarray) -> np.ndarray:
     return normalise_masses(total, WEIGHT_BITS + CDF_BITS + comps.bit_length())
 
 
+def component_masses(joint: np.ndarray) -> np.ndarray:
+    """Exact joint weights (B, K) (Python ints, any size, not all zero in a row) to masses (B, K) int64: each
+    1 + its share of 2^MASS_BITS - K (so every component stays codable), the first largest taking the rest."""
+    k = joint.shape[1]
+    free = (1 << MASS_BITS) - k
+    out = np.empty(joint.shape, dtype=_INT)
+    for b in range(joint.shape[0]):
+        total = int(sum(int(v) for v in joint[b]))
+        row = [1 + (int(v) * free) // total for v in joint[b]]
+        top = max(range(k), key=lambda i: (row[i], -i))     # the first largest
+        row[top] += (1 << MASS_BITS) - sum(row)
+        out[b] = row
+    return out
+
+
+def _head_joint(tables: LatentTables, buckets: np.ndarray) -> np.ndarray:
+    """w_k prod_d P_k,d(z_d) (B, K) as Python ints, at 2^((D + 1) MASS_BITS)."""
+    d = tables.dim
+    picked = np.moveaxis(tables.head_masses[:, np.arange(d)[None, :], buckets], 0, 1)   # (B, K, D)
+    return np.prod(picked.astype(object), axis=-1) * tables.head_weights.astype(object)[None, :]
+
+
 def head_posterior_masses(tables: LatentTables, buckets: np.ndarray) -> np.ndarray:
     """q(k | z) of the head mixture given bucketed latents (B, D): (B, K) int64 masses.
 
@@ -357,18 +379,28 @@ def head_posterior_masses(tables: LatentTables, buckets: np.ndarray) -> np.ndarr
     """
     buckets = np.asarray(buckets, dtype=_INT)
     _check_dims(tables, buckets, -1, "buckets")
-    k, d = len(tables.head_weights), tables.dim
-    picked = np.moveaxis(tables.head_masses[:, np.arange(d)[None, :], buckets], 0, 1)   # (B, K, D)
-    joint = np.prod(picked.astype(object), axis=-1) * tables.head_weights.astype(object)[None, :]   # (B, K)
-    free = (1 << MASS_BITS) - k
-    total = joint.sum(-1)
-    out = np.empty(joint.shape, dtype=_INT)
-    for b in range(joint.shape[0]):
-        row = [1 + (int(v) * free) // int(total[b]) for v in joint[b]]
-        top = max(range(k), key=lambda i: (row[i], -i))     # the first largest
-        row[top] += (1 << MASS_BITS) - sum(row)
-        out[b] = row
-    return out
+    return component_masses(_head_joint(tables, buckets))
+
+
+def pointer_masses(tables: LatentTables, buckets: np.ndarray, neighbour_raw_int: np.ndarray) -> np.ndarray:
+    """r(k | z) of the associative set order: (B, 1 + K) int64 masses over [the head mixture, p(z | c_1), ...,
+    p(z | c_K)] for bucketed latents (B, D) and the prior network's raw outputs for K neighbours (B, K, D, M, 3).
+
+    Proportional to each component's probability of the buckets: the head mixture's sum_k w_k prod_d P_k,d(z_d)
+    and each neighbour's prod_d p_d(z_d | c_j), brought to one denominator and normalised in exact integers
+    (as q(k | z) of the head), so the weights are the same bits on every machine.
+    """
+    buckets = np.asarray(buckets, dtype=_INT)
+    _check_dims(tables, buckets, -1, "buckets")
+    raw = np.asarray(neighbour_raw_int, dtype=_INT)
+    if raw.ndim != 5 or raw.shape[0] != buckets.shape[0]:
+        raise ValueError(f"neighbour prior outputs must be (B, K, D, M, 3) for {buckets.shape[0]} latents, "
+                         f"got {raw.shape}")
+    masses = prior_masses(tables, raw)                                                  # (B, K, D, 2^b)
+    picked = np.take_along_axis(masses, buckets[:, None, :, None], axis=-1)[..., 0]      # (B, K, D)
+    conditional = np.prod(picked.astype(object), axis=-1) * (1 << MASS_BITS)            # at 2^((D + 1) MASS_BITS)
+    head = _head_joint(tables, buckets).sum(axis=1)
+    return component_masses(np.concatenate([head[:, None], conditional], axis=1))
 
 
 def head_posterior(tables: LatentTables, buckets: np.ndarray) -> np.ndarray:
