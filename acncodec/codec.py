@@ -150,20 +150,18 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
                           and (m != "associative" or pm.has_pointer_weights)]
             costs = {m: c for m, c in costs.items() if m in candidates}
             order = min(candidates, key=lambda m: costs[m]["nats"])   # ties: AUTO_PREFERENCE order
-        n_seed = seed_word_count(model, order)
-        try:
-            if order in SET_ORDERS:
-                sequence = canonical_order(image_keys(images.images))   # the order Bob writes the data out in
-                payload, n_seed = encode_set_stream(pm, images.images, lengths, order == "associative",
-                                                    seed_count=n_seed, max_seed_count=MAX_SEED_WORDS,
-                                                    rounds=rounds)
-            else:
-                sequence = tour if order == "tour" else np.arange(n)
-                payload = encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour",
-                                        seed_count=n_seed, rounds=rounds)
-        except StackExhausted as e:
-            raise AcnError(f"{images.source}: the seed words did not cover a bits-back pop (round {e.round}); "
-                           f"try another --chains") from None
+        # Where the sender's pass is the full pass, the estimate's reconstruction is read off it.
+        meter = [] if estimate and pm.full_pass_exact else None
+        if order in SET_ORDERS:
+            sequence = canonical_order(image_keys(images.images))   # the order Bob writes the data out in
+            code = lambda seeds: encode_set_stream(pm, images.images, lengths, order == "associative", seeds,
+                                                   rounds=rounds, meter=meter)
+        else:
+            sequence = tour if order == "tour" else np.arange(n)
+            code = lambda seeds: encode_stream(pm, x_all[sequence], lengths, conditional=order == "tour",
+                                               seed_count=seeds, rounds=rounds, meter=meter,
+                                               codes=None if all_codes is None else all_codes[sequence])
+        payload, n_seed = code_on_enough_seed_words(code, seed_word_count(model, order), images.source)
     if n > 32 * len(payload) // MIN_BITS_PER_IMAGE:
         raise AcnError(f"{images.source}: the data code to under {MIN_BITS_PER_IMAGE} bit per image, "
                        f"which the archive format does not allow")
@@ -196,7 +194,12 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
         codes_t = torch.from_numpy(all_codes_float)
         if costs is None:
             costs = order_costs(model, images, codes_t.numpy(), tour, lengths, only=order)
-        recon = reconstruction(model.net, x_t, codes_t, progress=progress).mean().item() if estimate else None
+        if not estimate:
+            recon = None
+        elif meter is not None:   # -ln r(x | z) with z drawn from q(z | x), as `reconstruction` computes it
+            recon = float(np.concatenate(meter).sum() / n)
+        else:
+            recon = reconstruction(model.net, x_t, codes_t, progress=progress).mean().item()
         if requested == "auto":
             # What each mode was estimated at, names included. The choice needs no reconstruction (it is the
             # same in every mode), so it is added only for the report, and only when estimating.
@@ -204,6 +207,7 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
             report["order_estimates_include_reconstruction"] = recon is not None
         if estimate:
             report.update(kl_bound_estimate(costs[order], recon, n, model.spec))
+            report["estimate_reconstruction_from"] = "coding pass" if meter is not None else "float network"
             # The estimate prices the images; names are reported on their own.
             report["actual_over_estimate"] = report["nats_per_image_without_names"] / report["estimate_nats_per_image"]
     return b"".join(sections.values()), report
@@ -292,6 +296,21 @@ def write_output(images: ImageSet, header: Header, output: str, force: bool = Fa
 
 
 
+def code_on_enough_seed_words(code, seeds: int, source: str) -> tuple[np.ndarray, int]:
+    """Run `code(seed_count) -> words`, starting again on twice the seed words while a pop would drain the
+    stack (up to MAX_SEED_WORDS). The model's count covers a typical datum's bits-back pop, not every draw: a
+    latent drawn from the tail of q(z | x), or a set order's first draws (log2 N bits each), can cost more.
+    It happens in the rounds the sender codes first, so a restart costs little. Returns (words, seed count)."""
+    while True:
+        try:
+            return code(seeds), seeds
+        except StackExhausted as e:
+            if seeds >= MAX_SEED_WORDS:
+                raise AcnError(f"{source}: {MAX_SEED_WORDS} seed words did not cover a bits-back pop "
+                               f"(round {e.round}); try another --chains") from None
+            seeds = min(2 * seeds, MAX_SEED_WORDS)
+
+
 def seed_word_count(model: Model, order: str = "tour") -> int:
     return _seed_word_count(model.config.latent_dim, model.bucket_bits) + EXTRA_SEED_WORDS.get(order, 0)
 
@@ -353,9 +372,8 @@ def check_header(archive: Archive, model: Model, where: str) -> Header:
     if h.model_hash != model.hash:
         raise AcnError(f"{where}: archive was made with model {h.model_hash[:12]} but the model given is "
                        f"{model.hash[:12]}")
-    # The set orders start on more seed words when the model's count does not cover their first rounds.
-    seeds_ok = h.seed_words == seed_word_count(model, h.order) or \
-        (h.order in SET_ORDERS and seed_word_count(model, h.order) < h.seed_words <= MAX_SEED_WORDS)
+    # The sender starts on more seed words when the model's count does not cover her first pops.
+    seeds_ok = seed_word_count(model, h.order) <= h.seed_words <= MAX_SEED_WORDS
     if h.spec != model.spec or h.bucket_bits != model.bucket_bits or not seeds_ok:
         raise AcnError(f"{where}: archive header does not match its model (data spec, bucket bits or seed "
                        f"words)")

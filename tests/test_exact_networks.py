@@ -274,3 +274,25 @@ def test_damaged_exact_model_files_are_refused(exact_model, tmp_path, damage):
     path.write_bytes(data)
     with pytest.raises(AcnError, match="damaged|hash"):
         modelfile.load(path)
+
+
+@pytest.mark.parametrize("kind", SPECS)
+def test_the_senders_full_pass_writes_the_replays_bytes(kind, monkeypatch):
+    """Where the numerics make it exact (exact1), the sender scores a round's pixels in one full pass instead of
+    replaying the stepper, and computes every datum's code once in large batches instead of in each round's
+    batch. Both are only speed changes: the archive is byte for byte the one the step-by-step, round-by-round
+    sender writes, in the plain and the set orders, and it decodes exactly."""
+    from acncodec import codec
+    from acncodec.coding.exact_numerics import ExactModel
+    from helpers import tiny_exact_model
+    spec = SPECS[kind]
+    model, images = tiny_exact_model(spec), random_images(spec, 7, seed=2)
+    for order in ("tour", "original", "set", "associative"):
+        fast, _ = codec.compress(images, model, order=order, chains=3, progress=False, estimate=False)
+        with monkeypatch.context() as m:
+            m.setattr(ExactModel, "full_pass_exact", False)
+            m.setattr(ExactModel, "batch_invariant", False)
+            replayed, _ = codec.compress(images, model, order=order, chains=3, progress=False, estimate=False)
+        assert fast == replayed
+        out, _ = codec.decompress(fast, model, progress=False)
+        assert sorted(im.tobytes() for im in out.images) == sorted(im.tobytes() for im in images.images)

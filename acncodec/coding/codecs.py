@@ -108,31 +108,63 @@ class Autoregressive:
     """Pixels (B, C, H, W) coded in raster order (row, column, channel), each under the stepper's
     prediction given everything before it. `stepper()` makes a fresh stepper (see `raster.py`).
 
-    push replays the receiver's steps with the true pixels and pushes every symbol in one call; pop decodes
-    step by step, which is the only way the receiver can.
+    push needs every pixel's probabilities given the true pixels before it. `score(x)`, when given, computes
+    them in one full pass ((B, C, H, W) P(1), or (B, C, H, W, levels)); it may stand in for the stepper only
+    when the numerics make the two agree bit for bit (`ProbabilityModel.full_pass_exact`). Otherwise push
+    replays the receiver's steps with the true pixels. Either way every symbol is pushed in one call. pop
+    decodes step by step, which is the only way the receiver can.
     """
 
     stepper: Callable[[], object]
     batch: int
     shape: tuple[int, int, int]     # (C, H, W)
     binary: bool
+    score: Callable[[np.ndarray], np.ndarray] | None = None
+    #: When a list, push appends each datum's -ln P(x) under the probabilities it codes with (B,) float64:
+    #: the reconstruction term of the estimate, measured on the coding pass itself.
+    meter: list | None = None
 
     def push(self, stack, x: np.ndarray) -> None:
-        from .raster import raster
-        probs = []
+        channels, height, width = self.shape
+        steps = channels * height * width
+        if self.score is not None:
+            p = self.score(x)
+            probs = p.transpose((2, 3, 1, 0) + tuple(range(4, p.ndim))).reshape((steps,) + p.shape[:1] + p.shape[4:])
+        else:
+            from .raster import raster
+            replayed = []
 
-        def replay(p, i, j, c):
-            probs.append(p)
-            return x[:, c, i, j]
+            def replay(p, i, j, c):
+                replayed.append(p)
+                return x[:, c, i, j]
 
-        raster(self.stepper(), self.batch, self.shape, replay)
-        symbols = np.ascontiguousarray(x.transpose(2, 3, 1, 0)).reshape(len(probs), -1)  # (i, j, c) outer
-        pixel_codec(np.stack(probs), self.binary).push(stack, symbols)
+            raster(self.stepper(), self.batch, self.shape, replay)
+            probs = np.stack(replayed)
+        symbols = np.ascontiguousarray(x.transpose(2, 3, 1, 0)).reshape(steps, -1)  # (i, j, c) outer
+        pixel_codec(probs, self.binary).push(stack, symbols)
+        if self.meter is not None:
+            self.meter.append(information_nats(probs, symbols, self.binary))
 
     def pop(self, stack) -> np.ndarray:
         from .raster import raster
         return raster(self.stepper(), self.batch, self.shape,
                       lambda p, i, j, c: pixel_codec(p, self.binary).pop(stack))
+
+
+def information_nats(probs: np.ndarray, symbols: np.ndarray, binary: bool) -> np.ndarray:
+    """-ln P of symbols (steps, B) under probs (steps, B) P(1) or (steps, B, K), summed over steps: (B,)."""
+    if binary:
+        p = np.where(symbols == 1, probs, 1.0 - probs)
+    else:
+        p = np.take_along_axis(probs, symbols[..., None].astype(np.int64), axis=-1)[..., 0]
+    return -np.log(p).sum(axis=0)
+
+
+def pixels(pm, buckets: np.ndarray, batch: int, meter: list | None = None) -> Autoregressive:
+    """The pixel codec of a round given its latent buckets: the stepper, and the full pass where it is exact.
+    `meter`: see `Autoregressive.meter`."""
+    score = (lambda x: pm.score(x, buckets)) if pm.full_pass_exact else None
+    return Autoregressive(lambda: pm.stepper(buckets), batch, pm.shape, pm.binary, score, meter)
 
 
 @dataclass(frozen=True)

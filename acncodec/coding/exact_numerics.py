@@ -52,6 +52,7 @@ class ExactStepper(PixelStepper):
 class ExactModel(ProbabilityModel):
     numerics = "exact1"
     full_pass_exact = True
+    batch_invariant = True
     has_pointer_weights = True
 
     def __init__(self, model):

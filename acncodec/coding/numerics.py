@@ -40,6 +40,9 @@ class PixelStepper(ABC):
 class ProbabilityModel(ABC):
     numerics: str = "abstract"
     full_pass_exact: bool = False
+    #: Whether every datum's numbers (codes, latent and pixel probabilities) are the same bits whatever batch it
+    #: is computed in. Then the sender may compute them in batches of her choosing, not only the receiver's.
+    batch_invariant: bool = False
 
     latent_dim: int
     bucket_bits: int

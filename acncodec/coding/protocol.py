@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .codecs import Autoregressive, BitsBack, Categorical, GuardedStack, StackExhausted, mixture, new_stack
+from .codecs import BitsBack, Categorical, GuardedStack, StackExhausted, mixture, new_stack, pixels
 from .numerics import ProbabilityModel
 from .order import round_positions, seed_words
 
@@ -25,13 +25,13 @@ class Round:
     decoded pixels (the receiver) and kept in `self.codes` to condition the next round."""
 
     def __init__(self, pm: ProbabilityModel, batch: int, previous_codes: np.ndarray | None,
-                 codes: np.ndarray | None = None):
+                 codes: np.ndarray | None = None, meter: list | None = None):
         self.pm, self.codes = pm, codes
         prior = (mixture(pm.head_weights, pm.head_probs, pm.head_posterior, batch) if previous_codes is None
                  else Categorical(pm.prior_probs(previous_codes)))
         self.codec = BitsBack(
             prior=prior,
-            likelihood=lambda buckets: Autoregressive(lambda: pm.stepper(buckets), batch, pm.shape, pm.binary),
+            likelihood=lambda buckets: pixels(pm, buckets, batch, meter),
             posterior=self._posterior)
 
     def _posterior(self, x: np.ndarray) -> Categorical:
@@ -41,20 +41,28 @@ class Round:
 
 
 def encode_stream(pm: ProbabilityModel, x: np.ndarray, lengths: list[int], conditional: bool,
-                  seed_count: int, rounds: Callable[[Iterable], Iterable] = iter) -> np.ndarray:
+                  seed_count: int, rounds: Callable[[Iterable], Iterable] = iter,
+                  codes: np.ndarray | None = None, meter: list | None = None) -> np.ndarray:
     """Code images x (N, C, H, W) (levels, in sequence order: chain after chain) as one stream of uint32
     words. `conditional`: each datum's prior is conditioned on the previous datum of its chain (tour order);
     otherwise every datum is coded under the unconditional mixture. `rounds` may wrap the round loop (a
-    progress bar)."""
+    progress bar). `codes`: E(x) (N, D) in sequence order when already computed; used only when the numerics
+    are batch-invariant (otherwise a round's codes must come from the round's own batch, as the receiver's).
+    `meter`: a list that receives each round's pixel information (see `codecs.Autoregressive.meter`)."""
     positions = round_positions(lengths)
-    # The sender needs every round's codes, computed with the round's batch, before coding backwards.
-    codes = [pm.encode(x[p]) for p in positions]
+    if meter is not None:
+        meter.clear()   # a restart on more seed words codes everything again
+    # The sender needs every round's codes before coding backwards.
+    if codes is not None and pm.batch_invariant:
+        codes = [codes[p] for p in positions]
+    else:
+        codes = [pm.encode(x[p]) for p in positions]
     stack = GuardedStack(new_stack(seed_words(seed_count)))
     for r in rounds(range(len(positions) - 1, -1, -1)):
         p = positions[r]
         previous = codes[r - 1][:len(p)] if r > 0 and conditional else None
         try:
-            Round(pm, len(p), previous, codes[r]).codec.push(stack, x[p])
+            Round(pm, len(p), previous, codes[r], meter).codec.push(stack, x[p])
         except StackExhausted:
             raise StackExhausted(round=r) from None
     return stack.get_compressed()

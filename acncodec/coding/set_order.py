@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .codecs import Autoregressive, BitsBack, Categorical, GuardedStack, StackExhausted, mixture, new_stack
+from .codecs import BitsBack, Categorical, GuardedStack, StackExhausted, mixture, new_stack, pixels
 from .multiset import UNIFORM, MultisetOrder, SortedMultiset, image_keys
 from .numerics import ProbabilityModel
 from .order import active_counts, seed_words
@@ -36,10 +36,17 @@ from .order import active_counts, seed_words
 NEIGHBOURS = 16
 
 
+#: Images per encoder call where the numerics are batch-invariant.
+CODE_BATCH = 256
+
+
 def image_codes(pm: ProbabilityModel, x: np.ndarray) -> np.ndarray:
-    """E(x) of each image (n, C, H, W), each computed on its own: the same whatever round it is in."""
-    return np.stack([pm.encode(x[i:i + 1])[0] for i in range(len(x))]) if len(x) else \
-        np.empty((0, pm.latent_dim), dtype=np.float32)
+    """E(x) of each image (n, C, H, W) as if computed on its own: the same whatever round it is in. Batch-
+    invariant numerics compute them in batches; otherwise one image per call."""
+    if not len(x):
+        return np.empty((0, pm.latent_dim), dtype=np.float32)
+    step = CODE_BATCH if pm.batch_invariant else 1
+    return np.concatenate([pm.encode(x[i:i + step]) for i in range(0, len(x), step)])
 
 
 def nearest(held: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
@@ -145,9 +152,9 @@ class SetRound:
     Associative with H >= 1 held: BitsBack over y = (k, z) with `PointerPrior` and `PointerPosterior`.
     `codes` (the round's E(x), batch) and `own` (each image's own code) are computed from x when not given."""
 
-    def __init__(self, pm: ProbabilityModel, batch: int, held: Held, associative: bool):
+    def __init__(self, pm: ProbabilityModel, batch: int, held: Held, associative: bool, meter: list | None = None):
         self.pm, self.batch, self.associative, self.codes, self.own = pm, batch, associative, None, None
-        likelihood = lambda buckets: Autoregressive(lambda: pm.stepper(buckets), batch, pm.shape, pm.binary)
+        likelihood = lambda buckets: pixels(pm, buckets, batch, meter)
         if associative and len(held):
             held_codes = held.codes(pm.latent_dim)
             self.codec = BitsBack(prior=PointerPrior(pm, batch, held_codes),
@@ -161,46 +168,45 @@ class SetRound:
     def _codes(self, x: np.ndarray):
         if self.codes is None:
             self.codes = self.pm.encode(x)
-            self.own = image_codes(self.pm, x) if self.associative else None
+            if self.associative:
+                self.own = self.codes if self.pm.batch_invariant else image_codes(self.pm, x)
         return self.codes, self.own
 
 
 def encode_set_stream(pm: ProbabilityModel, images: np.ndarray, lengths: list[int], associative: bool,
-                      seed_count: int, max_seed_count: int,
-                      rounds: Callable[[Iterable], Iterable] = iter) -> tuple[np.ndarray, int]:
+                      seed_count: int, rounds: Callable[[Iterable], Iterable] = iter,
+                      meter: list | None = None) -> np.ndarray:
     """Code images (N, H, W, C) uint8 levels as a multiset in one stream of uint32 words; rounds of the sizes
-    `active_counts(lengths)`. The decoder returns them in canonical order (sorted by pixel bytes).
+    `active_counts(lengths)`. The decoder returns them in canonical order (sorted by pixel bytes). `meter`:
+    as in `protocol.encode_stream`.
 
-    Returns the words and the seed-word count used. The rounds the sender codes first also draw their data,
-    log2 N bits per datum on top of the latents' bits-back pop, which the staggered chain layout does not
-    always cover: when a pop would drain the stack, coding starts again on twice the seed words (up to
-    `max_seed_count`). It happens within the first, small rounds, so a restart costs little."""
+    The rounds the sender codes first also draw their data, log2 N bits per datum on top of the latents'
+    bits-back pop, which the staggered chain layout does not always cover: a pop that would drain the stack
+    raises StackExhausted (the caller starts again on more seed words)."""
     keys = image_keys(images)
     shape = (images.shape[3], images.shape[1], images.shape[2])
     code_of = {}
-    if associative:
+    if associative or pm.batch_invariant:   # each datum's code, computed once
         codes = image_codes(pm, np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         code_of = dict(zip(keys, codes))
     counts = active_counts(lengths)
-    while True:
-        held = Held(keys, code_of)
-        stack = GuardedStack(new_stack(seed_words(seed_count)))
+    if meter is not None:
+        meter.clear()   # a restart on more seed words codes everything again
+    held = Held(keys, code_of)
+    stack = GuardedStack(new_stack(seed_words(seed_count)))
+    for r in rounds(range(len(counts) - 1, -1, -1)):
         try:
-            for r in rounds(range(len(counts) - 1, -1, -1)):
-                try:
-                    drawn = MultisetOrder(held.multiset, counts[r]).pop(stack)
-                    x = keys_to_images(drawn, shape)
-                    step = SetRound(pm, counts[r], held, associative)
-                    if associative:
-                        step.codes, step.own = pm.encode(x), np.stack([code_of[k] for k in drawn])
-                    step.codec.push(stack, x)
-                except StackExhausted:
-                    raise StackExhausted(round=r) from None
-            return stack.get_compressed(), seed_count
+            drawn = MultisetOrder(held.multiset, counts[r]).pop(stack)
+            x = keys_to_images(drawn, shape)
+            step = SetRound(pm, counts[r], held, associative, meter)
+            if code_of:
+                own = np.stack([code_of[k] for k in drawn])
+                step.codes = own if pm.batch_invariant else pm.encode(x)
+                step.own = own if associative else None
+            step.codec.push(stack, x)
         except StackExhausted:
-            if seed_count >= max_seed_count:
-                raise
-            seed_count = min(2 * seed_count, max_seed_count)
+            raise StackExhausted(round=r) from None
+    return stack.get_compressed()
 
 
 def decode_set_stream(pm: ProbabilityModel, words: np.ndarray, lengths: list[int], associative: bool,
