@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 EXACT_LIMIT = 2.0 ** 53
 
@@ -74,14 +73,31 @@ class Affine:
         if not worst < EXACT_LIMIT:
             raise ValueError(f"integer layer may exceed 2^53 in its accumulator ({worst:.3g})")
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """x (..., fan_in) integers -> (..., out) integers."""
-        if self.clamp:   # two ufuncs: np.clip's Python wrapper costs more than the clamp on small rows
-            x = np.minimum(np.maximum(x, -self.bound), self.bound)
-        acc = x @ self.weight_t
+    def clamped(self, x: np.ndarray) -> np.ndarray:
+        if not self.clamp:
+            return x
+        # two ufuncs: np.clip's Python wrapper costs more than the clamp on small rows
+        return np.minimum(np.maximum(x, -self.bound), self.bound)
+
+    def finish(self, acc: np.ndarray) -> np.ndarray:
+        """W x (..., out) -> the map's output, in place: bias, rounding and scale."""
         acc += self.bias_rounding
         acc *= self.inv
         return np.floor(acc, out=acc)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x (..., fan_in) integers -> (..., out) integers."""
+        return self.finish(self.clamped(x) @ self.weight_t)
+
+    def window_weight(self, cin: int, kh: int, kw: int) -> np.ndarray:
+        """The weight as a convolution's (kh * kw * cin, out), windows flattened (row, column, channel): the
+        layout `conv` gathers its input in. Made once per shape."""
+        cache = self.__dict__.setdefault("_windows", {})
+        if (cin, kh, kw) not in cache:
+            out = self.weight.shape[0]
+            cache[(cin, kh, kw)] = np.ascontiguousarray(
+                self.weight.reshape(out, cin, kh, kw).transpose(2, 3, 1, 0).reshape(kh * kw * cin, out))
+        return cache[(cin, kh, kw)]
 
     @classmethod
     def from_dict(cls, d: dict, prefix: str) -> "Affine":
@@ -120,11 +136,32 @@ def pad(x: np.ndarray, top: int = 0, bottom: int = 0, left: int = 0, right: int 
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
 
 
+#: Output positions per im2col block in `conv`: the gathered windows (block x kh kw Cin float64) stay in cache.
+CONV_BLOCK = 4096
+
+
 def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -> np.ndarray:
-    """A convolution of an already padded input (N, H, W, Cin) as im2col + matmul -> (N, Ho, Wo, out). The
-    window is flattened (Cin, kh, kw), the order of a convolution weight reshaped to (out, fan_in)."""
-    cols = sliding_window_view(x, kernel, axis=(1, 2))[:, ::stride, ::stride]   # (N, Ho, Wo, Cin, kh, kw)
-    return aff(cols.reshape(*cols.shape[:3], -1))
+    """A convolution of an already padded input (N, H, W, Cin) -> (N, Ho, Wo, out): im2col by blocks of
+    images, each block's windows gathered (row, column, channel) by kh * kw slice copies into one buffer, then
+    one matmul. The sums are of integers below 2^53, so blocking changes no bit of the result."""
+    n, hp, wp, cin = x.shape
+    kh, kw = kernel
+    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    weight = aff.window_weight(cin, kh, kw)
+    x = aff.clamped(x)
+    out = np.empty((n, ho, wo, weight.shape[1]))
+    block = max(1, min(n, CONV_BLOCK // (ho * wo)))
+    cols = np.empty((block, ho, wo, kh * kw * cin))
+    for start in range(0, n, block):
+        part = x[start:start + block]
+        m = len(part)
+        k = 0
+        for a in range(kh):
+            for b in range(kw):
+                cols[:m, :, :, k:k + cin] = part[:, a:a + stride * (ho - 1) + 1:stride, b:b + stride * (wo - 1) + 1:stride]
+                k += cin
+        np.matmul(cols[:m].reshape(-1, cols.shape[-1]), weight, out=out[start:start + m].reshape(-1, weight.shape[1]))
+    return aff.finish(out)
 
 
 def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding: int) -> np.ndarray:
