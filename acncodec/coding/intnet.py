@@ -136,8 +136,9 @@ def pad(x: np.ndarray, top: int = 0, bottom: int = 0, left: int = 0, right: int 
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
 
 
-#: Output positions per im2col block in `conv`: the gathered windows (block x kh kw Cin float64) stay in cache.
-CONV_BLOCK = 4096
+#: Output positions per im2col block in `conv`: the gathered windows (block x kh kw Cin float64) stay in cache
+#: (measured on the binarized-MNIST decoder: 60 GFLOP/s at 512 against 39 at 4,096, 2 cores).
+CONV_BLOCK = 512
 
 
 def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -> np.ndarray:

@@ -1,0 +1,238 @@
+"""Compress and decompress speed of this tree against another checkout, side by side, with a roofline.
+
+    python bench/coding_speed.py OTHER_TREE [--data binarized-mnist:test:1000,fashion-mnist:test:1000]
+                                            [--order tour] [--json bench/results/speed-coding.json]
+    python bench/coding_speed.py --chains 5,10,20,40,80 [--data ...] [--json bench/results/speed-chains.json]
+
+For each data set (coded with the shipped model of the same name in each tree), each tree compresses
+(`codec.compress`, the estimate included, as `acncodec compress` does) and then decompresses in fresh processes,
+the two trees alternating so both see the same machine load. Each child reports its wall time and peak
+resident memory; every decoded image is compared with the input (as a multiset: the tour reorders). Speed is
+the other tree's time over this tree's. `--chains` instead measures this tree alone at several chain counts:
+the trade-off between decoding speed (bigger rounds) and rate (more chain heads, coded without a neighbour).
+
+The roofline: multiply-adds per image of the integer networks (counted while they run on one image), this
+machine's float64 matrix-multiply rate (the exact numerics compute integer-valued float64: BLAS gives the
+same bits in any order, since every sum stays below 2^53), and the images/s that rate allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE / "bench"))
+from machine import provenance  # noqa: E402
+
+CHILD = r"""
+import hashlib, json, resource, sys, time
+import numpy as np
+import acncodec
+from acncodec import codec, registry
+phase, data, model_name, archive, order = sys.argv[1:6]
+chains = int(sys.argv[6]) if len(sys.argv) > 6 else None
+images = acncodec.load(data)
+model = registry.by_name(model_name).load()
+started = time.perf_counter()
+if phase == "compress":
+    blob, report = codec.compress(images, model, order=order, chains=chains, progress=False)
+    seconds = time.perf_counter() - started
+    open(archive, "wb").write(blob)
+    extra = {"bytes": len(blob), "chains": report["chains"],
+             "estimate_nats_per_image": report.get("estimate_nats_per_image")}
+else:
+    out, _ = codec.decompress(open(archive, "rb").read(), model, progress=False)
+    seconds = time.perf_counter() - started
+    key = lambda x: sorted(hashlib.sha256(im.tobytes()).hexdigest() for im in x)
+    extra = {"exact": key(out.images) == key(images.images)}
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mib": peak, "n": len(images), **extra}))
+"""
+
+
+def child(tree: Path, *args: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    if "ACNCODEC_MNIST_DIR" not in env:   # the other tree finds MNIST where this one does
+        from acncodec.data import _find_mnist
+        from acncodec.errors import AcnError
+        try:
+            env["ACNCODEC_MNIST_DIR"] = str(_find_mnist().parent)
+        except AcnError:
+            pass
+    done = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=tree, env=env, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(f"{tree}: {' '.join(args[:2])} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def matmul_rate(threads: int | None) -> float:
+    """float64 GFLOP/s of a 2048-square matrix product, best of 3, in a child with `threads` BLAS threads."""
+    env = dict(os.environ)
+    if threads:
+        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    code = ("import numpy as np, time\na = np.random.rand(2048, 2048)\nbest = 1e9\na @ a\n"
+            "for _ in range(3):\n    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
+            "print(2 * 2048 ** 3 / best / 1e9)")
+    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                check=True).stdout)
+
+
+def multiply_adds(model_name: str) -> dict:
+    """Multiply-adds per image of each integer network, counted on one image."""
+    import numpy as np
+    from acncodec import registry
+    from acncodec.coding import intnet
+    from acncodec.coding.exact_numerics import split_parts
+    model = registry.by_name(model_name).load()
+    nets = intnet.IntNetworks.from_dict(split_parts(model.exact)[0])
+    count = [0]
+    original = intnet.Affine.finish
+
+    def counting(self, acc):
+        count[0] += acc.size * self.weight.shape[1]
+        return original(self, acc)
+
+    spec = model.spec
+    x = np.zeros((1, spec.channels, spec.height, spec.width), dtype=np.int64)
+    out = {}
+    intnet.Affine.finish = counting
+    try:
+        for name, run in (("encoder", lambda: nets.encoder(x)),
+                          ("prior", lambda: nets.prior(np.zeros((1, model.config.latent_dim)))),
+                          ("decoder", lambda: nets.decoder.logits(x, np.zeros((1, model.config.latent_dim))))):
+            count[0] = 0
+            run()
+            out[name] = count[0]
+    finally:
+        intnet.Affine.finish = original
+    return out
+
+
+def commit_of(tree: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("other", type=Path, nargs="?")
+    ap.add_argument("--chains", help="comma-separated chain counts: measure this tree at each")
+    ap.add_argument("--data", default="binarized-mnist:test:1000,fashion-mnist:test:1000")
+    ap.add_argument("--order", default="tour")
+    ap.add_argument("--json", type=Path, default=HERE / "bench" / "results" / "speed-coding.json")
+    args = ap.parse_args(argv)
+    if args.chains:
+        return sweep(args, argv)
+    if args.other is None:
+        ap.error("give OTHER_TREE, or --chains")
+    other = args.other.resolve()
+    rates = {"one_thread": matmul_rate(1), "all_threads": matmul_rate(None)}
+    print(f"float64 matrix product: {rates['one_thread']:.1f} GFLOP/s on one thread, "
+          f"{rates['all_threads']:.1f} on all {os.cpu_count()}", flush=True)
+    rows = []
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for data in args.data.split(","):
+        model_name = data.split(":")[0]
+        row = {"data": data, "model": model_name, "trees": {}}
+        for role, tree in (("this", HERE), ("other", other)):
+            archive = str(tmp / f"{role}.acnz")
+            c = child(tree, "compress", data, model_name, archive, args.order)
+            d = child(tree, "decompress", data, model_name, archive, args.order)
+            if not d["exact"]:
+                raise SystemExit(f"{tree}: {data} did not decode to its input")
+            row["trees"][role] = {"compress": c, "decompress": d}
+            print(f"[{data}] {role}: compress {c['seconds']:.1f} s ({c['bytes']:,} B, {c['chains']} chains, "
+                  f"{c['peak_mib']:.0f} MiB), decompress {d['seconds']:.1f} s ({d['peak_mib']:.0f} MiB), exact",
+                  flush=True)
+        this, oth = row["trees"]["this"], row["trees"]["other"]
+        row["speedup"] = {p: oth[p]["seconds"] / this[p]["seconds"] for p in ("compress", "decompress")}
+        macs = multiply_adds(model_name)
+        n = this["compress"]["n"]
+        ceiling = {k: v * 1e9 / (2 * macs["decoder"]) for k, v in rates.items()}
+        row["roofline"] = {"multiply_adds_per_image": macs, "ceiling_images_per_second": ceiling,
+                           "compress_images_per_second": n / this["compress"]["seconds"],
+                           "decompress_images_per_second": n / this["decompress"]["seconds"]}
+        print(f"[{data}] compress {row['speedup']['compress']:.2f}x, decompress {row['speedup']['decompress']:.2f}x "
+              f"faster than {commit_of(other)[:7]}; decoder {macs['decoder'] / 1e6:.0f} M multiply-adds/image, "
+              f"ceiling {ceiling['one_thread']:.0f} images/s on one thread", flush=True)
+        rows.append(row)
+    record = {**provenance([sys.argv[0], *argv]), "other_commit": commit_of(other), "order": args.order,
+              "float64_gflops": rates, "results": rows}
+    args.json.write_text(json.dumps(record, indent=2) + "\n")
+    args.json.with_suffix(".md").write_text(markdown(record))
+    return 0
+
+
+def sweep(args, argv) -> int:
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for data in args.data.split(","):
+        model_name = data.split(":")[0]
+        for chains in [int(c) for c in args.chains.split(",")]:
+            archive = str(tmp / "sweep.acnz")
+            c = child(HERE, "compress", data, model_name, archive, args.order, str(chains))
+            d = child(HERE, "decompress", data, model_name, archive, args.order)
+            if not d["exact"]:
+                raise SystemExit(f"{data}: {chains} chains did not decode to the input")
+            rows.append({"data": data, "chains": c["chains"], "bytes": c["bytes"],
+                         "compress_seconds": c["seconds"], "decompress_seconds": d["seconds"],
+                         "decompress_images_per_second": d["n"] / d["seconds"], "decompress_peak_mib": d["peak_mib"],
+                         "n": d["n"]})
+            print(f"[{data}] {c['chains']} chains: {c['bytes']:,} B, compress {c['seconds']:.1f} s, decompress "
+                  f"{d['seconds']:.1f} s ({rows[-1]['decompress_images_per_second']:.0f} images/s, "
+                  f"{d['peak_mib']:.0f} MiB)", flush=True)
+    record = {**provenance([sys.argv[0], *argv]), "order": args.order, "results": rows}
+    path = args.json if "--json" in argv else HERE / "bench" / "results" / "speed-chains.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    lines = [f"# Chains: decoding speed against rate", "", f"Made by `{record['command']}` at "
+             f"{record['git_commit'][:12]} on {record['machine_provenance']}; order {args.order}.", "",
+             "| data | chains | bytes | vs fewest chains | decompress images/s | compress s | decompress peak MiB |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        base = min((r for r in rows if r["data"] == row["data"]), key=lambda r: r["chains"])["bytes"]
+        lines.append(f"| {row['data']} | {row['chains']} | {row['bytes']:,} | {100 * (row['bytes'] / base - 1):+.2f}% | "
+                     f"{row['decompress_images_per_second']:.0f} | {row['compress_seconds']:.1f} | "
+                     f"{row['decompress_peak_mib']:.0f} |")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# Coding speed: this tree against {r['other_commit'][:7]}", "",
+             f"Made by `{r['command']}` at {r['git_commit'][:12]} on {r['machine_provenance']}. "
+             f"Order {r['order']}, each tree's defaults (chains, threads), compress with its estimate; every "
+             "decoded image checked.", "",
+             "| data | compress s (other) | speed-up | decompress s (other) | speed-up | bytes (other) | "
+             "decompress peak MiB (other) |", "|---|---|---|---|---|---|---|"]
+    for row in r["results"]:
+        t, o = row["trees"]["this"], row["trees"]["other"]
+        lines.append(f"| {row['data']} | {t['compress']['seconds']:.1f} ({o['compress']['seconds']:.1f}) | "
+                     f"{row['speedup']['compress']:.2f}x | {t['decompress']['seconds']:.1f} "
+                     f"({o['decompress']['seconds']:.1f}) | {row['speedup']['decompress']:.2f}x | "
+                     f"{t['compress']['bytes']:,} ({o['compress']['bytes']:,}) | "
+                     f"{t['decompress']['peak_mib']:.0f} ({o['decompress']['peak_mib']:.0f}) |")
+    g = r["float64_gflops"]
+    lines += ["", f"Roofline: float64 matrix product {g['one_thread']:.1f} GFLOP/s on one thread, "
+              f"{g['all_threads']:.1f} on all cores (this machine, measured by the script).", "",
+              "| data | M multiply-adds/image (encoder, prior, decoder) | ceiling images/s (1 thread, all) | "
+              "compress images/s | decompress images/s |", "|---|---|---|---|---|"]
+    for row in r["results"]:
+        f = row["roofline"]
+        m = f["multiply_adds_per_image"]
+        c = f["ceiling_images_per_second"]
+        lines.append(f"| {row['data']} | {m['encoder'] / 1e6:.1f}, {m['prior'] / 1e6:.2f}, {m['decoder'] / 1e6:.1f} | "
+                     f"{c['one_thread']:.0f}, {c['all_threads']:.0f} | {f['compress_images_per_second']:.0f} | "
+                     f"{f['decompress_images_per_second']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
