@@ -162,6 +162,9 @@ STEPS_SHIPPED_MODELS_HAD = 3000
               help="Decay of the weight average that the model file keeps.")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True, help="Seed of every random draw.")
 @click.option("--threads", type=int, default=TrainConfig.threads, show_default=True, help="CPU threads to use.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=TrainConfig.device,
+              show_default=True, help="Where to train: auto takes CUDA, then MPS, then the CPU. Compression and "
+              "decompression always run on the CPU.")
 @click.option("--latent-dim", type=int, default=ModelConfig.latent_dim, show_default=True,
               help="Dimensions of the code z.")
 @click.option("--prior-components", type=int, default=ModelConfig.prior_components, show_default=True,
@@ -199,7 +202,7 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @QUIET
 @friendly_errors
 def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, neighbours,
-          unique_neighbours, ema_decay, seed, threads, latent_dim, prior_components, prior_hidden,
+          unique_neighbours, ema_decay, seed, threads, device, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
           decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, no_quantize,
           force, quiet):
@@ -213,7 +216,7 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
         steps = epochs_to_steps(epochs, len(images), batch_size)
     config = TrainConfig(steps=steps, minutes=minutes, max_epochs=max_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, neighbours=neighbours, unique_neighbours=unique_neighbours,
-                         ema_decay=ema_decay, seed=seed, threads=threads, kl_warmup=kl_warmup,
+                         ema_decay=ema_decay, seed=seed, threads=threads, device=device, kl_warmup=kl_warmup,
                          bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
                                prior_hidden=prior_hidden, encoder_channels=encoder_channels,
@@ -228,6 +231,7 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
         f"{reference['bits_per_dim']:.2f} bits/dim, the size the model must beat")
     trainer = Trainer(images, output, model_config, config, resume=True, keep_checkpoint=keep_checkpoint,
                       meta={"command": "acncodec train " + " ".join(sys.argv[2:])})
+    say(f"device: {trainer.device}" + (f" ({config.threads} threads)" if trainer.device.type == "cpu" else ""))
     if trainer.step:
         say(f"resuming from {ckpt} at step {trainer.step}")
 

@@ -48,6 +48,10 @@ class ModelConfig:
         return cls(**d)
 
 
+#: Where `acncodec train` can run; auto picks CUDA, then Apple's MPS, then the CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A training run. Its length is `steps` when given; otherwise as many steps as fit in `minutes` at the
@@ -68,6 +72,7 @@ class TrainConfig:
     bucket_bits: int = 8
     seed: int = 0
     threads: int = 2
+    device: str = "auto"        # cpu, cuda, mps, or auto: the best available (train.resolve_device)
     checkpoint_every: int = 500
     checkpoint_minutes: float = 2.0
     log_every: int = 50
@@ -88,6 +93,8 @@ class TrainConfig:
         if not self.learning_rate > 0 or not 0 <= self.ema_decay < 1:
             raise AcnError(f"need learning rate > 0 and 0 <= EMA decay < 1, got {self.learning_rate} and "
                            f"{self.ema_decay}")
+        if self.device not in DEVICES:
+            raise AcnError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not 1 <= self.bucket_bits <= 16:
             raise AcnError(f"bucket bits must be in 1..16, got {self.bucket_bits}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+import torch
 
 
 def nearest_others(queries: np.ndarray, query_ids: np.ndarray, memory: np.ndarray, k: int) -> np.ndarray:
@@ -26,16 +27,64 @@ def nearest_others(queries: np.ndarray, query_ids: np.ndarray, memory: np.ndarra
 
 
 class CodeMemory:
-    """Algorithm 1's code memory: one code per training datum, overwritten as batches are encoded."""
+    """Algorithm 1's code memory: one code per training datum, overwritten as batches are encoded. On the CPU,
+    searched with faiss."""
 
     def __init__(self, size: int, dim: int, rng: np.random.Generator):
         self.codes = rng.standard_normal((size, dim)).astype(np.float32)
 
-    def write(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        self.codes[ids] = codes
+    def write(self, ids: np.ndarray, codes) -> None:
+        self.codes[ids] = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else codes
 
     def neighbours(self, ids: np.ndarray, k: int) -> np.ndarray:
         return nearest_others(self.codes[ids], ids, self.codes, k)
+
+    def read(self, ids: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.from_numpy(self.codes[ids]).to(device)
+
+
+class DeviceCodeMemory:
+    """The same memory held on an accelerator (60,000 codes of 32 floats are 7.7 MB): codes are written and read
+    there, and the search is exact brute force there too (squared distances by one matrix product, the k + 1
+    smallest), so a training step moves only the chosen indices to the CPU. As in `nearest_others`, a datum is
+    excluded by index, not by distance, so duplicates of a code still count as neighbours. `codes` is the
+    memory as a numpy array (for checkpoints)."""
+
+    def __init__(self, size: int, dim: int, rng: np.random.Generator, device: torch.device | str):
+        self.device = torch.device(device)
+        self.table = torch.from_numpy(rng.standard_normal((size, dim)).astype(np.float32)).to(self.device)
+
+    @property
+    def codes(self) -> np.ndarray:
+        return self.table.cpu().numpy()
+
+    @codes.setter
+    def codes(self, value: np.ndarray) -> None:
+        self.table = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).to(self.device)
+
+    def write(self, ids: np.ndarray, codes) -> None:
+        self.table[torch.as_tensor(ids, device=self.device)] = torch.as_tensor(codes, device=self.device).detach()
+
+    @torch.no_grad()
+    def neighbours(self, ids: np.ndarray, k: int) -> np.ndarray:
+        if k >= len(self.table):
+            raise ValueError(f"need more than {k} codes to find {k} neighbours excluding self, have "
+                             f"{len(self.table)}")
+        rows = torch.as_tensor(ids, device=self.device)
+        q = self.table[rows]
+        dist = (q * q).sum(1, keepdim=True) - 2 * q @ self.table.T + (self.table * self.table).sum(1)
+        dist[torch.arange(len(rows), device=self.device), rows] = float("inf")
+        return dist.topk(k, dim=1, largest=False).indices.cpu().numpy()
+
+    def read(self, ids: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+        return self.table[torch.as_tensor(ids, device=self.device)]
+
+
+def code_memory(size: int, dim: int, rng: np.random.Generator, device: torch.device):
+    """The code memory for a run on `device`: on the CPU with faiss, or on the accelerator itself."""
+    if torch.device(device).type == "cpu":
+        return CodeMemory(size, dim, rng)
+    return DeviceCodeMemory(size, dim, rng, device)
 
 
 def pick_uniform(candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:

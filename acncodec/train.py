@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from . import modelfile
-from .config import ModelConfig, TrainConfig, epochs_to_steps  # noqa: F401  (re-exported)
+from .config import DEVICES, ModelConfig, TrainConfig, epochs_to_steps  # noqa: F401  (re-exported)
 from .data import ImageSet
 from .errors import AcnError
 from .evaluate import encode_all
 from .progress import bar as progress_bar
 from .fileio import atomic_write_bytes
-from .knn import CodeMemory, UniqueNeighbours, pick_uniform
+from . import knn
+from .knn import UniqueNeighbours, pick_uniform
 from .unconditional import fit_unconditional
 
 
@@ -66,6 +67,21 @@ def ema_decay_at(step: int, decay: float) -> float:
 def update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     for pe, p in zip(ema.parameters(), net.parameters()):
         pe.mul_(decay).add_(p, alpha=1 - decay)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device to train on: `auto` picks CUDA, then Apple's MPS, then the CPU; one asked for by name must
+    be there. Coding always runs on the CPU (exact integer numerics make any machine decode any archive)."""
+    if name not in DEVICES:
+        raise AcnError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "mps" if mps else "cpu"
+    elif (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise AcnError(f"--device {name}: this torch ({torch.__version__}) sees no {name.upper()} device; "
+                       f"use --device cpu or auto")
+    return torch.device(name)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -117,12 +133,13 @@ class Trainer:
         self.keep_checkpoint = keep_checkpoint
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.images = to_tensor(data.images)
-        self.net = modelfile.build(data.spec, model_config)
+        self.device = resolve_device(config.device)
+        self.images = to_tensor(data.images)       # on the CPU; each batch is moved to the device
+        self.net = modelfile.build(data.spec, model_config).to(self.device)
         self.ema = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
-        self.memory = CodeMemory(len(data), model_config.latent_dim, self.rng)
+        self.memory = knn.code_memory(len(data), model_config.latent_dim, self.rng, self.device)
         self.unique = UniqueNeighbours(len(data)) if config.unique_neighbours else None
         self.step = 0
         self.elapsed = 0.0
@@ -194,13 +211,13 @@ class Trainer:
 
     def train_step(self) -> dict:
         ids = self.next_batch()
-        x = self.images[ids].long()
+        x = self.images[ids].to(self.device).long()
         codes = self.net.encoder(x)
-        self.memory.write(ids, codes.detach().numpy())
+        self.memory.write(ids, codes.detach())
         candidates = self.memory.neighbours(ids, self.config.neighbours)
         chosen = (self.unique.pick(candidates, self.rng) if self.unique is not None
                   else pick_uniform(candidates, self.rng))
-        neighbour_codes = torch.from_numpy(self.memory.codes[chosen])
+        neighbour_codes = self.memory.read(chosen, self.device)
         kl, reconstruction = self.net.loss_terms(x, codes, neighbour_codes)
         loss = (self.kl_weight() * kl + reconstruction).mean()
         self.opt.zero_grad(set_to_none=True)
@@ -283,6 +300,7 @@ class Trainer:
     def finish(self, progress: bool = True) -> modelfile.Model:
         """Refresh every code with the averaged weights, fit p(z), and write the model file."""
         self.ema.eval()
+        self.ema.to("cpu")   # the model file (and all coding) is on the CPU
         codes = encode_all(self.ema, self.images, progress=progress)
         prior, selection = fit_unconditional(codes.numpy(), seed=self.config.seed)
         train_config = {**asdict(self.config), "steps": self.total_steps, "kl_warmup": self.warmup_steps}

@@ -14,7 +14,9 @@ PAPER = {"kl_k1": 2.6, "kl_k5": 3.5, "kl_tour": 3.6, "kl_k10": 4.1, "kl_uncondit
          "reconstruction": 70.3, "ordered": 73.9, "unordered": 80.9}
 ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy tour)"), ("kl_k10", "KL(K=10)"),
         ("kl_unconditional", "KL(unconditional)"), ("reconstruction", "reconstruction"),
-        ("ordered", "ordered <= (recon + tour KL)"), ("unordered", "unordered (recon + unconditional KL)")]
+        ("ordered", "ordered <= (recon + tour KL)"), ("unordered", "unordered (recon + unconditional KL)"),
+        ("set", "set (unordered - (ln N! - sum ln m_i!) / N)"), ("order_cost", "ln(N!)/N")]
+ORDERS = ["tour", "original", "set", "associative"]
 DATASETS = ["digits", "binarized-mnist", "fashion-mnist", "mnist"]
 CLASSICAL = ["gzip", "bz2", "xz", "png", "webp", "jxl"]
 
@@ -34,14 +36,25 @@ def models():
               f"| {meta['steps']:,} steps ({meta['epochs']} epochs), {meta['train_seconds'] / 60:.0f} min |")
 
 
+def stale(r: dict) -> bool:
+    """Whether a record was made with another model than the one shipped under its name now."""
+    from acncodec import registry
+    return r["model"]["hash"] != registry.by_name(r["model"]["name"]).hash
+
+
 def results():
     runs = {d: load(f"{d}.json") for d in DATASETS}
     runs = {d: r for d, r in runs.items() if r}
     summary = load("summary.json") or {}
+    old = [d for d, r in runs.items() if stale(r)]
+    if old:
+        print(", ".join(old) + " (marked †): recorded with an earlier version of the shipped model (the hash in "
+              "the record is not the shipped model's); the next run of `python bench/benchmark.py --datasets "
+              + ",".join(old) + "` replaces them.\n")
     print("Bits per dimension, every archive decoded and checked pixel for pixel:\n")
-    print("| data | images | acncodec tour | acncodec original | acncodec tour + model file | "
+    print("| data | images | " + " | ".join(f"acncodec {o}" for o in ORDERS) + " | acncodec tour + model file | "
           + " | ".join(CLASSICAL) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(CLASSICAL))
+    print("|---|---|" + "---|" * len(ORDERS) + "---|" + "---|" * len(CLASSICAL))
     for d, r in runs.items():
         best = min(c["bits_per_dim"] for c in r["classical"].values() if "bits_per_dim" in c)
         cells = []
@@ -52,28 +65,38 @@ def results():
         a = r["acncodec"]
         with_model = a["tour"].get("bits_per_dim_with_model")
         mb = r["model"].get("file_bytes", 0) / 1e6
-        data = f"{d} (seen in training)" if d == "digits" else d
-        print(f"| {data} | {r['n']:,} | {a['tour']['bits_per_dim']:.4f} | {a['original']['bits_per_dim']:.4f} | "
+        data = (f"{d} (seen in training)" if d == "digits" else d) + (" †" if d in old else "")
+        mine = [a[o]["bits_per_dim"] for o in ORDERS if o in a]
+        cols = " | ".join((f"**{a[o]['bits_per_dim']:.4f}**" if a[o]["bits_per_dim"] == min(mine) else
+                           f"{a[o]['bits_per_dim']:.4f}") if o in a else "not coded" for o in ORDERS)
+        print(f"| {data} | {r['n']:,} | {cols} | "
               + (f"{with_model:.4f} ({mb:.2f} MB model) | " if with_model else "not recorded | ")
               + " | ".join(cells) + " |")
-    print("\nacncodec, actual archive against the KL-bound estimate, and speed (compress in the bench process on "
-          "one thread, decompress in a separate process; coding runs on one thread in both):\n")
+    print("\nacncodec, actual archive against the KL-bound estimate, and speed (compress in the bench process, "
+          "decompress in a separate process):\n")
     print("| data | model | order | archive bytes | nats/image | estimate | actual/estimate | compress img/s "
           "| decompress img/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for d, r in runs.items():
         for order, c in r["acncodec"].items():
-            print(f"| {d} | {r['model']['name']} | {order} | {c['bytes']:,} | {c['nats_per_image']:.2f} | "
+            print(f"| {d}{' †' if d in old else ''} | {r['model']['name']} | {order} | {c['bytes']:,} | {c['nats_per_image']:.2f} | "
                   f"{c['estimate_nats_per_image']:.2f} | {c['actual_over_estimate']:.4f} | "
                   f"{c['compress_images_per_second']:.0f} | {c['decompress_images_per_second']:.0f} |")
     if "binarized-mnist" in runs:
         r = runs["binarized-mnist"]
         t = r["estimate_nats_per_image"]
-        print("\nBinarized MNIST test split, the paper's Table 2 (nats/image):\n")
+        print("\nBinarized MNIST test split, the paper's Table 2 (nats/image), estimates, then the real archives "
+              "of each order mode:\n")
         print("| | paper | acncodec |")
         print("|---|---|---|")
         for key, label in ROWS:
-            print(f"| {label} | {PAPER[key]} | {t[key]:.2f} |")
+            if key in t:
+                print(f"| {label} | {PAPER.get(key, '')} | {t[key]:.2f} |")
+        for order in ORDERS:
+            if order in r["acncodec"]:
+                c = r["acncodec"][order]
+                print(f"| {order}: archive (estimate) | | {c['nats_per_image']:.2f} "
+                      f"({c['estimate_nats_per_image']:.2f}) |")
         if "names" in r:
             nm = r["names"]
             print(f"\nNames, a folder of {nm['n']:,} PNG files with sequential names ({nm['data']}): "

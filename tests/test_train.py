@@ -421,3 +421,79 @@ def test_cli_bad_option_gives_one_line_error(tmp_path, option):
     result = CliRunner().invoke(main, args + option)
     torch.set_num_threads(1)
     one_error_line(result)
+
+
+# -- devices -------------------------------------------------------------------------------------------------
+
+def test_device_code_memory_finds_what_faiss_finds():
+    """The accelerator's memory (exact search in torch), run here on the CPU: the same neighbours as the faiss
+    memory, the datum excluded by index (its duplicates elsewhere still count)."""
+    from acncodec.knn import DeviceCodeMemory
+    rng = np.random.default_rng(3)
+    host, device = CodeMemory(200, 6, np.random.default_rng(0)), DeviceCodeMemory(200, 6, np.random.default_rng(0), "cpu")
+    assert np.array_equal(host.codes, device.codes)
+    ids = rng.permutation(200)[:40]
+    codes = rng.standard_normal((40, 6)).astype(np.float32)
+    codes[1] = codes[0]
+    host.write(ids, torch.from_numpy(codes))
+    device.write(ids, torch.from_numpy(codes))
+    assert np.array_equal(host.codes, device.codes)
+    found = device.neighbours(ids, 5)
+    check_nearest_others(found, device.codes[ids], ids, device.codes, 5)
+    assert np.array_equal(np.sort(found, axis=1), np.sort(host.neighbours(ids, 5), axis=1))
+    assert ids[1] in found[0] and ids[0] in found[1]
+    assert torch.equal(device.read(ids[:3]), torch.from_numpy(codes[:3]))
+    with pytest.raises(ValueError):
+        device.neighbours(ids, 200)
+
+
+def test_auto_device_and_a_missing_device(monkeypatch):
+    from acncodec.train import resolve_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu" and resolve_device("cpu").type == "cpu"
+    with pytest.raises(AcnError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(AcnError, match="no MPS device"):
+        resolve_device("mps")
+    with pytest.raises(AcnError, match="device must be one of"):
+        TrainConfig(device="tpu")
+
+
+def test_the_device_code_path_trains_like_the_cpu_path(tmp_path, digits300, monkeypatch):
+    """A run through the accelerator's code path (batches moved to the device, the memory and its search on
+    the device, the averaged network brought back for the model file), here with the CPU as the device:
+    every logged loss as in the faiss run, and a model that loads and codes."""
+    from acncodec import codec, knn
+    from acncodec.knn import DeviceCodeMemory
+    config = TrainConfig(steps=12, batch_size=32, threads=1, log_every=4, kl_warmup=4)
+    runs = {}
+    for name in ("host", "device"):
+        if name == "device":
+            monkeypatch.setattr(knn, "code_memory", lambda size, dim, rng, device:
+                                DeviceCodeMemory(size, dim, rng, device))
+        trainer = Trainer(digits300, tmp_path / name / "m.acn", TINY, config, resume=False)
+        runs[name] = (trainer, trainer.run(progress=False))
+    torch.set_num_threads(1)
+    assert isinstance(runs["device"][0].memory, DeviceCodeMemory)
+    losses = {name: [json.loads(line)["loss"] for line in log_path(tmp_path / name / "m.acn").read_text().splitlines()]
+              for name in runs}
+    assert len(losses["host"]) == 3 and np.allclose(losses["host"], losses["device"], rtol=1e-5)
+    model = modelfile.load(tmp_path / "device" / "m.acn")
+    images = load("digits:20")
+    blob, _ = codec.compress(images, model, order="original", progress=False, estimate=False)
+    assert np.array_equal(codec.decompress(blob, model, progress=False)[0].images, images.images)
+
+
+def test_cli_train_names_its_device_and_refuses_a_missing_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["train", "digits:200", "--steps", "2", "--decoder-channels", "8", "--latent-dim", "4", "--threads", "1",
+            "--decoder-layers", "2", "--no-quantize", "-o", str(tmp_path / "m.acn")]
+    result = CliRunner().invoke(main, args + ["--device", "cpu"])
+    torch.set_num_threads(1)
+    assert result.exit_code == 0, result.output
+    assert "device: cpu" in result.output
+    result = CliRunner().invoke(main, args + ["--device", "cuda", "-o", str(tmp_path / "n.acn")])
+    torch.set_num_threads(1)
+    one_error_line(result)
+    assert "no CUDA device" in result.output and not (tmp_path / "n.acn").exists()
