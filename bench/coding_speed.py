@@ -4,6 +4,7 @@
                                             [--order tour] [--json bench/results/speed-coding.json]
     python bench/coding_speed.py --chains 5,10,20,40,80 [--data ...] [--json bench/results/speed-chains.json]
 
+OTHER_TREE is a checkout of another commit, for example `git worktree add /tmp/base-81759e7 81759e7`.
 For each data set (coded with the shipped model of the same name in each tree), each tree compresses
 (`codec.compress`, the estimate included, as `acncodec compress` does) and then decompresses in fresh processes,
 the two trees alternating so both see the same machine load. Each child reports its wall time and peak

@@ -113,6 +113,28 @@ def results():
               f"{dec['speedup']:.0f}x, batch "
               f"{dec['batch']}; greedy tour over N = {last['n']:,} codes {last['seconds']:.1f} s, growing as "
               f"N^{tour['exponent']:.2f} over {tour['rows'][0]['n']:,}..{last['n']:,}.")
+    coding = load("speed-coding.json")
+    if coding:
+        g = coding["float64_gflops"]
+        print(f"\nCoding speed against {coding['other_commit'][:7]} (float coding, before the exact numerics), side by "
+              f"side in one script (`{coding['command']}`, at {coding['git_commit'][:7]}; the other tree is a "
+              f"`git worktree` of {coding['other_commit'][:7]}), {coding['order']} order, each tree's defaults, "
+              f"every decoded image checked:\n")
+        print("| data | compress | decompress | decompress peak memory | decoder multiply-adds | ceiling | "
+              "compress, decompress |")
+        print("|---|---|---|---|---|---|---|")
+        for row in coding["results"]:
+            t, o, f = row["trees"]["this"], row["trees"]["other"], row["roofline"]
+            print(f"| {row['data']} | {row['speedup']['compress']:.2f}x ({t['compress']['seconds']:.1f} s against "
+                  f"{o['compress']['seconds']:.1f}) | {row['speedup']['decompress']:.2f}x "
+                  f"({t['decompress']['seconds']:.1f} s against {o['decompress']['seconds']:.1f}) | "
+                  f"{t['decompress']['peak_mib']:.0f} MiB ({o['decompress']['peak_mib']:.0f}) | "
+                  f"{f['multiply_adds_per_image']['decoder'] / 1e6:.0f} M/image | "
+                  f"{f['ceiling_images_per_second']['all_threads']:.0f} images/s | "
+                  f"{f['compress_images_per_second']:.0f}, {f['decompress_images_per_second']:.0f} images/s |")
+        print(f"\nThe ceiling is the decoder's multiply-adds at this machine's float64 matrix-product rate "
+              f"({g['all_threads']:.0f} GFLOP/s on both cores, {g['one_thread']:.0f} on one): the exact numerics "
+              "compute integer-valued float64, at half the float32 rate.")
     if summary.get("runs"):
         m = summary["runs"][-1]["machine"]
         print(f"\nMade by `python bench/benchmark.py` (all four datasets, then speed and scaling): "

@@ -242,28 +242,48 @@ class GatedLayer:
 
 
 class Gate:
-    """tanh(a) sigmoid(b) for pre = [a, b] along the last axis, rounded to act_frac. Both halves read one
-    table (tanh on sigmoid's wider input range, where it is the same function, then sigmoid), so a gate is
-    one gather."""
+    """tanh(a) sigmoid(b) for pre = [a, b] along the last axis, rounded to act_frac: one gather from one table
+    holding both functions, then the product, rounded. The table keeps only each function's non-constant span
+    (beyond it the clamp reads the end value, which is the constant), and small integers when its values allow
+    (int16, the product in int32): the gather then stays in cache. Every path gives the same integers."""
 
     def __init__(self, tanh: Table, sigmoid: Table, act_frac: int):
         self.lo = sigmoid.lo
         span = np.arange(-self.lo, self.lo + 1, dtype=np.float64)
-        self.table = np.concatenate([tanh(span), sigmoid(span)])
+        parts, self.starts = [], []
+        for f in (tanh, sigmoid):
+            values = f(span)
+            changes = np.flatnonzero(np.diff(values))
+            first, last = (int(changes[0]), int(changes[-1]) + 1) if len(changes) else (0, 0)
+            self.starts.append(sum(len(p) for p in parts) - first)   # table index of input -lo
+            parts.append(values[first:last + 1])
+        self.sizes = [len(p) for p in parts]
+        table = np.concatenate(parts)
+        small = np.abs(table).max() < 2 ** 15
+        self.table = table.astype(np.int16) if small else table
+        self.product = np.int32 if small else np.float64
         self.half, self.inv = 2.0 ** (act_frac - 1), 2.0 ** -act_frac
-        self._offsets: dict = {}
+        self._bounds: dict = {}
+
+    def bounds(self, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per column of a (..., width) input: the offset of input -lo, and the table's first and last index."""
+        if width not in self._bounds:
+            half = width // 2
+            reps = lambda a, b: np.array([a] * half + [b] * half, dtype=np.float64)
+            lower = reps(0.0, float(self.sizes[0]))
+            upper = reps(self.sizes[0] - 1.0, self.sizes[0] + self.sizes[1] - 1.0)
+            offset = reps(self.starts[0] + self.lo, self.starts[1] + self.lo)
+            self._bounds[width] = (offset, lower, upper)
+        return self._bounds[width]
 
     def __call__(self, pre: np.ndarray) -> np.ndarray:
-        width = pre.shape[-1]
-        half = width // 2
-        offsets = self._offsets.get(width)
-        if offsets is None:   # index of input 0 in each half's table
-            offsets = np.array([self.lo] * half + [3 * self.lo + 1] * half, dtype=np.float64)
-            self._offsets[width] = offsets
-        idx = np.minimum(np.maximum(pre, -self.lo), self.lo)
-        idx += offsets
-        values = self.table[idx.astype(np.int64)]
-        out = values[..., :half] * values[..., half:]
+        half = pre.shape[-1] // 2
+        offset, lower, upper = self.bounds(pre.shape[-1])
+        idx = pre + offset
+        np.maximum(idx, lower, out=idx)
+        np.minimum(idx, upper, out=idx)
+        values = self.table.take(idx.astype(np.intp)).astype(self.product)
+        out = np.multiply(values[..., :half], values[..., half:]).astype(np.float64)
         out += self.half
         out *= self.inv
         return np.floor(out, out=out)
