@@ -1,4 +1,5 @@
-"""Nearest neighbours among codes with faiss, never counting a datum as its own neighbour."""
+"""Nearest neighbours among codes, never counting a datum as its own: faiss on the CPU, exact brute force on a
+training device."""
 
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ class CodeMemory:
 
 
 class DeviceCodeMemory:
-    """The same memory held on an accelerator (60,000 codes of 32 floats are 7.7 MB): codes are written and read
-    there, and the search is exact brute force there too (squared distances by one matrix product, the k + 1
-    smallest), so a training step moves only the chosen indices to the CPU. As in `nearest_others`, a datum is
-    excluded by index, not by distance, so duplicates of a code still count as neighbours. `codes` is the
-    memory as a numpy array (for checkpoints)."""
+    """The same memory held on an accelerator (60,000 codes of 32 floats are 7.7 MB): codes are written and
+    read there, and the search is exact brute force there too (squared distances by one matrix product, the k
+    smallest), so a training step moves only the neighbours' indices to the CPU. As in `nearest_others`, a
+    datum is excluded by index, not by distance, so duplicates of a code still count as neighbours. `codes` is
+    the memory as a numpy array (for checkpoints)."""
 
     def __init__(self, size: int, dim: int, rng: np.random.Generator, device: torch.device | str):
         self.device = torch.device(device)

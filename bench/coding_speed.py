@@ -199,7 +199,8 @@ def sweep(args, argv) -> int:
              "|---|---|---|---|---|---|---|"]
     for row in rows:
         base = min((r for r in rows if r["data"] == row["data"]), key=lambda r: r["chains"])["bytes"]
-        lines.append(f"| {row['data']} | {row['chains']} | {row['bytes']:,} | {100 * (row['bytes'] / base - 1):+.2f}% | "
+        lines.append(f"| {row['data']} | {row['chains']} | {row['bytes']:,} | "
+                     f"{100 * (row['bytes'] / base - 1):+.2f}% | "
                      f"{row['decompress_images_per_second']:.0f} | {row['compress_seconds']:.1f} | "
                      f"{row['decompress_peak_mib']:.0f} |")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")

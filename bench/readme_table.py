@@ -79,7 +79,8 @@ def results():
     print("|---|---|---|---|---|---|---|---|---|")
     for d, r in runs.items():
         for order, c in r["acncodec"].items():
-            print(f"| {d}{' †' if d in old else ''} | {r['model']['name']} | {order} | {c['bytes']:,} | {c['nats_per_image']:.2f} | "
+            print(f"| {d}{' †' if d in old else ''} | {r['model']['name']} | {order} | {c['bytes']:,} | "
+                  f"{c['nats_per_image']:.2f} | "
                   f"{c['estimate_nats_per_image']:.2f} | {c['actual_over_estimate']:.4f} | "
                   f"{c['compress_images_per_second']:.0f} | {c['decompress_images_per_second']:.0f} |")
     if "binarized-mnist" in runs:

@@ -190,7 +190,8 @@ def test_the_sender_starts_again_on_more_seed_words_when_the_first_rounds_drain_
 
 
 def test_numerics_without_pointer_weights_leave_associative_out(monkeypatch):
-    """A numerics implementation without the associative order's r(k | z): auto does not consider it, and asking for it is a clear error, not a traceback."""
+    """A numerics implementation without the associative order's r(k | z): auto does not consider it, and
+    asking for it is a clear error, not a traceback."""
     from acncodec.coding import float_numerics
     monkeypatch.setattr(float_numerics.FloatModel, "has_pointer_weights", False)
     spec = SPECS["binary"]

@@ -430,7 +430,8 @@ def test_device_code_memory_finds_what_faiss_finds():
     memory, the datum excluded by index (its duplicates elsewhere still count)."""
     from acncodec.knn import DeviceCodeMemory
     rng = np.random.default_rng(3)
-    host, device = CodeMemory(200, 6, np.random.default_rng(0)), DeviceCodeMemory(200, 6, np.random.default_rng(0), "cpu")
+    host = CodeMemory(200, 6, np.random.default_rng(0))
+    device = DeviceCodeMemory(200, 6, np.random.default_rng(0), "cpu")
     assert np.array_equal(host.codes, device.codes)
     ids = rng.permutation(200)[:40]
     codes = rng.standard_normal((40, 6)).astype(np.float32)

@@ -60,6 +60,7 @@ class Affine:
         self.inv = np.exp2(-self.shift)
         if self.inv.ndim == 0:
             self.inv = float(self.inv)
+        self._windows: dict = {}    # the weight as convolutions read it, per (cin, kh, kw)
 
     def sliced(self, rows=slice(None), cols=slice(None), clamp: bool | None = None) -> "Affine":
         """The map restricted to some outputs and inputs (the unused inputs held at zero)."""
@@ -92,12 +93,11 @@ class Affine:
     def window_weight(self, cin: int, kh: int, kw: int) -> np.ndarray:
         """The weight as a convolution's (kh * kw * cin, out), windows flattened (row, column, channel): the
         layout `conv` gathers its input in. Made once per shape."""
-        cache = self.__dict__.setdefault("_windows", {})
-        if (cin, kh, kw) not in cache:
+        if (cin, kh, kw) not in self._windows:
             out = self.weight.shape[0]
-            cache[(cin, kh, kw)] = np.ascontiguousarray(
+            self._windows[(cin, kh, kw)] = np.ascontiguousarray(
                 self.weight.reshape(out, cin, kh, kw).transpose(2, 3, 1, 0).reshape(kh * kw * cin, out))
-        return cache[(cin, kh, kw)]
+        return self._windows[(cin, kh, kw)]
 
     @classmethod
     def from_dict(cls, d: dict, prefix: str) -> "Affine":
@@ -159,7 +159,9 @@ def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -
         k = 0
         for a in range(kh):
             for b in range(kw):
-                cols[:m, :, :, k:k + cin] = part[:, a:a + stride * (ho - 1) + 1:stride, b:b + stride * (wo - 1) + 1:stride]
+                rows = slice(a, a + stride * (ho - 1) + 1, stride)
+                columns = slice(b, b + stride * (wo - 1) + 1, stride)
+                cols[:m, :, :, k:k + cin] = part[:, rows, columns]
                 k += cin
         np.matmul(cols[:m].reshape(-1, cols.shape[-1]), weight, out=out[start:start + m].reshape(-1, weight.shape[1]))
     return aff.finish(out)
