@@ -188,7 +188,7 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
     if estimate or costs is not None:
         import torch
         from .evaluate import encode_all, reconstruction
-        x_t = torch.from_numpy(x_all)
+        x_t = tensor_view(x_all)
         if all_codes_float is None:
             all_codes_float = analysis_codes(model, pm, x_all, all_codes)
         codes_t = torch.from_numpy(all_codes_float)
@@ -213,6 +213,16 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
     return b"".join(sections.values()), report
 
 
+def tensor_view(a: np.ndarray):
+    """A torch view of images that are only read. The data may be read-only (an IDX file read from bytes), which
+    torch warns about on every view; nothing here writes to them, so the warning says nothing and is dropped."""
+    import warnings
+    import torch
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a)
+
+
 def analysis_codes(model: Model, pm, x_all: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
     """Codes for the estimates and the order choice: the float model's, in the unit its priors expect. The
     coding codes serve when they are those (float numerics); exact numerics' codes are integers in another
@@ -221,7 +231,7 @@ def analysis_codes(model: Model, pm, x_all: np.ndarray, codes: np.ndarray | None
         return codes
     import torch
     from .evaluate import encode_all
-    return encode_all(model.net, torch.from_numpy(x_all)).numpy()
+    return encode_all(model.net, tensor_view(x_all)).numpy()
 
 
 def order_costs(model: Model, images: ImageSet, codes: np.ndarray, tour: np.ndarray | None,
