@@ -34,8 +34,8 @@ def join_parts(nets, latent: "tables.LatentTables", pixel: "tables.PixelTables")
 
 
 #: Images per network call in `encode` and `score`. Every number is batch-invariant, so this is only a speed
-#: choice: the activations of a few images stay in cache (measured on the binarized-MNIST and Fashion-MNIST
-#: models: the full pass 1.7x faster in blocks of 4 than of 64 images).
+#: choice: the activations of a few images stay in cache (on the binarized-MNIST and Fashion-MNIST models the
+#: full pass ran markedly slower on 64 images at once). `bench/coding_speed.py` measures the whole effect.
 ENCODE_BLOCK = 16
 SCORE_BLOCK = 4
 
