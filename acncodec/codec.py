@@ -187,7 +187,7 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
         report["order_refund_nats_per_image"] = order_information_nats(image_keys(images.images)) / n
     if estimate or costs is not None:
         import torch
-        from .evaluate import encode_all, reconstruction
+        from .evaluate import reconstruction
         x_t = tensor_view(x_all)
         if all_codes_float is None:
             all_codes_float = analysis_codes(model, pm, x_all, all_codes)

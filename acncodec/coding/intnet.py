@@ -378,12 +378,9 @@ class Stepper:
         self.ins = [self.C] + [l.maps["hout"].weight.shape[0] for l in dec.layers[:-1]]
         # vertical inputs, the rows above each decoded row (channels-last)
         self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin)) for cin in self.ins]
-        # hconv's weight (out, Cin * 1 * kw) reordered to read a (B, kw, Cin) window flattened
-        self.hconv = []
-        for l, cin in zip(dec.layers, self.ins):
-            a = l.maps["hconv"]
-            weight = a.weight.reshape(-1, cin, l.kh).transpose(0, 2, 1).reshape(a.weight.shape[0], -1)
-            self.hconv.append(Affine(weight, a.bias, a.shift, a.bound, a.clamp))
+        # hconv with its weight as `conv` reads it, (kw Cin, out): a (B, kw, Cin) window flattened times it
+        self.hconv = [(l.maps["hconv"], l.maps["hconv"].window_weight(cin, 1, l.kh))
+                      for l, cin in zip(dec.layers, self.ins)]
         self.row, self.col, self.next = -1, -1, (0, 0)
 
     def _start_row(self, i: int) -> None:
@@ -408,7 +405,8 @@ class Stepper:
             buf = self.hin[n]
             if n > 0:
                 buf[:, j + kw - 1] = h
-            h_pre = self.hconv[n](buf[:, j:j + kw].reshape(self.B, -1))
+            hconv, weight = self.hconv[n]
+            h_pre = hconv.finish(hconv.clamped(buf[:, j:j + kw].reshape(self.B, -1)) @ weight)
             h_pre += self.vrow[n][j]
             out = layer.maps["hout"](gate(h_pre))
             h = out if layer.first else out + buf[:, j + kw - 1]

@@ -36,17 +36,14 @@ from .order import active_counts, seed_words
 NEIGHBOURS = 16
 
 
-#: Images per encoder call where the numerics are batch-invariant.
-CODE_BATCH = 256
-
-
 def image_codes(pm: ProbabilityModel, x: np.ndarray) -> np.ndarray:
     """E(x) of each image (n, C, H, W) as if computed on its own: the same whatever round it is in. Batch-
-    invariant numerics compute them in batches; otherwise one image per call."""
+    invariant numerics give that in one call (they block the work themselves); otherwise one image per call."""
     if not len(x):
         return np.empty((0, pm.latent_dim), dtype=np.float32)
-    step = CODE_BATCH if pm.batch_invariant else 1
-    return np.concatenate([pm.encode(x[i:i + step]) for i in range(0, len(x), step)])
+    if pm.batch_invariant:
+        return pm.encode(x)
+    return np.concatenate([pm.encode(x[i:i + 1]) for i in range(len(x))])
 
 
 def nearest(held: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
