@@ -55,14 +55,19 @@ def for_model(images: ImageSet, model: Model) -> ImageSet:
 
 def compress(data: Data, model: Model | str | Path | None = None, order: str = "auto",
              chains: int | None = None, estimate: bool = True, progress: bool = False,
-             levels: int | None = None, baseline: bool = True) -> tuple[bytes, dict]:
+             levels: int | None = None, baseline: bool = True, shards: int | None = None,
+             shard_images: int | None = None, workers: int = 1, cluster: str | None = None) -> tuple[bytes, dict]:
     """Compress a dataset: the archive's bytes and the report (sizes, actual and estimated cost, speed, and
-    with `baseline` what xz -9 makes of the same pixels, measured in the same call)."""
+    with `baseline` what xz -9 makes of the same pixels, measured in the same call). `shards` (or
+    `shard_images`, default one shard per 10,000 images) independent streams, coded by `workers` local
+    processes or on the Ray cluster at `cluster`; the bytes do not depend on where they were coded."""
+    from . import sharding
     images = as_images(data, levels)
     model = model_for(images, model)
     images = for_model(images, model)
-    blob, report = codec.compress(images, model, order=order, chains=chains, progress=progress,
-                                  estimate=estimate)
+    blob, report = sharding.compress(images, model, order=order, shards=shards, shard_images=shard_images,
+                                     chains=chains, workers=workers, cluster=cluster, progress=progress,
+                                     estimate=estimate)
     if baseline:
         reference = xz_baseline(codec.match_model(images, model))
         report["baseline"] = reference
@@ -73,8 +78,13 @@ def compress(data: Data, model: Model | str | Path | None = None, order: str = "
 
 
 def decompress(archive: bytes | str | Path, model: Model | str | Path | None = None,
-               progress: bool = False) -> tuple[ImageSet, dict]:
-    """Restore an archive (its bytes or its path): the images, exact, and the archive header."""
+               progress: bool = False, shards: list[int] | None = None, images: list[int] | None = None,
+               names: list[str] | None = None, workers: int = 1,
+               cluster: str | None = None) -> tuple[ImageSet, dict]:
+    """Restore an archive (its bytes or its path): the images, exact, and the archive header. Only some of
+    them if asked: whole `shards`, `images` by archive position, or images by `names`; a sharded archive then
+    decodes only the shards that hold them."""
+    from . import sharding
     where = "archive"
     if not isinstance(archive, bytes):
         where, archive = str(archive), Path(archive).read_bytes()
@@ -83,7 +93,9 @@ def decompress(archive: bytes | str | Path, model: Model | str | Path | None = N
         model = registry.for_archive(parsed.header, where).load()
     elif not isinstance(model, Model):
         model = registry.load_model(str(model))
-    return codec.decompress(parsed, model, where=where, progress=progress)
+    return sharding.restore(parsed, model, where, shards=shards, names=names, workers=workers, cluster=cluster,
+                            numbers=None if images is None else np.asarray(images, dtype=np.int64),
+                            progress=progress)
 
 
 def estimate(data: Data, model: Model | str | Path | None = None, progress: bool = False,

@@ -24,6 +24,7 @@ from .names import decode_names, encode_names, names_text_bound, order_words_bou
 
 MAGIC = b"ACNC"
 VERSION = 2
+SHARDED_VERSION = 3   # shards.py: several version 2 archives under one index
 READERS = {1: "acncodec 0.1.0"}    # the release that reads each older format version
 PREFIX = struct.Struct("<4sHH")
 DIGEST = 32
@@ -66,6 +67,9 @@ def parse(data: bytes, where: str = "archive") -> Archive:
     if version in READERS:
         raise AcnError(f"{where}: archive format version {version} is read by {READERS[version]}; this acncodec "
                        f"reads version {VERSION}")
+    if version == SHARDED_VERSION:
+        from .shards import parse as parse_sharded
+        return parse_sharded(data, where)
     if version != VERSION:
         raise AcnError(f"{where}: archive format version {version} is not supported (this acncodec reads "
                        f"version {VERSION})")
@@ -88,23 +92,31 @@ def parse(data: bytes, where: str = "archive") -> Archive:
     if pos + 4 * words != len(body):
         raise AcnError(f"{where}: payload length {words} words does not match the archive size")
     header.check_payload(words, where)
-    # xz adds a little framing to the names' text (3 bytes per 64 KiB when it cannot compress it); the order
-    # takes at most log2(n!) bits
-    text = names_text_bound(header.n)
-    if names_len > 5 + text + text // 1024 + 1024 + 4 + 4 * order_words_bound(header.n):
-        raise AcnError(f"{where}: names section of {names_len} bytes is larger than {header.n} names can take")
-    names = decode_names(body[names_at:names_at + names_len], header.n, where) if names_len else None
+    names = read_names(body[names_at:names_at + names_len], header.n, where)
     payload = np.frombuffer(body, dtype="<u4", count=words, offset=pos).astype(np.uint32)
     sizes = {"header": PREFIX.size + header_len, "names": 4 + names_len, "payload": 8 + 4 * words,
              "checksum": DIGEST}
     return Archive(header, names, payload, sizes)
 
 
+def read_names(raw: bytes, n: int, where: str) -> list[str] | None:
+    """The names section's content for n images (None when empty), its size checked before it is inflated."""
+    # xz adds a little framing to the names' text (3 bytes per 64 KiB when it cannot compress it); the order
+    # takes at most log2(n!) bits
+    text = names_text_bound(n)
+    if len(raw) > 5 + text + text // 1024 + 1024 + 4 + 4 * order_words_bound(n):
+        raise AcnError(f"{where}: names section of {len(raw)} bytes is larger than {n} names can take")
+    return decode_names(raw, n, where) if raw else None
+
+
 def describe(blob: bytes, where: str = "archive") -> dict:
     """What `acncodec info` shows: the header and section sizes, without decoding the payload."""
     archive = parse(blob, where)
-    return {"header": archive.header.to_dict(), "kind": archive.kind, "bytes": len(blob),
-            "section_bytes": archive.section_sizes, "names": None if archive.names is None else len(archive.names)}
+    out = {"header": archive.header.to_dict(), "kind": archive.kind, "bytes": len(blob),
+           "section_bytes": archive.section_sizes, "names": None if archive.names is None else len(archive.names)}
+    if not isinstance(archive, Archive):   # sharded: each shard's images and bytes, in archive order
+        out["shards"] = [{"images": e.images, "bytes": e.size} for e in archive.entries]
+    return out
 
 
 def _read(body: bytes, pos: int, fmt: str, where: str, what: str) -> int:

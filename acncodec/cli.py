@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from .config import ModelConfig, TrainConfig
-from .errors import AcnError
+from .errors import AcnError, shown
 from .fileio import atomic_write_bytes, check_folder_output, same_file, write_bytes
 
 ORDERS = ("tour", "original", "set", "associative")   # header.ORDERS, without importing numpy for --help and --version
@@ -112,6 +112,12 @@ def load_data(data: str, levels: int | None = None, binarize: bool = False, shap
     return datamod.load(data, binarize=binarize, levels=levels, shape=shape)
 
 
+WORKERS = click.option("--workers", "-w", type=click.IntRange(1, 1024), default=os.cpu_count() or 1,
+                       show_default="this machine's cores",
+                       help="Processes that code shards side by side (the archive's bytes do not depend on it).")
+CLUSTER = click.option("--cluster", default=None, metavar="ADDRESS",
+                       help="Code the shards on a running Ray cluster (host:port of its head; needs "
+                            "pip install 'acncodec[cluster]'), instead of --workers.")
 QUIET = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress bar).")
 FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
 
@@ -399,14 +405,20 @@ def print_report(report: dict, verbose: bool = False, err: bool = False) -> None
                    "associative: set, with latents pointing at the data already decoded.")
 @click.option("--chains", type=int, default=None,
               help="Parallel chains (default: about N/100, at most 128; at most 1,024).")
+@click.option("--shards", type=int, default=None,
+              help="Code the data as this many independent shards (default: one per 10,000 images; one shard "
+                   "is the one-stream archive). Shards code in parallel and decode one at a time if asked.")
+@click.option("--shard-images", type=int, default=None, help="Images per shard, instead of --shards.")
+@WORKERS
+@CLUSTER
 @click.option("--no-estimate", is_flag=True, help="Skip the model's estimate of the size in the report.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @FORCE
 @QUIET
 @click.option("--verbose", "-v", is_flag=True, help="Also print sections, chains and speed.")
 @friendly_errors
-def compress(data, output, output_option, model_path, levels, order, chains, no_estimate, json_out, force, quiet,
-             verbose):
+def compress(data, output, output_option, model_path, levels, order, chains, shards, shard_images, workers,
+             cluster, no_estimate, json_out, force, quiet, verbose):
     from . import api
     from .fileio import atomic_write_bytes
     output = one_output(output, output_option, "output")
@@ -422,7 +434,8 @@ def compress(data, output, output_option, model_path, levels, order, chains, no_
     say = (lambda *a, **k: None) if quiet else functools.partial(click.echo, err=True)
     images, model = data_and_model(data, model_path, levels, say)
     blob, report = api.compress(images, model, order=order, chains=chains, progress=not quiet,
-                                estimate=not no_estimate)
+                                estimate=not no_estimate, shards=shards, shard_images=shard_images,
+                                workers=workers, cluster=cluster)
     if to_stdout:
         write_stdout(blob, "an archive")
     else:
@@ -466,10 +479,19 @@ def default_restore_name(archive: str, kind: str) -> str:
 @click.option("--force", "-f", is_flag=True,
               help="Overwrite files of the same name (an array file OUTPUT, or the images' files in the folder "
                    "OUTPUT). Other files in the folder are never touched.")
+@click.option("--shard", "shard_list", type=int, multiple=True,
+              help="Restore only this shard (repeat for more); `acncodec info` lists them.")
+@click.option("--images", "numbers", default=None, metavar="RANGES",
+              help="Restore only these images, by position in the archive from 0 (such as 0-99,500).")
+@click.option("--name", "name_list", multiple=True,
+              help="Restore only the image of this name (repeat for more; folder archives).")
+@WORKERS
+@CLUSTER
 @QUIET
 @click.option("--verbose", "-v", is_flag=True, help="Also print the model, the order and the time taken.")
 @friendly_errors
-def decompress(archive, output, output_option, model_path, force, quiet, verbose):
+def decompress(archive, output, output_option, model_path, shard_list, numbers, name_list, workers, cluster, force,
+               quiet, verbose):
     """Restore the images of ARCHIVE: PNG files into a folder (new or existing), or an array into a .npy file
     (OUTPUT or -o; default: ARCHIVE without .acnz, plus .npy for arrays). ARCHIVE - reads standard input."""
     import time
@@ -491,10 +513,13 @@ def decompress(archive, output, output_option, model_path, force, quiet, verbose
     if to_stdout and parsed.kind == "folder":
         raise AcnError(f"{where}: holds a folder of images, which cannot go to standard output; give a folder")
     keep = (Path(archive),) if archive != "-" else ()
-    from . import codec, registry   # torch and the model only once the archive has been read and checked
+    from . import codec, registry, sharding   # torch and the model once the archive has been read and checked
+    selection = {"shards": list(shard_list) or None, "names": list(name_list) or None,
+                 "numbers": None if numbers is None else sharding.parse_numbers(numbers, parsed.header.n, where)}
     if not to_stdout:
         if parsed.names is not None:
-            check_folder_output(output, check_names(parsed.names, where), force, keep=list(keep))
+            check_folder_output(output, check_names(selected_names(parsed, selection, where), where), force,
+                                keep=list(keep))
         else:
             check_writable(output, force)
     warning = codec.version_warning(parsed.header)
@@ -503,7 +528,8 @@ def decompress(archive, output, output_option, model_path, force, quiet, verbose
     model = (registry.for_archive(parsed.header, where).load() if model_path is None
              else registry.load_model(model_path))
     started = time.perf_counter()
-    images, header = codec.decompress(parsed, model, where=where, progress=not quiet)
+    images, header = sharding.restore(parsed, model, where, **selection, workers=workers, cluster=cluster,
+                                      progress=not quiet)
     if to_stdout:
         from .data import npy_bytes
         write_stdout(npy_bytes(images), "an array")
@@ -521,6 +547,25 @@ def decompress(archive, output, output_option, model_path, force, quiet, verbose
     if verbose:
         click.echo(f"  model {model.hash[:12]}, {header.order} order, "
                    f"{time.perf_counter() - started:.1f} s", err=to_stdout)
+
+
+def selected_names(parsed, selection: dict, where: str) -> list[str]:
+    """The names of the images a decompress with this selection writes (every name when none is made)."""
+    from . import sharding
+    if not any(v is not None for v in selection.values()):
+        return parsed.names
+    chosen = [] if selection["numbers"] is None else list(selection["numbers"])
+    for i in selection["shards"] or []:
+        if not 0 <= i < getattr(parsed.header, "shards", 1):
+            raise AcnError(f"{where}: the archive has shards 0..{getattr(parsed.header, 'shards', 1) - 1}; "
+                           f"asked for shard {i}")
+        chosen += list(sharding.shard_positions(parsed, i))
+    wanted = set(selection["names"] or [])
+    missing = wanted - set(parsed.names)
+    if missing:
+        raise AcnError(f"{where}: holds no image named {shown(sorted(missing)[0])}")
+    chosen = set(chosen)
+    return [name for i, name in enumerate(parsed.names) if i in chosen or name in wanted]
 
 
 @main.command()
@@ -547,6 +592,10 @@ def info(archive, as_json):
     order = ("tour (decompress returns the images in tour order" + (", with their names)" if described["kind"] ==
              "folder" else ", not their original order)")) if h.get("order") == "tour" else h.get("order")
     click.echo(f"  order: {order}")
+    if "shards" in described:
+        sizes = [s["images"] for s in described["shards"]]
+        click.echo(f"  {plural(len(sizes), 'shard')} of {min(sizes):,} to {max(sizes):,} images, each decodable "
+                   "on its own (decompress --shard K)")
     from . import registry
     entry = registry.by_hash(h.get("model_hash", ""))
     click.echo(f"  model: {h.get('model_hash', '?')[:12]} "

@@ -111,7 +111,17 @@ def match_model(images: ImageSet, model: Model) -> ImageSet:
 
 def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | None = None,
              progress: bool = True, estimate: bool = True) -> tuple[bytes, dict]:
-    """Compress a dataset; returns the archive bytes and a report (sizes, costs, timings)."""
+    """Compress a dataset into one stream; returns the archive bytes and a report (sizes, costs, timings)."""
+    archive, report, _ = compress_archive(images, model, order, chains, progress, estimate)
+    return archive.to_bytes(), report
+
+
+def compress_archive(images: ImageSet, model: Model, order: str = "auto", chains: int | None = None,
+                     progress: bool = True, estimate: bool = True, versions: dict | None = None,
+                     ) -> tuple[Archive, dict, np.ndarray]:
+    """`compress`, returning the Archive, the report and the archive order (`images.images[sequence]` are the
+    images as Bob writes them out). `versions`: the libraries named in the header (default: these); a shard
+    of a sharded archive names none, its index does."""
     if order not in CHOICES:
         raise AcnError(f"unknown order {order!r}; choose one of {', '.join(CHOICES)}")
     if len(images) == 0:
@@ -139,17 +149,12 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
         all_codes = all_codes_float = tour = costs = None   # serve the choice and the estimate: made once
         if order in ("tour", "auto"):
             from .tour import greedy_tour
-            all_codes = np.concatenate([pm.encode(x_all[i:i + ENCODE_BATCH])
-                                        for i in range(0, n, ENCODE_BATCH)])
+            all_codes = encode_all(pm, x_all)
             tour = greedy_tour(all_codes)
         tour_seconds = time.perf_counter() - tour_started
         if order == "auto":
             all_codes_float = analysis_codes(model, pm, x_all, all_codes)
-            costs = order_costs(model, images, all_codes_float, tour, lengths)
-            candidates = [m for m in AUTO_PREFERENCE if (m not in SET_ORDERS or n <= SET_MAX_N)
-                          and (m != "associative" or pm.has_pointer_weights)]
-            costs = {m: c for m, c in costs.items() if m in candidates}
-            order = min(candidates, key=lambda m: costs[m]["nats"])   # ties: AUTO_PREFERENCE order
+            order, costs = choose_order(model, pm, images, all_codes_float, tour, lengths)
         # Where the sender's pass is the full pass, the estimate's reconstruction is read off it.
         meter = [] if estimate and pm.full_pass_exact else None
         if order in SET_ORDERS:
@@ -172,7 +177,8 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
     pixels = images.images[sequence]
     header = Header(model_hash=model.hash, spec=model.spec, n=n, chains=len(lengths), order=order,
                     input_levels=input_levels, seed_words=n_seed, bucket_bits=model.bucket_bits,
-                    pixels_sha256=pixel_digest(pixels, names), versions=library_versions())
+                    pixels_sha256=pixel_digest(pixels, names),
+                    versions=library_versions() if versions is None else versions)
     archive = Archive(header, names, payload)
     sections = archive.sections()
     report = size_report(sections, n, model.spec)
@@ -210,7 +216,23 @@ def compress(images: ImageSet, model: Model, order: str = "auto", chains: int | 
             report["estimate_reconstruction_from"] = "coding pass" if meter is not None else "float network"
             # The estimate prices the images; names are reported on their own.
             report["actual_over_estimate"] = report["nats_per_image_without_names"] / report["estimate_nats_per_image"]
-    return b"".join(sections.values()), report
+    return archive, report, sequence
+
+
+def choose_order(model: Model, pm, images: ImageSet, codes: np.ndarray, tour: np.ndarray | None,
+                 lengths: list[int]) -> tuple[str, dict]:
+    """auto's choice: the order mode with the smallest estimated archive (`order_costs`), among those the
+    numerics and the data size allow; ties go by AUTO_PREFERENCE. Returns the mode and every candidate's cost."""
+    n = len(images)
+    candidates = [m for m in AUTO_PREFERENCE if (m not in SET_ORDERS or n <= SET_MAX_N)
+                  and (m != "associative" or pm.has_pointer_weights)]
+    costs = {m: c for m, c in order_costs(model, images, codes, tour, lengths).items() if m in candidates}
+    return min(candidates, key=lambda m: costs[m]["nats"]), costs
+
+
+def encode_all(pm, x: np.ndarray) -> np.ndarray:
+    """The coding numerics' codes of images x (N, C, H, W), in batches."""
+    return np.concatenate([pm.encode(x[i:i + ENCODE_BATCH]) for i in range(0, len(x), ENCODE_BATCH)])
 
 
 def tensor_view(a: np.ndarray):
@@ -336,10 +358,13 @@ def size_report(sections: dict[str, bytes], n: int, spec: DataSpec) -> dict:
 
 
 def decompress(data: bytes | Archive, model: Model, where: str = "archive",
-               progress: bool = True) -> tuple[ImageSet, dict]:
-    """Decode an archive (its bytes, or as already parsed); returns the images (archive order, names if any)
-    and the archive header."""
+               progress: bool = True, input_levels: bool = True) -> tuple[ImageSet, dict]:
+    """Decode a one-stream archive (its bytes, or as already parsed); returns the images (archive order, names
+    if any) and the archive header. `input_levels` False: at the model's levels, not converted back to 8 bits
+    when the input had them (a shard's images, converted once all are checked)."""
     archive = data if isinstance(data, Archive) else parse(data, where)
+    if not isinstance(archive, Archive):
+        raise AcnError(f"{where}: a sharded archive is read with sharding.decompress")
     header = check_header(archive, model, where)
     spec = model.spec
     lengths = chain_layout(header.n, header.chains)
@@ -366,10 +391,17 @@ def decompress(data: bytes | Archive, model: Model, where: str = "archive",
         raise AcnError(f"{where}: decoding diverged ({seen}): either the archive was altered and re-sealed, or "
                        f"this machine computes other probabilities than the writer's ({versions}); nothing "
                        f"was written")
-    levels = spec.levels
-    if header.input_levels == 256 and levels != 256:
-        images, levels = level_grid(levels)[images].astype(np.uint8), 256
-    return ImageSet(images, levels, archive.names, where), header
+    decoded = ImageSet(images, spec.levels, archive.names, where)
+    return (to_input_levels(decoded, header.input_levels) if input_levels else decoded), header
+
+
+def to_input_levels(images: ImageSet, input_levels: int) -> ImageSet:
+    """Decoded images back on the input's grid: 8-bit when the input was 8-bit and the model has fewer levels
+    (the documented grid conversion, exact both ways)."""
+    if input_levels == 256 and images.levels != 256:
+        return ImageSet(level_grid(images.levels)[images.images].astype(np.uint8), 256, images.names,
+                        images.source)
+    return images
 
 
 def fmt_versions(versions: dict) -> str:

@@ -50,11 +50,7 @@ class Header:
                          self.chains, ORDERS.index(self.order), self.input_levels, self.seed_words,
                          self.coding_threads, self.bucket_bits, bytes.fromhex(self.pixels_sha256),
                          len(self.versions))
-        for name, version in sorted(self.versions.items()):
-            for text in (name, version):
-                raw = text.encode()
-                out += struct.pack("<B", len(raw)) + raw
-        return out
+        return out + pack_versions(self.versions)
 
     def to_dict(self) -> dict:
         """For `acncodec info` and reports; every value is a number or a checked string."""
@@ -86,24 +82,40 @@ class Header:
         if input_levels not in (levels, 256) or not 1 <= bucket_bits <= 16 or not 1 <= seed_words <= MAX_SEED_WORDS:
             raise AcnError(f"{where}: archive coding settings are invalid (input levels {input_levels}, bucket "
                            f"bits {bucket_bits}, seed words {seed_words})")
-        if count > MAX_VERSIONS:
-            raise AcnError(f"{where}: archive header lists {count} library versions (at most {MAX_VERSIONS})")
-        pos, texts = FIXED.size, []
-        for _ in range(2 * count):
-            if pos >= len(raw) or pos + 1 + raw[pos] > len(raw):
-                raise AcnError(f"{where}: archive header ends inside its library versions")
-            text = raw[pos + 1:pos + 1 + raw[pos]].decode("ascii", "replace")
-            if not _VERSION_TEXT.fullmatch(text):
-                raise AcnError(f"{where}: archive header holds an invalid library version text")
-            texts.append(text)
-            pos += 1 + raw[pos]
-        if pos != len(raw):
-            raise AcnError(f"{where}: archive header has {len(raw) - pos} unexpected bytes at its end")
+        versions = unpack_versions(raw, FIXED.size, count, where)
         return cls(model_hash.hex(), spec, n, chains, ORDERS[order], input_levels, seed_words, bucket_bits,
-                   pixels.hex(), dict(zip(texts[::2], texts[1::2])), threads)
+                   pixels.hex(), versions, threads)
 
     def check_payload(self, words: int, where: str) -> None:
         """The claimed image count against what the payload can hold (at least one bit per image)."""
         if self.n > 32 * words // MIN_BITS_PER_IMAGE:
             raise AcnError(f"{where}: archive claims {self.n} images, more than its payload of {words} words "
                            f"can hold (at least {MIN_BITS_PER_IMAGE} bit per image)")
+
+
+def pack_versions(versions: dict) -> bytes:
+    """Library name and version texts, each a length byte and ASCII, in name order."""
+    out = b""
+    for name, version in sorted(versions.items()):
+        for text in (name, version):
+            raw = text.encode()
+            out += struct.pack("<B", len(raw)) + raw
+    return out
+
+
+def unpack_versions(raw: bytes, pos: int, count: int, where: str) -> dict:
+    """The `count` versions packed from `pos` to the end of `raw`, checked (printable, bounded, nothing after)."""
+    if count > MAX_VERSIONS:
+        raise AcnError(f"{where}: archive header lists {count} library versions (at most {MAX_VERSIONS})")
+    texts = []
+    for _ in range(2 * count):
+        if pos >= len(raw) or pos + 1 + raw[pos] > len(raw):
+            raise AcnError(f"{where}: archive header ends inside its library versions")
+        text = raw[pos + 1:pos + 1 + raw[pos]].decode("ascii", "replace")
+        if not _VERSION_TEXT.fullmatch(text):
+            raise AcnError(f"{where}: archive header holds an invalid library version text")
+        texts.append(text)
+        pos += 1 + raw[pos]
+    if pos != len(raw):
+        raise AcnError(f"{where}: archive header has {len(raw) - pos} unexpected bytes at its end")
+    return dict(zip(texts[::2], texts[1::2]))

@@ -322,10 +322,15 @@ def unpack_state(packed: dict, layout: dict | None = None) -> dict:
 def save(model: Model, path: str | Path, weights: bool = True) -> str:
     """Write the model file atomically; returns its content hash. An exact model is written as version 4,
     with its float weights unless `weights` is False; a float model as version 3."""
+    data, digest = to_bytes(model, weights)
+    atomic_write_bytes(path, data)
+    return digest
+
+
+def to_bytes(model: Model, weights: bool = True) -> tuple[bytes, str]:
+    """The model file's bytes (what `save` writes) and its content hash: how a model travels to workers."""
     if model.numerics == "exact1":
-        data, digest = _exact_file(model, weights)
-        atomic_write_bytes(path, data)
-        return digest
+        return _exact_file(model, weights)
     import torch
     from .buckets import HeadTables
     model.net.eval()
@@ -340,8 +345,7 @@ def save(model: Model, path: str | Path, weights: bool = True) -> str:
                "buckets": model.buckets.to_dict(), "meta": json.dumps(model.meta)}
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return digest
+    return buf.getvalue(), digest
 
 
 def _exact_file(model: Model, weights: bool) -> tuple[bytes, str]:
@@ -370,12 +374,18 @@ def load(path: str | Path) -> Model:
     with open(path, "rb") as f:
         start = f.read(len(MAGIC))
     if start == MAGIC:
-        return _load_exact(path)
-    return _load_torch(path)
+        return _load_exact(path.read_bytes(), str(path))
+    return _load_torch(path, str(path))
 
 
-def _load_exact(path: Path) -> StoredModel:
-    data = path.read_bytes()
+def from_bytes(data: bytes, where: str = "model") -> Model:
+    """A model from a model file's bytes (`to_bytes`), as `load` reads it from a file."""
+    if data[:len(MAGIC)] == MAGIC:
+        return _load_exact(data, where)
+    return _load_torch(io.BytesIO(data), where)
+
+
+def _load_exact(data: bytes, where: str) -> StoredModel:
     try:
         (length,) = struct.unpack_from("<I", data, len(MAGIC))
         if length > MAX_HEADER:
@@ -383,15 +393,15 @@ def _load_exact(path: Path) -> StoredModel:
         start = len(MAGIC) + 4
         header = json.loads(data[start:start + length].decode())
         if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise AcnError(f"{path}: not an acncodec model file")
+            raise AcnError(f"{where}: not an acncodec model file")
         if header.get("version") != EXACT_FORMAT_VERSION:
-            raise AcnError(f"{path}: model format version {header.get('version')} is not supported "
+            raise AcnError(f"{where}: model format version {header.get('version')} is not supported "
                            f"(this acncodec reads versions {', '.join(map(str, READABLE_VERSIONS))})")
-        spec = DataSpec.from_dict(header["spec"], where=str(path))
+        spec = DataSpec.from_dict(header["spec"], where=where)
         config = ModelConfig.from_dict(header["config"])
         numerics = str(header["numerics"])
         if numerics != "exact1":
-            raise AcnError(f"{path}: model uses numerics {numerics!r}, which this acncodec does not know here")
+            raise AcnError(f"{where}: model uses numerics {numerics!r}, which this acncodec does not know here")
         meta = header["meta"]
         if not isinstance(meta, dict):
             raise TypeError("meta")
@@ -411,36 +421,37 @@ def _load_exact(path: Path) -> StoredModel:
     except AcnError:
         raise
     except Exception as e:  # any damage to the structure: lengths, JSON, keys, types, shapes, blobs
-        raise AcnError(f"{path}: damaged model file ({e.__class__.__name__})") from None
+        raise AcnError(f"{where}: damaged model file ({e.__class__.__name__})") from None
     digest = content_hash(None, spec, config, arrays["unconditional"], arrays["buckets"], None, numerics,
                           arrays["exact"])
     if digest != header["hash"]:
-        raise AcnError(f"{path}: model file is damaged (content hash {digest[:12]} does not match the "
+        raise AcnError(f"{where}: model file is damaged (content hash {digest[:12]} does not match the "
                        f"stored {str(header['hash'])[:12]})")
-    return StoredModel(spec, config, numerics, meta, arrays["exact"], arrays, digest, str(path))
+    return StoredModel(spec, config, numerics, meta, arrays["exact"], arrays, digest, where)
 
 
-def _load_torch(path: Path) -> Model:
+def _load_torch(source, where: str) -> Model:
+    """A float model file (version 1 to 3), read by torch from `source` (a path or a file object)."""
     import torch
     from .buckets import BucketTable, HeadTables
     from .prior import UnconditionalPrior
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
-        raise AcnError(f"{path}: not an acncodec model file ({type(e).__name__})") from None
+        raise AcnError(f"{where}: not an acncodec model file ({type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise AcnError(f"{path}: not an acncodec model file")
+        raise AcnError(f"{where}: not an acncodec model file")
     if payload.get("version") not in (1, 2, 3):
-        raise AcnError(f"{path}: model format version {payload.get('version')} is not supported "
+        raise AcnError(f"{where}: model format version {payload.get('version')} is not supported "
                        f"(this acncodec reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     try:
-        spec = DataSpec.from_dict(payload["spec"], where=str(path))
+        spec = DataSpec.from_dict(payload["spec"], where=where)
         config = ModelConfig.from_dict(payload["config"])
         prior = UnconditionalPrior.from_dict(payload["unconditional"])
         buckets = BucketTable.from_dict(payload["buckets"])
         count, layout = network_layout(spec, config)
         if count > MAX_PARAMETERS:
-            raise AcnError(f"{path}: model has {count:,} parameters, more than the {MAX_PARAMETERS:,} acncodec "
+            raise AcnError(f"{where}: model has {count:,} parameters, more than the {MAX_PARAMETERS:,} acncodec "
                            f"loads")
         net = build(spec, config)
         state = payload["state"] if payload["version"] == 1 else unpack_state(payload["weights"], layout)
@@ -449,7 +460,7 @@ def _load_torch(path: Path) -> Model:
         if payload["version"] >= 3:
             numerics = str(payload["numerics"])
             if numerics not in NUMERICS:
-                raise AcnError(f"{path}: model uses numerics {numerics!r}, which this acncodec does not know")
+                raise AcnError(f"{where}: model uses numerics {numerics!r}, which this acncodec does not know")
             head = HeadTables.from_dict(unpack_state(payload["head"]))
             exact = {k: v.numpy() for k, v in unpack_state(payload["exact"]).items()} \
                 if numerics == "exact1" else None
@@ -461,12 +472,12 @@ def _load_torch(path: Path) -> Model:
     except AcnError:
         raise
     except Exception as e:  # any damage to the structure: keys, types, shapes, JSON
-        raise AcnError(f"{path}: damaged model file ({e.__class__.__name__})") from None
+        raise AcnError(f"{where}: damaged model file ({e.__class__.__name__})") from None
     net.eval()
     digest = content_hash(net.state_dict(), spec, config, prior, buckets, head, None if head is None else numerics,
                           exact)
     if digest != stored_hash:
-        raise AcnError(f"{path}: model file is damaged (content hash {digest[:12]} does not match the "
+        raise AcnError(f"{where}: model file is damaged (content hash {digest[:12]} does not match the "
                        f"stored {stored_hash[:12]})")
     if head is None:   # versions 1 and 2: computed here, once, as `with_buckets` does for a new model
         head = HeadTables.from_prior(prior, buckets)
