@@ -278,7 +278,7 @@ def _from_array(a, where: str) -> ImageSet:
     lo, hi = int(a.min()), int(a.max())
     if lo < 0 or hi > 255:
         raise AcnError(f"{where}: values {lo}..{hi} are outside 0..255")
-    return ImageSet(a.astype(np.uint8), 2 if hi <= 1 else 256, None, where, levels_from_values=True)
+    return ImageSet(a.astype(np.uint8, copy=False), 2 if hi <= 1 else 256, None, where, levels_from_values=True)
 
 
 def from_array(a, where: str = "array", levels: int | None = None) -> ImageSet:
@@ -337,7 +337,9 @@ def load_bytes(blob: bytes, where: str = "<stdin>", levels: int | None = None) -
 def _load_numpy(path: Path, key: str | None = None) -> ImageSet:
     """.npy, or one array of an .npz: the only one, or the one named by ``file.npz:KEY``."""
     try:
-        a = np.load(path, allow_pickle=False)  # no pickles: an array file must not run code
+        # No pickles: an array file must not run code. A .npy is mapped, not read: compress reads a shard's
+        # images at a time, so a large dataset need not fit in memory twice.
+        a = np.load(path, allow_pickle=False, mmap_mode="r")
         if isinstance(a, np.lib.npyio.NpzFile):
             with a:
                 keys = list(a.files)

@@ -11,7 +11,7 @@ assembled only when every shard has come back checked. auto chooses the order mo
 the estimates (codec.choose_order) on a sample of one shard's size: what one shard will cost.
 
 What sharding costs (bench/shard_overhead.py measures it): every shard starts its chains under the
-unconditional prior and on its own seed words, refunds only log(shard size!) in the set orders, and adds 52
+unconditional prior and on its own seed words, refunds only log(shard size!) in the set orders, and adds 44
 bytes to the index and a version 2 header of its own.
 """
 
