@@ -373,3 +373,19 @@ def test_a_ray_cluster_codes_the_shards_and_survives_a_killed_worker(tmp_path, m
                 "--cluster", ray_cluster, "-q")
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.load(tmp_path / "y.npy"), images.images[..., 0])
+
+
+def test_cli_refuses_a_damaged_sharded_archive_in_one_line(tmp_path, model_file):
+    images = random_images(SPECS["grey"], 12)
+    blob, _ = sharding.compress(images, tiny_exact_model(SPECS["grey"]), order="original", shards=3,
+                                progress=False, estimate=False)
+    end = index_end(blob)
+    flipped = bytearray(blob)
+    flipped[end + 40] ^= 1                   # inside shard 0: caught by its digest in the table
+    for name, bad in {"cut": blob[:len(blob) - 7], "flip": bytes(flipped), "index": blob[:end - 3]}.items():
+        (tmp_path / f"{name}.acnz").write_bytes(bad)
+        r = run_cli("decompress", str(tmp_path / f"{name}.acnz"), "-o", str(tmp_path / f"{name}.npy"), "-m",
+                    str(model_file))
+        lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+        assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / f"{name}.npy").exists()
