@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from .config import ModelConfig, TrainConfig
-from .errors import AcnError, shown
+from .errors import AcnError
 from .fileio import atomic_write_bytes, check_folder_output, same_file, write_bytes
 
 ORDERS = ("tour", "original", "set", "associative")   # header.ORDERS, without importing numpy for --help and --version
@@ -550,22 +550,10 @@ def decompress(archive, output, output_option, model_path, shard_list, numbers, 
 
 
 def selected_names(parsed, selection: dict, where: str) -> list[str]:
-    """The names of the images a decompress with this selection writes (every name when none is made)."""
+    """The names of the images a decompress with this selection writes."""
     from . import sharding
-    if not any(v is not None for v in selection.values()):
-        return parsed.names
-    chosen = [] if selection["numbers"] is None else list(selection["numbers"])
-    for i in selection["shards"] or []:
-        if not 0 <= i < getattr(parsed.header, "shards", 1):
-            raise AcnError(f"{where}: the archive has shards 0..{getattr(parsed.header, 'shards', 1) - 1}; "
-                           f"asked for shard {i}")
-        chosen += list(sharding.shard_positions(parsed, i))
-    wanted = set(selection["names"] or [])
-    missing = wanted - set(parsed.names)
-    if missing:
-        raise AcnError(f"{where}: holds no image named {shown(sorted(missing)[0])}")
-    chosen = set(chosen)
-    return [name for i, name in enumerate(parsed.names) if i in chosen or name in wanted]
+    chosen = sharding.selection(parsed, where, **selection)
+    return parsed.names if chosen is None else [parsed.names[i] for i in chosen]
 
 
 @main.command()

@@ -32,7 +32,7 @@ from .coding.order import chain_layout, default_chains
 from .archive import parse as parse_stream
 from .data import ImageSet
 from .engines import engine_for
-from .errors import AcnError
+from .errors import AcnError, shown
 from .header import MAX_CHAINS
 from .modelfile import Model
 from .names import check_names
@@ -263,41 +263,52 @@ def parse_numbers(text: str, n: int, where: str) -> np.ndarray:
     return np.unique(np.concatenate(out))
 
 
-def restore(archive, model: Model, where: str = "archive", shards: list[int] | None = None,
-            numbers: np.ndarray | None = None, names: list[str] | None = None, workers: int = 1,
-            cluster: str | None = None, progress: bool = True) -> tuple[ImageSet, object]:
-    """Decode an archive (one stream or sharded), all of it or only what is asked for: whole shards, images by
-    archive position, or images by name. A sharded archive decodes only the shards that hold them; a one-stream
-    archive decodes whole and keeps those asked for. Returns the images (archive order) and the header."""
-    from .codec import decompress as decompress_stream
-    n = archive.header.n
-    chosen = None if numbers is None else np.unique(np.asarray(numbers, dtype=np.int64))
-    if chosen is not None and len(chosen) and not 0 <= chosen[0] <= chosen[-1] < n:
-        raise AcnError(f"{where}: holds images 0..{n - 1}; asked for image {chosen[0] if chosen[0] < 0 else chosen[-1]}")
+def selection(archive, where: str, shards: list[int] | None = None, numbers: np.ndarray | None = None,
+              names: list[str] | None = None) -> np.ndarray | None:
+    """The archive positions asked for, sorted: whole shards, images by position, images by name (None: all)."""
+    if shards is None and numbers is None and names is None:
+        return None
+    count = archive.header.shards if isinstance(archive, container.ShardedArchive) else 1
+    n, parts = archive.header.n, [np.empty(0, dtype=np.int64)]
+    for i in shards or []:
+        if not 0 <= i < count:
+            raise AcnError(f"{where}: the archive has shards 0..{count - 1}; asked for shard {i}")
+        parts.append(shard_positions(archive, i))
+    if numbers is not None:
+        numbers = np.asarray(numbers, dtype=np.int64)
+        bad = numbers[(numbers < 0) | (numbers >= n)]
+        if len(bad):
+            raise AcnError(f"{where}: holds images 0..{n - 1}; asked for image {bad[0]}")
+        parts.append(numbers)
     if names is not None:
         if archive.names is None:
             raise AcnError(f"{where}: holds an array, not named images; choose images by --images")
         index = {name: i for i, name in enumerate(archive.names)}
         missing = [name for name in names if name not in index]
         if missing:
-            raise AcnError(f"{where}: holds no image named {missing[0]!r}")
-        by_name = np.array([index[name] for name in names], dtype=np.int64)
-        chosen = by_name if chosen is None else np.union1d(chosen, by_name)
+            raise AcnError(f"{where}: holds no image named {shown(missing[0])}")
+        parts.append(np.array([index[name] for name in names], dtype=np.int64))
+    return np.unique(np.concatenate(parts))
+
+
+def restore(archive, model: Model, where: str = "archive", shards: list[int] | None = None,
+            numbers: np.ndarray | None = None, names: list[str] | None = None, workers: int = 1,
+            cluster: str | None = None, progress: bool = True) -> tuple[ImageSet, object]:
+    """Decode an archive (one stream or sharded), all of it or only what is asked for (`selection`). A
+    sharded archive decodes only the shards that hold it; a one-stream archive decodes whole and keeps what
+    was asked for. Returns the images (archive order) and the header."""
+    from .codec import decompress as decompress_stream
+    chosen = selection(archive, where, shards, numbers, names)
     if isinstance(archive, container.ShardedArchive):
+        held = None
         if chosen is not None:
             starts = np.array([archive.first_image(i) for i in range(archive.header.shards)])
-            held = sorted(set(np.searchsorted(starts, chosen, side="right") - 1) | set(shards or []))
-        else:
-            held = shards
+            held = sorted(set((np.searchsorted(starts, chosen, side="right") - 1).tolist()))
         images, header, positions = decompress(archive, model, where, held, workers, cluster, progress)
     else:
-        if shards is not None and set(shards) != {0}:
-            raise AcnError(f"{where}: is one stream (shard 0 only); asked for shards {sorted(set(shards))}")
         images, header = decompress_stream(archive, model, where=where, progress=progress)
-        positions = np.arange(n)
+        positions = np.arange(header.n)
     if chosen is not None:
-        if shards:   # whole shards asked for, and images named or numbered besides
-            chosen = np.union1d(chosen, np.concatenate([shard_positions(archive, i) for i in shards]))
         keep = np.flatnonzero(np.isin(positions, chosen))
         images = ImageSet(images.images[keep], images.levels,
                           None if images.names is None else [images.names[i] for i in keep], images.source)
