@@ -77,8 +77,12 @@ class InProcess:
         pass
 
 
-def _init_local(digest: str, blob: bytes) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def _init_local(digest: str, blob: bytes, threads: int) -> None:
+    # The cores are shared out among the workers: W workers must not each start a BLAS pool as wide as the
+    # machine, whose threads then wait on each other. Results do not depend on it (the exact numerics are
+    # exact whatever the threads; the float numerics pin their own).
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(threads)
     _model(digest, lambda: blob)
 
 
@@ -98,8 +102,9 @@ class LocalProcesses:
         self.restarts = 0
 
     def _pool(self) -> ProcessPoolExecutor:
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_local, initargs=(self.model.hash, self.blob))
+                                   initializer=_init_local, initargs=(self.model.hash, self.blob, threads))
 
     def run(self, task: str, jobs, done: Callable[[int, dict], None]) -> None:
         pending = list(range(len(jobs)))     # not yet finished, in submission order

@@ -29,7 +29,8 @@ re-ranking. When every candidate of the current code is visited, the next code i
 among the lists searched, found through a bitmap of the unvisited codes, searching more lists until one is
 found (all lists hold every unvisited code, so one always is); the index is refilled with the unvisited codes
 when half of its entries are visited. Identical codes are grouped as in the exact tour. The result is always
-a permutation starting at 0, and the same for the same codes whatever the number of threads. `tour_for` is the
+a permutation starting at 0, and the same for the same codes whatever the number of faiss threads (another
+CPU or faiss build may round differently, and so may give another tour). `tour_for` is the
 policy: the exact tour up to `APPROXIMATE_ABOVE` codes, the approximate one above (bench/tour_ann.py measures
 both; results in bench/results/tour-ann.md).
 """
@@ -48,7 +49,8 @@ FALLBACK_GROWTH = 4
 #: Above this many codes `tour_for` uses the approximate tour (see `tour_for` for why this number).
 APPROXIMATE_ABOVE = 200_000
 #: IVF lists searched for each code's neighbour list in the approximate tour. On the 60,000 binarized-MNIST
-#: codes 8 lists cost 0.006 nats/image of KL more than the exact tour and 16 lists 0.0003, for 1.5x the time.
+#: codes (bench/results/tour-ann.md) 8 lists cost 0.006 nats/image of KL more than the exact tour and 16
+#: lists 0.0003, for 1.6x the time: the tour's time is small beside coding, the KL is paid in every archive.
 APPROXIMATE_NPROBE = 16
 #: Lists searched first by an approximate fallback, in multiples of APPROXIMATE_NPROBE.
 APPROXIMATE_FALLBACK_WIDTH = 4
@@ -245,11 +247,12 @@ def tour_for(codes: np.ndarray, approximate_above: int | None = None) -> np.ndar
     """The tour the codec sends the images in: `greedy_tour` up to `approximate_above` codes (default
     APPROXIMATE_ABOVE), `approximate_tour` above.
 
-    Why 200,000 (bench/results/tour-ann.md): the exact tour grows about as N^2 and the approximate one
-    about as N^1.5. On 60,000 real binarized-MNIST codes the exact tour takes seconds, a small part of a
-    compress that codes about 60 images/s, and the approximate one costs more KL per image; at 200,000
-    the exact tour takes about a minute, past which its time grows faster than the coding's while the
-    approximate tour's extra KL stays a fraction of a percent of the archive.
+    Why 200,000 (bench/results/tour-ann.md, one core): the approximate tour is faster from the sizes
+    measured up (2.5x on the 60,000 binarized-MNIST codes) and costs almost no KL there (0.0003 nats/image
+    more, of about 76), but the exact tour is the defined order, the same on every machine, so it is kept
+    while its time does not matter. It grows about as N^1.8: 60 s at 200,000 codes, under 2% of compressing
+    them at about 60 images/s, and about 20 minutes extrapolated to 1,000,000, where the approximate tour
+    takes under 3.
     """
     limit = APPROXIMATE_ABOVE if approximate_above is None else approximate_above
     x = _as_codes(codes)
@@ -263,11 +266,12 @@ def _approximate_distinct_tour(x: np.ndarray, candidates: int, nprobe: int, stat
         return _distinct_tour(x, candidates, stats)
     # Centred, as in the exact tour: the coarse quantizer's float32 |a|^2 + |b|^2 - 2ab then loses less.
     xc = np.ascontiguousarray((x - x.mean(0, dtype=np.float64)).astype(np.float32))
-    # IVF rather than HNSW (bench/tour_ann.py measured both): at D = 16 scanning a few lists costs about as
-    # much as walking a graph, building it takes a k-means on a sample instead of N graph insertions, a
-    # search over every list is exhaustive (so the fallback always finds a code), and k-means with faiss'
-    # fixed seed and per-query searches give the same index and tour for any number of threads, which
-    # HNSW's parallel insertion does not. About sqrt(N) lists: 4 sqrt(N) gave no shorter tours for the time.
+    # IVF rather than HNSW (bench/results/tour-ann.md): for 16 neighbours of each of 1,000,000 codes IVF
+    # took 125 s at recall 0.98, HNSW (M 16, efSearch 32) 123 s at 0.95, most of it building the graph;
+    # on the 60,000 real codes 1.7 s against 3.0 s. Besides, a search over every list is exhaustive (so
+    # the fallback always finds a code), and k-means with faiss' fixed seed plus per-query searches give the
+    # same index and tour for any number of threads, which HNSW's parallel insertion does not. About
+    # sqrt(N) lists, so that choosing the lists and scanning them cost about the same.
     nlist = max(1, min(round(np.sqrt(n)), n // _MIN_PER_LIST))
     index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
     index.train(xc)
@@ -312,7 +316,7 @@ class _UnvisitedIVF:
     is scanned, so the index is refilled with the unvisited codes when half of its entries are visited:
     the refills add up to about N codes in all. The first search already looks at more lists than the
     neighbour lists did (APPROXIMATE_FALLBACK_WIDTH): a dead end is in a visited region, so the nearest
-    unvisited code is usually farther than a nearest neighbour; this gave clearly shorter tours for little time.
+    unvisited code is usually farther than a nearest neighbour (bench/results/tour-ann.md compares width 1).
     """
 
     def __init__(self, index: faiss.IndexIVFFlat, xc: np.ndarray, width: int):
