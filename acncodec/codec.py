@@ -148,9 +148,9 @@ def compress_archive(images: ImageSet, model: Model, order: str = "auto", chains
         tour_started = time.perf_counter()
         all_codes = all_codes_float = tour = costs = None   # serve the choice and the estimate: made once
         if order in ("tour", "auto"):
-            from .tour import greedy_tour
+            from .tour import tour_for
             all_codes = encode_all(pm, x_all)
-            tour = greedy_tour(all_codes)
+            tour = tour_for(all_codes)
         tour_seconds = time.perf_counter() - tour_started
         if order == "auto":
             all_codes_float = analysis_codes(model, pm, x_all, all_codes)
@@ -273,8 +273,8 @@ def order_costs(model: Model, images: ImageSet, codes: np.ndarray, tour: np.ndar
     for mode in ORDERS if only is None else (only,):
         if mode == "tour":
             if tour is None:
-                from .tour import greedy_tour
-                tour = greedy_tour(np.asarray(codes))
+                from .tour import tour_for
+                tour = tour_for(np.asarray(codes))
             starts = chain_starts(lengths)
             rest = np.setdiff1d(np.arange(n), starts)
             seq = torch.from_numpy(tour)

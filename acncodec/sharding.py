@@ -67,7 +67,7 @@ def image_codes(pm, images: np.ndarray) -> np.ndarray:
 def plan(images: ImageSet, model: Model, order: str, shards: int) -> tuple[str, list[np.ndarray], dict]:
     """The order mode (auto resolved) and each shard's images (positions in `images`, in the order the shard
     is given them). `images` are at the model's levels."""
-    from .tour import greedy_tour as tour_for   # SWITCH-TO-TOUR_FOR
+    from .tour import tour_for
     pm = numerics.for_model(model)
     n, info = len(images), {}
     if order == "auto":
