@@ -50,7 +50,7 @@ FALLBACK_GROWTH = 4
 APPROXIMATE_ABOVE = 200_000
 #: IVF lists searched for each code's neighbour list in the approximate tour. On the 60,000 binarized-MNIST
 #: codes (bench/results/tour-ann.md) 8 lists cost 0.006 nats/image of KL more than the exact tour and 16
-#: lists 0.0003, for 1.6x the time: the tour's time is small beside coding, the KL is paid in every archive.
+#: lists 0.0003, for twice the time: the tour's time is small beside coding, the KL is paid in every archive.
 APPROXIMATE_NPROBE = 16
 #: Lists searched first by an approximate fallback, in multiples of APPROXIMATE_NPROBE.
 APPROXIMATE_FALLBACK_WIDTH = 4
@@ -248,10 +248,10 @@ def tour_for(codes: np.ndarray, approximate_above: int | None = None) -> np.ndar
     APPROXIMATE_ABOVE), `approximate_tour` above.
 
     Why 200,000 (bench/results/tour-ann.md, one core): the approximate tour is faster from the sizes
-    measured up (2.5x on the 60,000 binarized-MNIST codes) and costs almost no KL there (0.0003 nats/image
+    measured up (2.4x on the 60,000 binarized-MNIST codes) and costs almost no KL there (0.0003 nats/image
     more, of about 76), but the exact tour is the defined order, the same on every machine, so it is kept
-    while its time does not matter. It grows about as N^1.8: 60 s at 200,000 codes, under 2% of compressing
-    them at about 60 images/s, and about 20 minutes extrapolated to 1,000,000, where the approximate tour
+    while its time does not matter. It grows about as N^1.9: 61 s at 200,000 codes, under 2% of compressing
+    them at about 60 images/s, and about 21 minutes extrapolated to 1,000,000, where the approximate tour
     takes under 3.
     """
     limit = APPROXIMATE_ABOVE if approximate_above is None else approximate_above
@@ -267,7 +267,7 @@ def _approximate_distinct_tour(x: np.ndarray, candidates: int, nprobe: int, stat
     # Centred, as in the exact tour: the coarse quantizer's float32 |a|^2 + |b|^2 - 2ab then loses less.
     xc = np.ascontiguousarray((x - x.mean(0, dtype=np.float64)).astype(np.float32))
     # IVF rather than HNSW (bench/results/tour-ann.md): for 16 neighbours of each of 1,000,000 codes IVF
-    # took 125 s at recall 0.98, HNSW (M 16, efSearch 32) 123 s at 0.95, most of it building the graph;
+    # took 113 s at recall 0.98, HNSW (M 16, efSearch 32) 122 s at 0.95, half of it building the graph;
     # on the 60,000 real codes 1.7 s against 3.0 s. Besides, a search over every list is exhaustive (so
     # the fallback always finds a code), and k-means with faiss' fixed seed plus per-query searches give the
     # same index and tour for any number of threads, which HNSW's parallel insertion does not. About
@@ -316,7 +316,8 @@ class _UnvisitedIVF:
     is scanned, so the index is refilled with the unvisited codes when half of its entries are visited:
     the refills add up to about N codes in all. The first search already looks at more lists than the
     neighbour lists did (APPROXIMATE_FALLBACK_WIDTH): a dead end is in a visited region, so the nearest
-    unvisited code is usually farther than a nearest neighbour (bench/results/tour-ann.md compares width 1).
+    unvisited code is usually farther than a nearest neighbour. On the 60,000 binarized-MNIST codes
+    (bench/results/tour-ann.md) width 1 costs 0.0087 nats/image more than the exact tour, width 4 0.0003.
     """
 
     def __init__(self, index: faiss.IndexIVFFlat, xc: np.ndarray, width: int):
