@@ -151,6 +151,7 @@ class RayCluster:
             raise AcnError("--cluster needs Ray: pip install 'acncodec[cluster]'") from None
         from .modelfile import to_bytes
         self.ray, self.model = ray, model
+        reachable(address)
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
         except Exception as e:   # ConnectionError, or Ray's own for a bad address
@@ -184,6 +185,18 @@ class RayCluster:
 
     def close(self) -> None:
         self.ray.shutdown()
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, in one line, when nothing listens at HOST:PORT (Ray itself would retry for minutes)."""
+    import socket
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise AcnError(f"--cluster {address!r}: give the head node as HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise AcnError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}") from None
 
 
 def engine_for(model: Model, workers: int, cluster: str | None, jobs: int):

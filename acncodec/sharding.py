@@ -133,13 +133,17 @@ def compress(images: ImageSet, model: Model, order: str = "auto", shards: int | 
     if order in SET_ORDERS and math.ceil(n / count) > SET_MAX_N:
         raise AcnError(f"{images.source}: {order} order codes at most {SET_MAX_N:,} images per shard")
     started = time.perf_counter()
+    engine = engine_for(model, workers, cluster, count)   # a cluster that cannot be reached fails here, first
     order_requested = order
-    order, pieces, info = plan(images, model, order, count)
+    try:
+        order, pieces, info = plan(images, model, order, count)
+    except BaseException:
+        engine.close()
+        raise
     jobs = _Jobs(count, lambda i: {"images": np.ascontiguousarray(images.images[pieces[i]]),
                                    "levels": images.levels, "order": order, "chains": chains,
                                    "estimate": estimate, "source": f"{images.source} (shard {i})"})
     results: list[dict | None] = [None] * count
-    engine = engine_for(model, workers, cluster, count)
     with bar(None, progress, total=n, desc="compress", unit="image") as counter:
         def done(i: int, result: dict) -> None:
             check_shard(i, result, pieces[i], images.images, model, order)

@@ -389,3 +389,15 @@ def test_cli_refuses_a_damaged_sharded_archive_in_one_line(tmp_path, model_file)
         lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
         assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
         assert "Traceback" not in r.stderr and not (tmp_path / f"{name}.npy").exists()
+
+
+def test_an_unreachable_cluster_is_refused_at_once():
+    pytest.importorskip("ray")
+    model = tiny_exact_model(SPECS["binary"])
+    images = random_images(SPECS["binary"], 6)
+    started = time.perf_counter()
+    with pytest.raises(AcnError, match="cannot reach a Ray cluster at 127.0.0.1:"):
+        sharding.compress(images, model, shards=2, cluster=f"127.0.0.1:{free_port()}", progress=False)
+    with pytest.raises(AcnError, match="HOST:PORT"):
+        sharding.compress(images, model, shards=2, cluster="nonsense", progress=False)
+    assert time.perf_counter() - started < 30
