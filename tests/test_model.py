@@ -364,3 +364,18 @@ def test_fit_unconditional_single_gaussian_uses_few_components():
     assert sel["components"] <= 2
     assert prior.weights.sum() == pytest.approx(1.0, abs=1e-9)
     assert sel["validation_size"] == 40
+
+
+def test_a_model_travels_as_its_files_bytes():
+    """How a model reaches worker processes: the bytes `save` would write, loaded by hash on the other side."""
+    from acncodec import modelfile
+    from acncodec.errors import AcnError
+    from helpers import SPECS, tiny_exact_model, tiny_model
+    for model in (tiny_model(SPECS["grey"]), tiny_exact_model(SPECS["grey"])):
+        blob, digest = modelfile.to_bytes(model)
+        back = modelfile.from_bytes(blob, "sent")
+        assert digest == model.hash == back.hash and back.numerics == model.numerics
+        damaged = bytearray(blob)
+        damaged[len(blob) // 2] ^= 0xFF
+        with pytest.raises(AcnError, match="sent"):
+            modelfile.from_bytes(bytes(damaged), "sent")
