@@ -404,7 +404,7 @@ def print_report(report: dict, verbose: bool = False, err: bool = False) -> None
                    "log2(N!) bits refunded (arrays come back sorted by pixel bytes); "
                    "associative: set, with latents pointing at the data already decoded.")
 @click.option("--chains", type=int, default=None,
-              help="Parallel chains (default: about N/100, at most 128; at most 1,024).")
+              help="Parallel chains (default: one per 32 images, at most 128; at most 1,024).")
 @click.option("--shards", type=int, default=None,
               help="Code the data as this many independent shards (default: one per 10,000 images; one shard "
                    "is the one-stream archive). Shards code in parallel and decode one at a time if asked.")
