@@ -287,7 +287,7 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def slow_case(tmp_path, model_file, n=1600):
+def slow_case(tmp_path, model_file, n=4000):
     images = random_images(SPECS["grey"], n)
     np.save(tmp_path / "x.npy", images.images[..., 0])
     return images
@@ -303,8 +303,8 @@ def test_a_killed_local_worker_is_replaced(tmp_path, model_file):
     deadline = time.time() + 60
     while killed is None and time.time() < deadline and proc.poll() is None:
         workers = [p for p in children(proc.pid) if "spawn_main" in cmdline(p)]
-        if len(workers) == 2:
-            time.sleep(1.0)          # let them start on their shards
+        if workers:
+            time.sleep(0.5)          # let it start on a shard
             try:
                 os.kill(workers[0], signal.SIGKILL)
                 killed = workers[0]
