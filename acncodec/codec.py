@@ -70,8 +70,15 @@ def library_versions() -> dict:
     return {name: version(name) for name in ("acncodec", "torch", "numpy", "constriction")}
 
 
-def pixel_digest(images: np.ndarray, names: list[str] | None) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+DIGEST_BLOCK = 4096   # images hashed at a time: no whole-dataset copy when they are read in another order
+
+
+def pixel_digest(images: np.ndarray, names: list[str] | None, sequence: np.ndarray | None = None) -> str:
+    """SHA-256 of the pixels (of images[sequence] when given) and the names, as the archive header holds it."""
+    sequence = np.arange(len(images)) if sequence is None else sequence
+    h = hashlib.sha256()
+    for i in range(0, len(sequence), DIGEST_BLOCK):
+        h.update(np.ascontiguousarray(images[sequence[i:i + DIGEST_BLOCK]], dtype=np.uint8).tobytes())
     h.update(json.dumps(names, ensure_ascii=False).encode())
     return h.hexdigest()
 
@@ -174,10 +181,9 @@ def compress_archive(images: ImageSet, model: Model, order: str = "auto", chains
     # Archive order is the order Bob writes the data out in: chain by chain (the sequence itself) for tour and
     # original, the canonical order for the set orders.
     names = None if images.names is None else [images.names[i] for i in sequence]
-    pixels = images.images[sequence]
     header = Header(model_hash=model.hash, spec=model.spec, n=n, chains=len(lengths), order=order,
                     input_levels=input_levels, seed_words=n_seed, bucket_bits=model.bucket_bits,
-                    pixels_sha256=pixel_digest(pixels, names),
+                    pixels_sha256=pixel_digest(images.images, names, sequence),
                     versions=library_versions() if versions is None else versions)
     archive = Archive(header, names, payload)
     sections = archive.sections()

@@ -66,13 +66,7 @@ class Header:
             raise AcnError(f"{where}: archive header is truncated ({len(raw)} bytes, at least {FIXED.size})")
         (model_hash, height, width, channels, levels, n, chains, order, input_levels, seed_words, threads,
          bucket_bits, pixels, count) = FIXED.unpack_from(raw, 0)
-        try:
-            spec = DataSpec(height, width, channels, levels)
-        except ValueError:
-            raise AcnError(f"{where}: archive header names an invalid data spec "
-                           f"({height}x{width}x{channels}, {levels} levels)") from None
-        if order >= len(ORDERS):
-            raise AcnError(f"{where}: archive header names order mode {order}, which this acncodec does not know")
+        spec, order = spec_and_order(height, width, channels, levels, order, where)
         if threads != CODING_THREADS:
             raise AcnError(f"{where}: archive asks for {threads} coding threads; this acncodec codes with "
                            f"{CODING_THREADS}")
@@ -83,7 +77,7 @@ class Header:
             raise AcnError(f"{where}: archive coding settings are invalid (input levels {input_levels}, bucket "
                            f"bits {bucket_bits}, seed words {seed_words})")
         versions = unpack_versions(raw, FIXED.size, count, where)
-        return cls(model_hash.hex(), spec, n, chains, ORDERS[order], input_levels, seed_words, bucket_bits,
+        return cls(model_hash.hex(), spec, n, chains, order, input_levels, seed_words, bucket_bits,
                    pixels.hex(), versions, threads)
 
     def check_payload(self, words: int, where: str) -> None:
@@ -91,6 +85,19 @@ class Header:
         if self.n > 32 * words // MIN_BITS_PER_IMAGE:
             raise AcnError(f"{where}: archive claims {self.n} images, more than its payload of {words} words "
                            f"can hold (at least {MIN_BITS_PER_IMAGE} bit per image)")
+
+
+def spec_and_order(height: int, width: int, channels: int, levels: int, order: int,
+                   where: str) -> tuple[DataSpec, str]:
+    """The data spec and the order mode as a header stores them, checked (version 2 and 3 headers alike)."""
+    try:
+        spec = DataSpec(height, width, channels, levels)
+    except ValueError:
+        raise AcnError(f"{where}: archive header names an invalid data spec "
+                       f"({height}x{width}x{channels}, {levels} levels)") from None
+    if order >= len(ORDERS):
+        raise AcnError(f"{where}: archive header names order mode {order}, which this acncodec does not know")
+    return spec, ORDERS[order]
 
 
 def pack_versions(versions: dict) -> bytes:

@@ -17,8 +17,6 @@ bytes to the index and a version 2 header of its own.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 
@@ -26,7 +24,7 @@ import numpy as np
 
 from . import shards as container
 from .codec import (CHOICES, SET_MAX_N, SET_ORDERS, channels_first, choose_order, compress as compress_stream,
-                    encode_all, library_versions, match_model, analysis_codes, to_input_levels)
+                    encode_all, library_versions, match_model, analysis_codes, pixel_digest, to_input_levels)
 from .coding import numerics
 from .coding.order import chain_layout, default_chains
 from .archive import parse as parse_stream
@@ -89,15 +87,6 @@ def plan(images: ImageSet, model: Model, order: str, shards: int) -> tuple[str, 
     return order, pieces, info
 
 
-def pixel_digest(images: np.ndarray, sequence: np.ndarray, names: list[str] | None) -> str:
-    """codec.pixel_digest of images[sequence] and the names, hashed in pieces."""
-    h = hashlib.sha256()
-    for i in range(0, len(sequence), PLAN_BLOCK):
-        h.update(np.ascontiguousarray(images[sequence[i:i + PLAN_BLOCK]], dtype=np.uint8).tobytes())
-    h.update(json.dumps(names, ensure_ascii=False).encode())
-    return h.hexdigest()
-
-
 class _Jobs:
     """Jobs made when an engine asks for them, so only the shards in flight are copied out of the data."""
 
@@ -156,8 +145,8 @@ def compress(images: ImageSet, model: Model, order: str = "auto", shards: int | 
     sequence = np.concatenate([pieces[i][r["sequence"]] for i, r in enumerate(results)])
     names = None if images.names is None else [images.names[i] for i in sequence]
     header = container.ShardedHeader(model.hash, model.spec, n, order, input_levels, model.bucket_bits,
-                                     pixel_digest(images.images, sequence, names), count, library_versions())
-    sections = container.assemble(header, names, [r["bytes"] for r in results])
+                                     pixel_digest(images.images, names, sequence), count, library_versions())
+    sections = container.assemble(header, names, [r["bytes"] for r in results], [len(p) for p in pieces])
     seconds = time.perf_counter() - started
     report = sharded_report(sections, [r["report"] for r in results], n, model, images)
     report.update(info)
@@ -175,7 +164,7 @@ def check_shard(i: int, result: dict, piece: np.ndarray, images: np.ndarray, mod
     h, seq = shard.header, result["sequence"]
     if (h.n, h.model_hash, h.order) != (len(piece), model.hash, order) or \
             not np.array_equal(np.sort(seq), np.arange(len(piece))) or \
-            h.pixels_sha256 != pixel_digest(images, piece[seq], None):
+            h.pixels_sha256 != pixel_digest(images, None, piece[seq]):
         raise AcnError(f"{where}: a worker returned a shard that does not hold the images it was given")
 
 
@@ -246,7 +235,7 @@ def decompress(archive: container.ShardedArchive, model: Model, where: str = "ar
     images = np.concatenate(decoded)
     positions = np.concatenate([shard_positions(archive, i) for i in wanted])
     names = None if archive.names is None else [archive.names[p] for p in positions]
-    if len(wanted) == h.shards and pixel_digest(images, np.arange(len(images)), names) != h.pixels_sha256:
+    if len(wanted) == h.shards and pixel_digest(images, names) != h.pixels_sha256:
         raise AcnError(f"{where}: the shards decoded, but not to the images the archive's checksum names: it "
                        f"was altered and re-sealed; nothing was written")
     return to_input_levels(ImageSet(images, model.spec.levels, names, where), h.input_levels), h, positions

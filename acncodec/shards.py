@@ -24,7 +24,7 @@ import numpy as np
 from .archive import DIGEST, MAGIC, PREFIX, Archive, parse as parse_stream, read_names
 from .data import DataSpec
 from .errors import AcnError
-from .header import FIXED, MAX_HEADER, ORDERS, pack_versions, unpack_versions
+from .header import FIXED, MAX_HEADER, ORDERS, pack_versions, spec_and_order, unpack_versions
 from .names import encode_names
 
 VERSION = 3
@@ -65,13 +65,7 @@ class ShardedHeader:
             raise AcnError(f"{where}: archive header is truncated ({len(raw)} bytes, at least {INDEX_FIXED.size})")
         (model_hash, height, width, channels, levels, n, order, input_levels, bucket_bits, pixels, shards,
          count) = INDEX_FIXED.unpack_from(raw, 0)
-        try:
-            spec = DataSpec(height, width, channels, levels)
-        except ValueError:
-            raise AcnError(f"{where}: archive header names an invalid data spec "
-                           f"({height}x{width}x{channels}, {levels} levels)") from None
-        if order >= len(ORDERS):
-            raise AcnError(f"{where}: archive header names order mode {order}, which this acncodec does not know")
+        spec, order = spec_and_order(height, width, channels, levels, order, where)
         if not 2 <= shards <= min(n, MAX_SHARDS):
             raise AcnError(f"{where}: archive header claims {n} images in {shards} shards (shards must be "
                            f"2..min(n, {MAX_SHARDS:,}))")
@@ -79,7 +73,7 @@ class ShardedHeader:
             raise AcnError(f"{where}: archive coding settings are invalid (input levels {input_levels}, "
                            f"bucket bits {bucket_bits})")
         versions = unpack_versions(raw, INDEX_FIXED.size, count, where)
-        return cls(model_hash.hex(), spec, n, ORDERS[order], input_levels, bucket_bits, pixels.hex(), shards,
+        return cls(model_hash.hex(), spec, n, order, input_levels, bucket_bits, pixels.hex(), shards,
                    versions)
 
 
@@ -126,24 +120,19 @@ class ShardedArchive:
         return shard
 
 
-def assemble(header: ShardedHeader, names: list[str] | None, shards: list[bytes]) -> dict[str, bytes]:
+def assemble(header: ShardedHeader, names: list[str] | None, shards: list[bytes],
+             counts: list[int]) -> dict[str, bytes]:
     """The archive's sections (concatenated, they are the file) around the shards' bytes, each a version 2
-    archive with `images` images."""
+    archive of counts[i] images."""
     head = header.to_bytes()
     names_raw = b"" if names is None else encode_names(names)
     parts = {"header": PREFIX.pack(MAGIC, VERSION, len(head)) + head,
              "names": struct.pack("<I", len(names_raw)) + names_raw}
-    counts = [parse_count(s) for s in shards]
     parts["index"] = struct.pack("<I", len(shards)) + b"".join(
         ENTRY.pack(c, len(s), hashlib.sha256(s).digest()) for c, s in zip(counts, shards))
     parts["checksum"] = hashlib.sha256(b"".join(parts.values())).digest()
     parts["shards"] = b"".join(shards)
     return parts
-
-
-def parse_count(shard: bytes) -> int:
-    """The image count a version 2 archive's header claims (the shard was made here; parse checks it again)."""
-    return struct.unpack_from("<I", shard, PREFIX.size + struct.calcsize("<32sHHBH"))[0]   # after hash and spec
 
 
 def parse(data: bytes | memoryview, where: str = "archive") -> ShardedArchive:

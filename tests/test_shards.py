@@ -287,6 +287,22 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def kill_one_while_running(proc, seconds: float, workers, settle: float = 0.0) -> int | None:
+    """SIGKILL the first of `workers()` seen while `proc` runs (None if none was seen in time)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        seen = workers()
+        if seen:
+            time.sleep(settle)
+            try:
+                os.kill(seen[0], signal.SIGKILL)
+                return seen[0]
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    return None
+
+
 def slow_case(tmp_path, model_file, n=4000):
     images = random_images(SPECS["grey"], n)
     np.save(tmp_path / "x.npy", images.images[..., 0])
@@ -299,18 +315,8 @@ def test_a_killed_local_worker_is_replaced(tmp_path, model_file):
                              str(model_file), "--shards", "8", "--workers", "2", "--order", "original",
                              "--no-estimate", "--json", str(tmp_path / "r.json"), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = None
-    deadline = time.time() + 60
-    while killed is None and time.time() < deadline and proc.poll() is None:
-        workers = [p for p in children(proc.pid) if "spawn_main" in cmdline(p)]
-        if workers:
-            time.sleep(0.5)          # let it start on a shard
-            try:
-                os.kill(workers[0], signal.SIGKILL)
-                killed = workers[0]
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
+    killed = kill_one_while_running(proc, 60, settle=0.5,        # settle: let it start on a shard
+                                    workers=lambda: [p for p in children(proc.pid) if "spawn_main" in cmdline(p)])
     out, err = proc.communicate(timeout=300)
     assert killed is not None, "the workers were not seen"
     assert proc.returncode == 0, err
@@ -353,17 +359,8 @@ def test_a_ray_cluster_codes_the_shards_and_survives_a_killed_worker(tmp_path, m
                              str(model_file), "--shards", "8", "--cluster", ray_cluster, "--order", "original",
                              "--no-estimate", "--json", str(tmp_path / "r.json"), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = None
-    deadline = time.time() + 120
-    while killed is None and time.time() < deadline and proc.poll() is None:
-        out = subprocess.run(["pgrep", "-f", "ray::_run_ray"], capture_output=True, text=True).stdout.split()
-        if out:
-            try:
-                os.kill(int(out[0]), signal.SIGKILL)
-                killed = int(out[0])
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
+    killed = kill_one_while_running(proc, 120, workers=lambda: [int(p) for p in subprocess.run(
+        ["pgrep", "-f", "ray::_run_ray"], capture_output=True, text=True).stdout.split()])
     out, err = proc.communicate(timeout=600)
     assert killed is not None, "no Ray worker was seen running a shard"
     assert proc.returncode == 0, err
