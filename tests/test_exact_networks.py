@@ -81,6 +81,55 @@ def test_gate_is_the_rounded_product_of_the_tables(quantised):
     assert np.abs(expected / 2 ** 14 - exact).max() < 2 ** -13
 
 
+def test_affine_map_is_the_rounded_integer_map():
+    """The scaled-weight map (the scale folded into the weight and the bias) equals round((W x + b) / 2^s),
+    halves up, computed in Python integers, for shifts of 0, 1 and many bits, per output and shared."""
+    rng = np.random.default_rng(5)
+    for shift in (np.array([0, 1, 7, 20, 33]), np.array(9)):
+        outs = 5 if shift.ndim else 3
+        w = rng.integers(-2 ** 12, 2 ** 12, (outs, 40))
+        b = rng.integers(-2 ** 30, 2 ** 30, outs)
+        x = rng.integers(-2 ** 20, 2 ** 20, (17, 40))
+        x[0, :3] = 2 ** 25                      # beyond the bound: clamped first
+        aff = intnet.Affine(w, b, shift, bound=2 ** 20)
+        aff.check_bound()
+        shifts = np.broadcast_to(shift, (outs,))
+        xc = np.clip(x, -2 ** 20, 2 ** 20)
+        expected = [[(sum(int(a) * int(c) for a, c in zip(row, w[o])) + int(b[o])
+                      + (1 << int(shifts[o]) >> 1)) >> int(shifts[o]) for o in range(outs)] for row in xc]
+        assert aff(x.astype(np.float64)).tolist() == expected
+
+
+@pytest.mark.parametrize("kernel, stride, padding, size", [(4, 2, 1, 7), (4, 2, 1, 5), (3, 2, 1, 6), (3, 1, 1, 4),
+                                                            (5, 3, 2, 4)])
+def test_transposed_convolution_skips_the_zeros_without_changing_a_bit(kernel, stride, padding, size):
+    """`upsample_conv` computes the convolution over the input with zeros inserted (its definition) from the
+    input's samples alone: every output equals the zero-stuffed convolution's."""
+    rng = np.random.default_rng(kernel * 10 + stride)
+    cin, cout = 3, 4
+    x = rng.integers(-2 ** 15, 2 ** 15, (2, size, size + 1, cin)).astype(np.float64)
+    aff = intnet.Affine(rng.integers(-2 ** 10, 2 ** 10, (cout, cin * kernel * kernel)),
+                        rng.integers(-2 ** 20, 2 ** 20, cout), 6, bound=2 ** 14)
+    stuffed = np.zeros((2, (size - 1) * stride + 1, size * stride + 1, cin))
+    stuffed[:, ::stride, ::stride] = x
+    p = kernel - 1 - padding
+    expected = intnet.conv(intnet.pad(stuffed, p, p, p, p), aff, (kernel, kernel))
+    assert np.array_equal(intnet.upsample_conv(x, aff, kernel, stride, padding), expected)
+
+
+def test_joined_maps_give_each_maps_outputs():
+    """Maps of one input side by side (the decoder's per-layer conditioning maps) give the same integers as
+    each map alone; maps that clamp differently stay apart."""
+    rng = np.random.default_rng(9)
+    maps = [intnet.Affine(rng.integers(-99, 99, (4, 6)), rng.integers(-999, 999, 4), s, bound=500)
+            for s in (3, np.array([0, 2, 4, 6]), 5)]
+    maps.append(intnet.Affine(rng.integers(-99, 99, (2, 6)), rng.integers(-999, 999, 2), 1, bound=70))
+    joined = intnet.joined(maps)
+    assert len(joined) == 2
+    x = rng.integers(-900, 900, (11, 6)).astype(np.float64)
+    assert np.array_equal(np.concatenate([m(x) for m in joined], -1), np.concatenate([m(x) for m in maps], -1))
+
+
 def test_round_trip_through_a_model_files_arrays(quantised):
     """Stored the way a model file stores them (integer-valued arrays narrowed to small integer types and
     restored), the networks compute the same integers."""

@@ -46,21 +46,25 @@ def rescale(acc: np.ndarray, shift) -> np.ndarray:
 class Affine:
     """y = round((W x + b) / 2^shift) with integer W (out, fan_in), b at in_frac + w_frac; x clamped to
     |x| <= bound first unless `clamp` is False (the input is bounded by construction: a gate's output or a
-    pixel). `shift` may differ per output. The rounding is folded into the bias: round(a / 2^s) (halves up)
-    = floor((a + 2^(s-1)) / 2^s), so a map is one matmul, one add, one multiply and one floor."""
+    pixel). `shift` may differ per output.
+
+    The map is one matmul, one add and one floor: the rounding is folded into the bias (round(a / 2^s), halves
+    up, = floor((a + 2^(s-1)) / 2^s)), and the scale into the weight and the bias, W 2^-s and (b + 2^(s-1)) 2^-s.
+    Scaling by a power of two is exact, so every product and every partial sum of the matmul is the integer
+    one times 2^-s, exactly (all below 2^53 times it, `check_bound`): the result is (W x + b + 2^(s-1)) 2^-s in
+    every bit, whatever the summation order."""
 
     def __init__(self, weight, bias, shift, bound: float, clamp: bool = True):
         self.weight = _array(weight)
-        self.weight_t = np.ascontiguousarray(self.weight.T)
         self.bias = _array(bias)
         self.shift = _array(shift)
         self.bound, self.clamp = float(bound), bool(clamp)
         half = np.where(self.shift >= 1, np.exp2(self.shift - 1), 0.0)
         self.bias_rounding = np.ascontiguousarray(self.bias + half)
-        self.inv = np.exp2(-self.shift)
-        if self.inv.ndim == 0:
-            self.inv = float(self.inv)
-        self._windows: dict = {}    # the weight as convolutions read it, per (cin, kh, kw)
+        inv = np.exp2(-self.shift)
+        self.scaled_weight_t = np.ascontiguousarray(self.weight.T * inv)
+        self.scaled_bias = np.ascontiguousarray(self.bias_rounding * inv)
+        self._windows: dict = {}    # the scaled weight as convolutions read it, per (cin, kh, kw)
 
     def sliced(self, rows=slice(None), cols=slice(None), clamp: bool | None = None) -> "Affine":
         """The map restricted to some outputs and inputs (the unused inputs held at zero)."""
@@ -81,23 +85,31 @@ class Affine:
         return np.minimum(np.maximum(x, -self.bound), self.bound)
 
     def finish(self, acc: np.ndarray) -> np.ndarray:
-        """W x (..., out) -> the map's output, in place: bias, rounding and scale."""
-        acc += self.bias_rounding
-        acc *= self.inv
+        """(W x) 2^-s (..., out), from the scaled weight -> the map's output, in place: bias and rounding."""
+        acc += self.scaled_bias
         return np.floor(acc, out=acc)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x (..., fan_in) integers -> (..., out) integers."""
-        return self.finish(self.clamped(x) @ self.weight_t)
+        return self.finish(self.clamped(x) @ self.scaled_weight_t)
 
     def window_weight(self, cin: int, kh: int, kw: int) -> np.ndarray:
-        """The weight as a convolution's (kh * kw * cin, out), windows flattened (row, column, channel): the
-        layout `conv` gathers its input in. Made once per shape."""
+        """The scaled weight as a convolution's (kh * kw * cin, out), windows flattened (row, column, channel):
+        the layout `conv` gathers its input in. Made once per shape."""
         if (cin, kh, kw) not in self._windows:
             out = self.weight.shape[0]
             self._windows[(cin, kh, kw)] = np.ascontiguousarray(
-                self.weight.reshape(out, cin, kh, kw).transpose(2, 3, 1, 0).reshape(kh * kw * cin, out))
+                self.scaled_weight_t.T.reshape(out, cin, kh, kw).transpose(2, 3, 1, 0).reshape(kh * kw * cin, out))
         return self._windows[(cin, kh, kw)]
+
+    def taps(self, cin: int, kh: int, kw: int, rows: list[int], cols: list[int]) -> "Affine":
+        """The convolution restricted to some kernel rows and columns (the others' inputs held at zero)."""
+        key = ("taps", cin, kh, kw, tuple(rows), tuple(cols))
+        if key not in self._windows:
+            out = self.weight.shape[0]
+            w = self.weight.reshape(out, cin, kh, kw)[:, :, rows][:, :, :, cols]
+            self._windows[key] = Affine(w.reshape(out, -1), self.bias, self.shift, self.bound, self.clamp)
+        return self._windows[key]
 
     @classmethod
     def from_dict(cls, d: dict, prefix: str) -> "Affine":
@@ -128,6 +140,23 @@ class Table:
     def from_dict(cls, d: dict, prefix: str) -> "Table":
         half_range, in_frac, step_frac = (int(v) for v in _array(d[f"{prefix}.format"], np.int64))
         return cls(d[f"{prefix}.values"], half_range, in_frac, step_frac)
+
+
+def joined(maps: list[Affine]) -> list[Affine]:
+    """Maps of one input side by side: consecutive maps with the same clamp become one map whose outputs are
+    theirs, one after another (one clamp and one matmul instead of several; every output is the same sum)."""
+    out = []
+    for m in maps:
+        last = out[-1][-1] if out else None
+        if last is not None and (last.clamp, last.bound) == (m.clamp, m.bound) \
+                and last.weight.shape[1] == m.weight.shape[1]:
+            out[-1].append(m)
+        else:
+            out.append([m])
+    return [group[0] if len(group) == 1 else Affine(
+        np.concatenate([m.weight for m in group]), np.concatenate([m.bias for m in group]),
+        np.concatenate([np.broadcast_to(m.shift, m.bias.shape) for m in group]), group[0].bound, group[0].clamp)
+        for group in out]
 
 
 # ------------------------------------------------------------------------------------------ convolutions
@@ -168,13 +197,35 @@ def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -
 
 
 def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding: int) -> np.ndarray:
-    """A transposed convolution as zero insertion, padding by kernel - 1 - padding and a plain convolution
-    (its weight stored as that convolution's)."""
+    """A transposed convolution, its weight stored as the plain convolution over the input with zeros inserted
+    (stride - 1 between samples) and padded by kernel - 1 - padding. Computed as that convolution without the
+    zeros: output rows of one phase (index mod stride) read only the kernel rows that meet samples, which are
+    a regular convolution of the input itself (columns alike). The zeros added nothing to the exact sums, so
+    the result is the same in every bit, with stride^2 times fewer multiply-adds."""
     n, h, w, c = x.shape
-    stuffed = np.zeros((n, (h - 1) * stride + 1, (w - 1) * stride + 1, c))
-    stuffed[:, ::stride, ::stride] = x
     p = kernel - 1 - padding
-    return conv(pad(stuffed, p, p, p, p), aff, (kernel, kernel))
+    size = lambda length: (length - 1) * stride + 1 + 2 * p - kernel + 1     # the output's length
+
+    def phase(r: int, length: int) -> tuple[list[int], int, int]:
+        # taps a of output index o = r + stride t read input t + (r + a - p) // stride when (r + a - p) % stride
+        # == 0: consecutive offsets, so a plain convolution of the input padded to reach them
+        taps = [a for a in range(kernel) if (r + a - p) % stride == 0]
+        first = (r + taps[0] - p) // stride
+        count = len(range(r, size(length), stride))
+        return taps, first, count
+
+    out = np.empty((n, size(h), size(w), aff.weight.shape[0]))
+    for ry in range(stride):
+        rows, top, th = phase(ry, h)
+        for rx in range(stride):
+            cols, left, tw = phase(rx, w)
+            need_h, need_w = th - 1 + len(rows), tw - 1 + len(cols)
+            xp = pad(x, max(0, -top), max(0, top + need_h - h), max(0, -left), max(0, left + need_w - w))
+            y0, x0 = max(0, top), max(0, left)
+            part = xp[:, y0:y0 + need_h, x0:x0 + need_w]
+            out[:, ry::stride, rx::stride] = conv(part, aff.taps(c, kernel, kernel, rows, cols),
+                                                  (len(rows), len(cols)))
+    return out
 
 
 def align(x: np.ndarray, frac_from: int, frac_to: int) -> np.ndarray:
@@ -244,50 +295,42 @@ class GatedLayer:
 
 
 class Gate:
-    """tanh(a) sigmoid(b) for pre = [a, b] along the last axis, rounded to act_frac: one gather from one table
-    holding both functions, then the product, rounded. The table keeps only each function's non-constant span
-    (beyond it the clamp reads the end value, which is the constant), and small integers when its values allow
-    (int16, the product in int32): the gather then stays in cache. Every path gives the same integers."""
+    """tanh(a) sigmoid(b) for pre = [a, b] along the last axis, rounded to act_frac: a gather from each
+    function's table, then the product, rounded. A table keeps only its function's non-constant span (a gather
+    clipped to the table's ends reads the end value, which is the constant beyond it), and small integers when
+    its values allow (int16; the product in int32): the gathers then stay in cache. The product is rounded with
+    an integer shift, floor((t s + 2^(act_frac-1)) / 2^act_frac). Every path gives the same integers."""
 
     def __init__(self, tanh: Table, sigmoid: Table, act_frac: int):
         self.lo = sigmoid.lo
         span = np.arange(-self.lo, self.lo + 1, dtype=np.float64)
-        parts, self.starts = [], []
+        self.tables, self.offsets = [], []
         for f in (tanh, sigmoid):
             values = f(span)
             changes = np.flatnonzero(np.diff(values))
             first, last = (int(changes[0]), int(changes[-1]) + 1) if len(changes) else (0, 0)
-            self.starts.append(sum(len(p) for p in parts) - first)   # table index of input -lo
-            parts.append(values[first:last + 1])
-        self.sizes = [len(p) for p in parts]
-        table = np.concatenate(parts)
-        small = np.abs(table).max() < 2 ** 15
-        self.table = table.astype(np.int16) if small else table
+            self.tables.append(values[first:last + 1])
+            self.offsets.append(float(self.lo - first))     # table index of input 0
+        # the product of two values below 2^15 fits an int32, and so does the rounding term
+        small = max(np.abs(t).max() for t in self.tables) < 2 ** 15 and act_frac <= 30
         self.product = np.int32 if small else np.float64
-        self.half, self.inv = 2.0 ** (act_frac - 1), 2.0 ** -act_frac
-        self._bounds: dict = {}
+        self.tables = [t.astype(np.int16 if small else np.float64) for t in self.tables]
+        self.act_frac = act_frac
+        self.half = 2 ** (act_frac - 1) if act_frac >= 1 else 0
 
-    def bounds(self, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per column of a (..., width) input: the offset of input -lo, and the table's first and last index."""
-        if width not in self._bounds:
-            half = width // 2
-            reps = lambda a, b: np.array([a] * half + [b] * half, dtype=np.float64)
-            lower = reps(0.0, float(self.sizes[0]))
-            upper = reps(self.sizes[0] - 1.0, self.sizes[0] + self.sizes[1] - 1.0)
-            offset = reps(self.starts[0] + self.lo, self.starts[1] + self.lo)
-            self._bounds[width] = (offset, lower, upper)
-        return self._bounds[width]
+    def _read(self, k: int, pre: np.ndarray) -> np.ndarray:
+        idx = pre + self.offsets[k]
+        return self.tables[k].take(idx.astype(np.intp), mode="clip")
 
     def __call__(self, pre: np.ndarray) -> np.ndarray:
         half = pre.shape[-1] // 2
-        offset, lower, upper = self.bounds(pre.shape[-1])
-        idx = pre + offset
-        np.maximum(idx, lower, out=idx)
-        np.minimum(idx, upper, out=idx)
-        values = self.table.take(idx.astype(np.intp)).astype(self.product)
-        out = np.multiply(values[..., :half], values[..., half:]).astype(np.float64)
-        out += self.half
-        out *= self.inv
+        out = self._read(0, pre[..., :half]).astype(self.product)
+        out *= self._read(1, pre[..., half:])
+        out += self.product(self.half)
+        if self.product is np.int32:
+            out >>= self.act_frac                    # an arithmetic shift: floor division by 2^act_frac
+            return out.astype(np.float64)
+        out *= 2.0 ** -self.act_frac
         return np.floor(out, out=out)
 
 
@@ -306,19 +349,26 @@ class Decoder:
         self.features_c = [head["features"].sliced(slice(c * hid, (c + 1) * hid)) for c in range(self.C)]
         self.previous_c = [None] + [head["previous"].sliced(slice(c * hid, (c + 1) * hid), slice(0, c))
                                     for c in range(1, self.C)]
+        self.cond_maps = joined([layer.maps["cond"] for layer in layers])
 
-    def condition(self, z: np.ndarray) -> list:
-        """Per layer, the (cond_v, cond_h) maps (N, H, W, 2 channels) from latents z (N, D) at code_frac."""
+    def condition(self, z: np.ndarray) -> np.ndarray:
+        """The conditioning map (N, H, W, channels) from latents z (N, D) at code_frac."""
         hidden, h0, w0, _ = self.cmap_dims
         grid = np.maximum(self.cmap["fc"](np.asarray(z, dtype=np.float64)), 0.0)
         grid = grid.reshape(len(grid), hidden, h0, w0).transpose(0, 2, 3, 1)
         grid = np.maximum(upsample_conv(grid, self.cmap["up0"], 4, 2, 1), 0.0)
-        cmap = upsample_conv(grid, self.cmap["up1"], 4, 2, 1)[:, :self.H, :self.W]
-        out = []
+        return upsample_conv(grid, self.cmap["up1"], 4, 2, 1)[:, :self.H, :self.W]
+
+    def cond_terms(self, cmap: np.ndarray) -> list:
+        """Per layer, its (cond_v, cond_h) terms (..., 2 channels each) from (part of) the conditioning map.
+        Made where they are used (a block of images, a row), so that they are still in cache there."""
+        parts = [m(cmap) for m in self.cond_maps]            # every layer's cond_v and cond_h, side by side
+        cond = parts[0] if len(parts) == 1 else np.concatenate(parts, -1)
+        out, start = [], 0
         for layer in self.layers:
-            cond = layer.maps["cond"](cmap)
-            half = cond.shape[-1] // 2
-            out.append((cond[..., :half], cond[..., half:]))
+            width = layer.maps["cond"].weight.shape[0]
+            out.append((cond[..., start:start + width // 2], cond[..., start + width // 2:start + width]))
+            start += width
         return out
 
     def head_logits(self, top: np.ndarray, xs: np.ndarray, c: int) -> np.ndarray:
@@ -334,7 +384,7 @@ class Decoder:
         xs = self.pixel_in[np.asarray(x, dtype=np.int64).transpose(0, 2, 3, 1)]     # (N, H, W, C)
         v = pad(xs, top=1)[:, :-1]
         h = pad(xs, left=1)[:, :, :-1]
-        for layer, (cond_v, cond_h) in zip(self.layers, self.condition(z)):
+        for layer, (cond_v, cond_h) in zip(self.layers, self.cond_terms(self.condition(z))):
             m = layer.maps
             v_pre = conv(pad(v, layer.kh - 1, 0, layer.half, layer.half), m["vconv"], (layer.kh, layer.kernel))
             v_pre += cond_v
@@ -374,7 +424,7 @@ class Stepper:
         self.B, self.C, self.W = len(z), dec.C, dec.W
         l0 = dec.layers[0]
         self.kh, self.kw, self.half = l0.kh, l0.kh, l0.half
-        self.cond = dec.condition(z)
+        self.cmap = dec.condition(z)
         self.ins = [self.C] + [l.maps["hout"].weight.shape[0] for l in dec.layers[:-1]]
         # vertical inputs, the rows above each decoded row (channels-last)
         self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin)) for cin in self.ins]
@@ -386,15 +436,16 @@ class Stepper:
     def _start_row(self, i: int) -> None:
         kh, half, W, gate = self.kh, self.half, self.W, self.dec.gate
         self.vrow = []
+        cond = self.dec.cond_terms(self.cmap[:, i])                  # (B, W, 2C) per layer
         for n, layer in enumerate(self.dec.layers):
-            cond_v, cond_h = self.cond[n]
+            cond_v, cond_h = cond[n]
             m = layer.maps
             v_pre = conv(self.vin[n][:, i:i + kh], m["vconv"], (kh, layer.kernel))[:, 0]   # (B, W, 2C)
-            v_pre += cond_v[:, i]
+            v_pre += cond_v
             if n + 1 < len(self.vin):
                 self.vin[n + 1][:, i + kh - 1, half:half + W] = gate(v_pre)
             vh = m["v2h"](v_pre)
-            vh += cond_h[:, i]
+            vh += cond_h
             self.vrow.append(vh.transpose(1, 0, 2).copy())          # (W, B, 2C)
         self.hin = [np.zeros((self.B, self.kw - 1 + W + 1, cin)) for cin in self.ins]
         self.row, self.col = i, -1
