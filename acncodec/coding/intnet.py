@@ -169,8 +169,9 @@ def pad(x: np.ndarray, top: int = 0, bottom: int = 0, left: int = 0, right: int 
 
 
 #: Output positions per im2col block in `conv`: the gathered windows (block x kh kw Cin float64) stay in cache
-#: (on the binarized-MNIST decoder, blocks of 4,096 positions ran at two thirds of this speed).
-CONV_BLOCK = 512
+#: (on the binarized-MNIST decoder, blocks of 4,096 positions ran at two thirds of this speed), and the matrix
+#: product has rows enough for both cores (a stepper's row of 128 images ran 8% faster than in blocks of 512).
+CONV_BLOCK = 1600
 
 
 def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -> np.ndarray:
@@ -301,8 +302,12 @@ class Gate:
     """tanh(a) sigmoid(b) for pre = [a, b] along the last axis, rounded to act_frac: a gather from each
     function's table, then the product, rounded. A table keeps only its function's non-constant span (a gather
     clipped to the table's ends reads the end value, which is the constant beyond it), and small integers when
-    its values allow (int16; the product in int32): the gathers then stay in cache. The product is rounded with
-    an integer shift, floor((t s + 2^(act_frac-1)) / 2^act_frac). Every path gives the same integers."""
+    its values allow (int16; the product in int32): the gathers then stay in cache. Every path gives the same
+    integers.
+
+    The rounding floor((t s + 2^(act_frac-1)) / 2^act_frac) is an integer shift of a non-negative number: a
+    multiple of 2^act_frac above every |t s| (`lift`) is added before the shift and its shifted value taken off
+    after, since C leaves the shift of a negative number to the compiler (docs/NUMERICS.md)."""
 
     def __init__(self, tanh: Table, sigmoid: Table, act_frac: int):
         self.lo = sigmoid.lo
@@ -314,12 +319,14 @@ class Gate:
             first, last = (int(changes[0]), int(changes[-1]) + 1) if len(changes) else (0, 0)
             self.tables.append(values[first:last + 1])
             self.offsets.append(float(self.lo - first))     # table index of input 0
-        # the product of two values below 2^15 fits an int32, and so does the rounding term
-        small = max(np.abs(t).max() for t in self.tables) < 2 ** 15 and act_frac <= 30
-        self.product = np.int32 if small else np.float64
-        self.tables = [t.astype(np.int16 if small else np.float64) for t in self.tables]
         self.act_frac = act_frac
         self.half = 2 ** (act_frac - 1) if act_frac >= 1 else 0
+        largest = int(np.abs(self.tables[0]).max()) * int(np.abs(self.tables[1]).max())
+        self.lift = -(-largest // 2 ** act_frac) * 2 ** act_frac
+        small = max(np.abs(t).max() for t in self.tables) < 2 ** 15 \
+            and 2 * self.lift + self.half < 2 ** 31 and act_frac < 31
+        self.integer = bool(small)
+        self.tables = [t.astype(np.int16 if small else np.float64) for t in self.tables]
 
     def _read(self, k: int, pre: np.ndarray) -> np.ndarray:
         idx = pre + self.offsets[k]
@@ -327,12 +334,15 @@ class Gate:
 
     def __call__(self, pre: np.ndarray) -> np.ndarray:
         half = pre.shape[-1] // 2
-        out = self._read(0, pre[..., :half]).astype(self.product)
-        out *= self._read(1, pre[..., half:])
-        out += self.product(self.half)
-        if self.product is np.int32:
-            out >>= self.act_frac                    # an arithmetic shift: floor division by 2^act_frac
+        if self.integer:
+            out = self._read(0, pre[..., :half]).astype(np.int32)
+            out *= self._read(1, pre[..., half:])
+            out += np.int32(self.lift + self.half)
+            out >>= self.act_frac
+            out -= np.int32(self.lift >> self.act_frac)
             return out.astype(np.float64)
+        out = self._read(0, pre[..., :half]) * self._read(1, pre[..., half:])
+        out += self.half
         out *= 2.0 ** -self.act_frac
         return np.floor(out, out=out)
 
