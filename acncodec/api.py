@@ -56,18 +56,21 @@ def for_model(images: ImageSet, model: Model) -> ImageSet:
 def compress(data: Data, model: Model | str | Path | None = None, order: str = "auto",
              chains: int | None = None, estimate: bool = True, progress: bool = False,
              levels: int | None = None, baseline: bool = True, shards: int | None = None,
-             shard_images: int | None = None, workers: int = 1, cluster: str | None = None) -> tuple[bytes, dict]:
+             shard_images: int | None = None, workers: int = 1, cluster: str | None = None,
+             checkpoint: str | Path | None = None) -> tuple[bytes, dict]:
     """Compress a dataset: the archive's bytes and the report (sizes, actual and estimated cost, speed, and
     with `baseline` what xz -9 makes of the same pixels, measured in the same call). `shards` (or
     `shard_images`, default one shard per 10,000 images) independent streams, coded by `workers` local
-    processes or on the Ray cluster at `cluster`; the bytes do not depend on where they were coded."""
+    processes or on the Ray cluster at `cluster`; the bytes do not depend on where they were coded.
+    `checkpoint`: a folder keeping each finished shard, so that the same call with it resumes a run that
+    stopped; emptied once the archive is made."""
     from . import sharding
     images = as_images(data, levels)
     model = model_for(images, model)
     images = for_model(images, model)
     blob, report = sharding.compress(images, model, order=order, shards=shards, shard_images=shard_images,
                                      chains=chains, workers=workers, cluster=cluster, progress=progress,
-                                     estimate=estimate)
+                                     estimate=estimate, checkpoint=checkpoint)
     if baseline:
         reference = xz_baseline(codec.match_model(images, model))
         report["baseline"] = reference

@@ -411,6 +411,9 @@ def print_report(report: dict, verbose: bool = False, err: bool = False) -> None
 @click.option("--shard-images", type=int, default=None, help="Images per shard, instead of --shards.")
 @WORKERS
 @CLUSTER
+@click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
+              help="Keep each finished shard in this folder: the same command run again with it codes only the "
+                   "shards not there yet (for runs that may be stopped). Emptied once every shard is done.")
 @click.option("--no-estimate", is_flag=True, help="Skip the model's estimate of the size in the report.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
 @FORCE
@@ -418,7 +421,7 @@ def print_report(report: dict, verbose: bool = False, err: bool = False) -> None
 @click.option("--verbose", "-v", is_flag=True, help="Also print sections, chains and speed.")
 @friendly_errors
 def compress(data, output, output_option, model_path, levels, order, chains, shards, shard_images, workers,
-             cluster, no_estimate, json_out, force, quiet, verbose):
+             cluster, checkpoint, no_estimate, json_out, force, quiet, verbose):
     from . import api
     from .fileio import atomic_write_bytes
     output = one_output(output, output_option, "output")
@@ -435,7 +438,7 @@ def compress(data, output, output_option, model_path, levels, order, chains, sha
     images, model = data_and_model(data, model_path, levels, say)
     blob, report = api.compress(images, model, order=order, chains=chains, progress=not quiet,
                                 estimate=not no_estimate, shards=shards, shard_images=shard_images,
-                                workers=workers, cluster=cluster)
+                                workers=workers, cluster=cluster, checkpoint=checkpoint)
     if to_stdout:
         write_stdout(blob, "an archive")
     else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from .header import MAX_CHAINS
 from .modelfile import Model
 from .names import check_names
 from .progress import bar
+from .resume import ShardCheckpoint, plan_record
 
 #: Images per shard unless told: up to this many, a dataset is one stream, the archive it always was.
 DEFAULT_SHARD_IMAGES = 10_000
@@ -102,9 +104,12 @@ class _Jobs:
 
 def compress(images: ImageSet, model: Model, order: str = "auto", shards: int | None = None,
              shard_images: int | None = None, chains: int | None = None, workers: int = 1,
-             cluster: str | None = None, progress: bool = True, estimate: bool = True) -> tuple[bytes, dict]:
+             cluster: str | None = None, progress: bool = True, estimate: bool = True,
+             checkpoint: str | Path | None = None) -> tuple[bytes, dict]:
     """Compress a dataset into S shards (a version 3 archive; one shard: the version 2 archive of
-    codec.compress). Returns the archive's bytes and the report; the bytes do not depend on the workers."""
+    codec.compress). Returns the archive's bytes and the report; the bytes do not depend on the workers.
+    `checkpoint`: a folder that keeps each finished shard, so that the same call with the same folder resumes
+    a run that stopped (resume.py); its files are removed once the archive is made."""
     if order not in CHOICES:
         raise AcnError(f"unknown order {order!r}; choose one of {', '.join(CHOICES)}")
     if len(images) == 0:
@@ -129,14 +134,30 @@ def compress(images: ImageSet, model: Model, order: str = "auto", shards: int | 
     except BaseException:
         engine.close()
         raise
-    jobs = _Jobs(count, lambda i: {"images": np.ascontiguousarray(images.images[pieces[i]]),
-                                   "levels": images.levels, "order": order, "chains": chains,
-                                   "estimate": estimate, "source": f"{images.source} (shard {i})"})
     results: list[dict | None] = [None] * count
+    store = None
+    if checkpoint is not None:
+        try:
+            store = ShardCheckpoint(checkpoint, plan_record(model.hash, pixel_digest(images.images, None), order,
+                                                            pieces, chains, estimate))
+        except BaseException:
+            engine.close()
+            raise
+        for i in range(count):
+            results[i] = _checked_or_none(store.load(i), i, pieces[i], images.images, model, order)
+    todo = [i for i in range(count) if results[i] is None]
+    jobs = _Jobs(len(todo), lambda k: {"images": np.ascontiguousarray(images.images[pieces[todo[k]]]),
+                                       "levels": images.levels, "order": order, "chains": chains,
+                                       "estimate": estimate, "source": f"{images.source} (shard {todo[k]})"})
     with bar(None, progress, total=n, desc="compress", unit="image") as counter:
-        def done(i: int, result: dict) -> None:
+        counter.update(sum(len(pieces[i]) for i in range(count) if results[i] is not None))
+
+        def done(k: int, result: dict) -> None:
+            i = todo[k]
             check_shard(i, result, pieces[i], images.images, model, order)
             results[i] = result
+            if store is not None:
+                store.save(i, result)
             counter.update(len(pieces[i]))
         try:
             engine.run("compress", jobs, done)
@@ -154,7 +175,22 @@ def compress(images: ImageSet, model: Model, order: str = "auto", shards: int | 
                    "shard_images": [len(p) for p in pieces], "engine": engine.name,
                    "worker_restarts": getattr(engine, "restarts", 0),
                    "compress_seconds": round(seconds, 2), "compress_images_per_second": round(n / seconds, 1)})
+    if store is not None:
+        report["shards_resumed"] = count - len(todo)
+        store.remove()
     return b"".join(sections.values()), report
+
+
+def _checked_or_none(result: dict | None, i: int, piece: np.ndarray, images: np.ndarray, model: Model,
+                     order: str) -> dict | None:
+    """A checkpointed shard if it still holds exactly its images (else it is coded again)."""
+    if result is None:
+        return None
+    try:
+        check_shard(i, result, piece, images, model, order)
+    except AcnError:
+        return None
+    return result
 
 
 def check_shard(i: int, result: dict, piece: np.ndarray, images: np.ndarray, model: Model, order: str) -> None:
