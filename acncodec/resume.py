@@ -4,10 +4,12 @@ A million images take hours on a small machine; a run that is killed, runs out o
 should not start again from nothing. With a checkpoint folder, each shard is saved there as soon as it has come
 back and been checked, and the same command with the same folder codes only the shards that are not there.
 
-The folder belongs to one plan: `plan.json` records what fixes every shard's bytes (the model, the data's
-pixels, the order mode, the cut into shards, the chains, the estimate). Another plan is refused, so a resumed
-run writes the archive an uninterrupted one would have. A saved shard is used only if it still holds exactly
-the images the plan gives it (`sharding.check_shard`); one that does not, or cannot be read, is coded again.
+The folder belongs to one compress: `plan.json` records what fixes every shard's bytes (the model, the data's
+pixels, the order mode asked for, the number of shards, the chains, the estimate), and with `plan.npz` the
+plan itself (the order mode chosen and each shard's images), so a resumed run does not plan again. Another
+compress is refused, so a resumed run writes the archive an uninterrupted one would have. A saved shard is used
+only if it still holds exactly the images the plan gives it (`sharding.check_shard`); one that does not, or
+cannot be read, is coded again.
 After the archive has been written, the files of the folder that this module wrote are removed, and the folder
 too if this module made it and nothing else is in it.
 """
@@ -25,44 +27,75 @@ from .errors import AcnError
 from .fileio import atomic_write_bytes
 
 PLAN = "plan.json"
-FORMAT = 1
+PIECES = "plan.npz"
+FORMAT = 2
 
 
-def plan_record(model_hash: str, pixels_sha256: str, order: str, pieces: list[np.ndarray], chains: int | None,
-                estimate: bool) -> dict:
-    """What fixes every shard's bytes, as stored in the folder's plan.json."""
+def plan_key(model_hash: str, pixels_sha256: str, order: str, shards: int, chains: int | None,
+             estimate: bool) -> dict:
+    """What a plan and every shard's bytes are made from (the order as asked: auto is resolved by the plan)."""
+    return {"format": FORMAT, "model": model_hash, "pixels_sha256": pixels_sha256, "order": order,
+            "shards": int(shards), "chains": chains, "estimate": bool(estimate)}
+
+
+def pieces_digest(pieces: list[np.ndarray]) -> str:
     cut = hashlib.sha256()
     for p in pieces:
         cut.update(np.asarray(p, dtype="<i8").tobytes())
         cut.update(b"|")
-    return {"format": FORMAT, "model": model_hash, "pixels_sha256": pixels_sha256, "order": order,
-            "shards": len(pieces), "pieces_sha256": cut.hexdigest(), "chains": chains, "estimate": bool(estimate)}
+    return cut.hexdigest()
 
 
 class ShardCheckpoint:
-    """The checkpoint folder of one compress plan (see the module's docstring)."""
+    """The checkpoint folder of one compress (see the module's docstring). `plan` is the stored plan (the order
+    mode, each shard's images, the plan's report) when the folder has one: a resumed run skips planning (for a
+    million images, the codes of all of them and their tour)."""
 
-    def __init__(self, folder: str | Path, plan: dict):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path, key: dict, n: int):
+        self.folder, self.key = Path(folder), key
         if self.folder.exists() and not self.folder.is_dir():
             raise AcnError(f"{self.folder}: the checkpoint must be a folder")
-        made = not self.folder.exists()
+        self.created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written: set[Path] = set()
+        self.plan = None
         path = self.folder / PLAN
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-                stored_plan, made = stored["plan"], bool(stored["made_folder"])
-            except (OSError, ValueError, TypeError, KeyError):
-                raise AcnError(f"{path}: not a checkpoint plan acncodec wrote") from None
-            if stored_plan != plan:
-                raise AcnError(f"{self.folder}: holds the shards of another compress (other data, model, order, "
-                               f"shards or chains); give another checkpoint folder") from None
-        else:   # whether the first run made the folder decides whether the last one removes it
-            atomic_write_bytes(path, json.dumps({"plan": plan, "made_folder": made}, indent=1).encode())
-        self.created = made
-        self.written.add(path)
+        if not path.exists():
+            return
+        try:
+            stored = json.loads(path.read_text())
+            stored_key, self.created = stored["key"], bool(stored["made_folder"])
+        except (OSError, ValueError, TypeError, KeyError):
+            raise AcnError(f"{path}: not a checkpoint plan acncodec wrote") from None
+        if stored_key != key:
+            raise AcnError(f"{self.folder}: holds the shards of another compress (other data, model, order, "
+                           f"shards or chains); give another checkpoint folder")
+        self.written.update({path, self.folder / PIECES})
+        try:
+            with np.load(self.folder / PIECES, allow_pickle=False) as f:
+                flat, ends = f["positions"].astype(np.int64), f["ends"].astype(np.int64)
+            pieces = np.split(flat, ends[:-1])
+            ok = len(pieces) == key["shards"] and ends[-1] == n == len(flat) \
+                and pieces_digest(pieces) == stored["pieces_sha256"]
+        except Exception:
+            ok = False
+        if not ok:
+            raise AcnError(f"{self.folder}: its plan is damaged; remove the folder to start again")
+        self.plan = (stored["order"], pieces, stored["info"])
+
+    def save_plan(self, order: str, pieces: list[np.ndarray], info: dict) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, positions=np.concatenate(pieces).astype(np.int64),
+                 ends=np.cumsum([len(p) for p in pieces]).astype(np.int64))
+        atomic_write_bytes(self.folder / PIECES, buf.getvalue())
+        self.written.add(self.folder / PIECES)
+        # written last: a plan.json names a complete plan; whether this run made the folder decides whether the
+        # run that finishes removes it
+        record = {"key": self.key, "made_folder": self.created, "order": order, "info": info,
+                  "pieces_sha256": pieces_digest(pieces)}
+        atomic_write_bytes(self.folder / PLAN, json.dumps(record, indent=1).encode())
+        self.written.add(self.folder / PLAN)
+        self.plan = (order, pieces, info)
 
     def path(self, i: int) -> Path:
         return self.folder / f"shard-{i:06d}.npz"

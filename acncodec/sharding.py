@@ -36,7 +36,7 @@ from .header import MAX_CHAINS
 from .modelfile import Model
 from .names import check_names
 from .progress import bar
-from .resume import ShardCheckpoint, plan_record
+from .resume import ShardCheckpoint, plan_key
 
 #: Images per shard unless told: up to this many, a dataset is one stream, the archive it always was.
 DEFAULT_SHARD_IMAGES = 10_000
@@ -129,20 +129,22 @@ def compress(images: ImageSet, model: Model, order: str = "auto", shards: int | 
     started = time.perf_counter()
     engine = engine_for(model, workers, cluster, count)   # a cluster that cannot be reached fails here, first
     order_requested = order
+    store = None
     try:
-        order, pieces, info = plan(images, model, order, count)
+        if checkpoint is not None:
+            store = ShardCheckpoint(checkpoint, plan_key(model.hash, pixel_digest(images.images, None), order,
+                                                         count, chains, estimate), n)
+        if store is not None and store.plan is not None:
+            order, pieces, info = store.plan
+        else:
+            order, pieces, info = plan(images, model, order, count)
+            if store is not None:
+                store.save_plan(order, pieces, info)
     except BaseException:
         engine.close()
         raise
     results: list[dict | None] = [None] * count
-    store = None
-    if checkpoint is not None:
-        try:
-            store = ShardCheckpoint(checkpoint, plan_record(model.hash, pixel_digest(images.images, None), order,
-                                                            pieces, chains, estimate))
-        except BaseException:
-            engine.close()
-            raise
+    if store is not None:
         for i in range(count):
             results[i] = _checked_or_none(store.load(i), i, pieces[i], images.images, model, order)
     todo = [i for i in range(count) if results[i] is None]

@@ -8,9 +8,10 @@ offsets of up to two pixels (zeros shifted in), so each is a digit and nearly al
 once into WORK/images.npy, which compress memory-maps.
 
 Each call runs `acncodec compress WORK/images.npy` with the shipped binarized-MNIST model, its default shards
-(10,000 images), `--workers`, `--checkpoint WORK/checkpoint` and no estimate, in a child process that samples
-the peak resident memory (VmHWM) of itself and of every worker process. A call that is stopped (the session ends,
-the machine is needed) leaves the finished shards in the checkpoint, and the next call resumes from them. Every
+(10,000 images), `--workers`, `--checkpoint WORK/checkpoint` and no estimate, in a child process group whose
+processes' peak resident memory (VmHWM) this script samples. A call that is stopped (SIGTERM or SIGINT to this
+script: the session ends, the machine is needed) leaves the finished shards in the checkpoint, and the next call
+resumes from them, without planning again. Every
 call appends its wall time, its peaks and the shards it found done to WORK/runs.jsonl. The call that finishes
 decodes three shards (first, middle, last) with `decompress --shard` (which checks each against its own
 checksum) and checks that each decoded image is one of the input's, then
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +35,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import provenance  # noqa: E402
-from scale_workers import CHILD  # noqa: E402
 
 OFFSETS = [(0, 0), (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1),
            (0, 2), (2, 0), (0, -2), (-2, 0), (2, 2), (-2, -2), (2, -2), (-2, 2)]
@@ -71,9 +72,50 @@ def synthetic(path: Path, count: int) -> None:
     os.replace(tmp, path)
 
 
-def measure(args: list[str], stats: Path) -> tuple[int, dict]:
-    r = subprocess.run([sys.executable, "-c", CHILD, str(stats), *args])
-    return r.returncode, json.loads(stats.read_text()) if stats.exists() else {}
+def hwm(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process, MiB; 0 once it is gone."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        try:
+            kids = [int(k) for q in [stack.pop()] for k in open(f"/proc/{q}/task/{q}/children").read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        stack += kids
+    return out
+
+
+def measure(args: list[str]) -> dict:
+    """Run the command line in its own process group, sampling the peak memory of it and of every process it
+    starts from here, so that the record survives a stop: SIGTERM or SIGINT to this script kills the group (the
+    checkpoint keeps what was finished) and the call is still recorded."""
+    proc = subprocess.Popen([sys.executable, "-m", "acncodec.cli", *args], start_new_session=True)
+    peaks, stopped = {}, []
+
+    def stop(sig, frame):
+        stopped.append(sig)
+        os.killpg(proc.pid, signal.SIGKILL)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    started = time.perf_counter()
+    while proc.poll() is None:
+        for pid in [proc.pid] + descendants(proc.pid):
+            peaks[pid] = max(peaks.get(pid, 0.0), hwm(pid))
+        time.sleep(0.5)
+    main_peak = peaks.pop(proc.pid, 0.0)
+    return {"returncode": proc.returncode, "seconds": time.perf_counter() - started, "peak_rss_mib": main_peak,
+            "peak_worker_rss_mib": max(peaks.values(), default=0.0), "worker_processes": len(peaks),
+            "stopped_by_signal": int(stopped[0]) if stopped else None}
 
 
 def main() -> None:
@@ -92,11 +134,12 @@ def main() -> None:
     if not archive.exists():
         done_before = len(list(checkpoint.glob("shard-*.npz"))) if checkpoint.exists() else 0
         started = time.time()
-        code, stats = measure(["compress", str(data), str(archive), "--model", "binarized-mnist", "--order", "tour",
-                               "--workers", str(args.workers), "--checkpoint", str(checkpoint), "--no-estimate",
-                               "-q", "--json", str(work / "report.json")], work / "stats.json")
-        run = {"started": started, "returncode": code, "shards_done_before": done_before,
-               "workers": args.workers, **stats, **provenance(sys.argv)}
+        stats = measure(["compress", str(data), str(archive), "--model", "binarized-mnist", "--order", "tour",
+                         "--workers", str(args.workers), "--checkpoint", str(checkpoint), "--no-estimate", "-q",
+                         "--json", str(work / "report.json")])
+        code = stats["returncode"]
+        run = {"started": started, "shards_done_before": done_before, "workers": args.workers, **stats,
+               **provenance(sys.argv)}
         with runs_log.open("a") as f:
             f.write(json.dumps(run) + "\n")
         print(json.dumps({k: run[k] for k in ("returncode", "shards_done_before", "seconds", "peak_rss_mib",

@@ -11,7 +11,7 @@ import pytest
 
 from acncodec import archive as stream_archive, engines, sharding
 from acncodec.errors import AcnError
-from acncodec.resume import PLAN
+from acncodec.resume import PIECES, PLAN
 from helpers import SPECS, random_images, tiny_exact_model
 
 SHARDS = 4
@@ -53,7 +53,8 @@ def stop_after_two(setup, folder, monkeypatch):
     with pytest.raises(Stop):
         compress(setup, folder)
     monkeypatch.undo()
-    assert sorted(p.name for p in folder.iterdir()) == [PLAN, "shard-000000.npz", "shard-000001.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([PLAN, PIECES, "shard-000000.npz",
+                                                               "shard-000001.npz"])
 
 
 def test_a_stopped_run_resumes_with_the_missing_shards_and_writes_the_same_archive(setup, tmp_path,
@@ -61,6 +62,7 @@ def test_a_stopped_run_resumes_with_the_missing_shards_and_writes_the_same_archi
     folder = tmp_path / "ckpt"
     stop_after_two(setup, folder, monkeypatch)
     calls = counting(monkeypatch)
+    monkeypatch.setattr(sharding, "plan", lambda *a: pytest.fail("a resumed run planned again"))
     blob, report = compress(setup, folder)
     assert len(calls) == SHARDS - 2 and report["shards_resumed"] == 2
     assert blob == setup[2]                     # what one uninterrupted run writes
@@ -114,6 +116,22 @@ def test_a_damaged_plan_file_is_refused(setup, tmp_path):
     with pytest.raises(AcnError, match="not a checkpoint plan"):
         compress(setup, folder)
     assert (folder / PLAN).read_text() == "{not json"
+
+
+@pytest.mark.parametrize("damage", ["plan.npz cut", "plan.npz other cut"])
+def test_a_damaged_stored_plan_is_refused(setup, tmp_path, monkeypatch, damage):
+    folder = tmp_path / "ckpt"
+    stop_after_two(setup, folder, monkeypatch)
+    pieces = folder / PIECES
+    if damage == "plan.npz cut":
+        pieces.write_bytes(pieces.read_bytes()[:50])
+    else:   # a readable plan whose cut is not the one plan.json records
+        with np.load(pieces) as f:
+            positions, ends = f["positions"], f["ends"]
+        np.savez(pieces, positions=positions[::-1], ends=ends)
+    with pytest.raises(AcnError, match="plan is damaged"):
+        compress(setup, folder)
+    assert (folder / "shard-000000.npz").exists()
 
 
 def test_cli_checkpoint_round_trip(tmp_path):
