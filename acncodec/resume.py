@@ -10,8 +10,9 @@ plan itself (the order mode chosen and each shard's images), so a resumed run do
 compress is refused, so a resumed run writes the archive an uninterrupted one would have. A saved shard is used
 only if it still holds exactly the images the plan gives it (`sharding.check_shard`); one that does not, or
 cannot be read, is coded again.
-After the archive has been written, the files of the folder that this module wrote are removed, and the folder
-too if this module made it and nothing else is in it.
+
+Once every shard is done and the archive assembled, the files of the folder that this module wrote are removed,
+and the folder too if this module made it and nothing else is in it.
 """
 
 from __future__ import annotations
