@@ -36,3 +36,14 @@ def provenance(argv: list[str] | None = None) -> dict:
     script = os.path.relpath(os.path.abspath(args[0]), Path(__file__).resolve().parents[1])
     return {"command": " ".join(["python", script, *args[1:]]), "git_commit": git_commit(),
             "machine_provenance": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}"}
+
+
+def hwm(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process, MiB; 0 once it is gone."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

@@ -1,7 +1,7 @@
 """One million synthetic 28x28 binary images compressed in shards, a run that may span several stops.
 
     python bench/million.py [--images 1000000] [--workers 2] [--work ~/.cache/acncodec-runs/million]
-                            [--json bench/results/million.json] [--md bench/results/million.md]
+                            [--json bench/results/million.json]
 
 The images are binarized MNIST (all 60,000 of the project's split), copy k shifted by the k-th of 17 fixed
 offsets of up to two pixels (zeros shifted in), so each is a digit and nearly all are distinct. They are written
@@ -34,7 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from machine import provenance  # noqa: E402
+from machine import hwm, provenance  # noqa: E402
 
 OFFSETS = [(0, 0), (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1),
            (0, 2), (2, 0), (0, -2), (-2, 0), (2, 2), (-2, -2), (2, -2), (-2, 2)]
@@ -70,17 +70,6 @@ def synthetic(path: Path, count: int) -> None:
     out.flush()
     del out
     os.replace(tmp, path)
-
-
-def hwm(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process, MiB; 0 once it is gone."""
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def descendants(pid: int) -> list[int]:
@@ -124,7 +113,6 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path.home() / ".cache" / "acncodec-runs" / "million")
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--md", type=Path, default=None)
     args = p.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)

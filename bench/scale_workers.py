@@ -25,19 +25,13 @@ from machine import provenance  # noqa: E402
 
 # Runs the command line in-process and reports its own peak memory and its worker processes' (VmHWM, the peak
 # of each process' own memory; getrusage would count what a forked child shared with its parent before exec).
-CHILD = """
+# (Its first part is an f-string, naming this folder for `machine.hwm`; the rest has f-strings of its own.)
+CHILD = f"""
 import json, os, sys, threading, time
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from machine import hwm
 from acncodec.cli import main
-
-def hwm(pid):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
+""" + """
 workers, done = {}, threading.Event()
 def watch():
     me = os.getpid()
