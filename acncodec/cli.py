@@ -312,9 +312,13 @@ def data_and_model(data: str, model_path: str | None, levels: int | None = None,
         return api.for_model(api.as_images(load_data(data, shape=(spec.height, spec.width, spec.channels)),
                                            levels), model), model
     images = api.as_images(load_data(data), levels)
-    entry = registry.pick_for(images)
+    entry, costs = registry.choose_for(images)
     if say is not None:
         say(f"model: shipped {entry.name} ({entry.spec}, hash {entry.hash[:12]}, trained on {entry.trained_on})")
+        if costs:
+            pixels = images.images[0].size
+            say("  chosen by unordered cost on a sample of the images: " + ", ".join(
+                f"{name} {c / pixels / math.log(2):.3f} bits/dim" for name, c in costs.items()))
     model = entry.load()
     return api.for_model(images, model), model
 

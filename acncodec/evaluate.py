@@ -45,6 +45,13 @@ def reconstruction(net, images: torch.Tensor, codes: torch.Tensor, samples: int 
     return total / samples
 
 
+def unordered_cost(net, unconditional, images: torch.Tensor) -> torch.Tensor:
+    """Reconstruction plus KL to the unconditional prior per image, in nats: what the original order costs,
+    with one fixed-seed latent draw. Used to choose between models that fit the same data."""
+    codes = encode_all(net, images)
+    return reconstruction(net, images, codes) + kl_to_unconditional(codes, unconditional)
+
+
 @torch.no_grad()
 def kl_to_neighbours(net, codes: torch.Tensor, k: int) -> torch.Tensor:
     """KL(q_i || p(·|ĉ)) averaged over ĉ in the k nearest *other* codes of the same set (the expectation

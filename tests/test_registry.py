@@ -5,12 +5,14 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from acncodec import modelfile, registry
 from acncodec.cli import main
 from acncodec.data import DataSpec, ImageSet, export_png, level_grid, load
 from acncodec.errors import AcnError
+from acncodec.evaluate import unordered_cost
 from helpers import tiny_model
 
 SHIPPED = registry.shipped()
@@ -59,6 +61,44 @@ def test_pick_prefers_the_model_with_the_fewest_levels_that_fits():
     assert registry.pick_for(as_png).name == "binarized-mnist"
     assert registry.pick_for(grey).name == "fashion-mnist"
     assert registry.pick_for(load("digits:5")).name == "digits"
+
+
+def leaning_model(spec: DataSpec, level: int) -> modelfile.Model:
+    """A tiny model whose pixel distribution puts almost all its mass on one level, whatever z is."""
+    model = tiny_model(spec)
+    logits = model.net.decoder.head.logits
+    with torch.no_grad():
+        logits.weight.zero_()
+        logits.bias.fill_(-8.0)
+        logits.bias[level] = 8.0
+    return model
+
+
+def test_of_two_models_for_the_same_spec_the_one_that_codes_a_sample_best_is_picked(tmp_path, monkeypatch):
+    spec = DataSpec(4, 5, 1, 256)
+    entries = []
+    for name, level in (("dark", 0), ("bright", 255)):
+        digest = modelfile.save(leaning_model(spec, level), tmp_path / f"{name}.acn")
+        entries.append(registry.ShippedModel(name, f"{name}.acn", digest, spec, "-", "-", "-").to_dict())
+    (tmp_path / registry.INDEX).write_text(json.dumps({"models": entries}))
+    monkeypatch.setattr(registry, "REFERENCE_DIR", tmp_path)
+    rng = np.random.default_rng(0)
+    dark = rng.integers(0, 3, (200, 4, 5, 1)).astype(np.uint8)
+    dark[::7] = 255                        # a few images of the other kind do not sway the choice
+    for images, want, other in ((dark, "dark", "bright"), (255 - dark, "bright", "dark")):
+        entry, costs = registry.choose_for(ImageSet(images, 256, None, want))
+        assert entry.name == want and costs[want] < costs[other]
+        # scored on an even spread of SAMPLE_IMAGES of the 200 images, as the evaluation itself computes it
+        sample = registry.sample_of(len(images))
+        assert len(sample) == registry.SAMPLE_IMAGES and sample[0] == 0 and sample[-1] == 199
+        model = registry.by_name(want).load()
+        x = torch.from_numpy(images[sample].transpose(0, 3, 1, 2).copy())
+        assert costs[want] == pytest.approx(float(unordered_cost(model.net, model.unconditional, x).mean()))
+
+
+def test_a_single_fitting_model_is_taken_without_scoring():
+    entry, costs = registry.choose_for(load("digits:5"))
+    assert entry.name == "digits" and costs == {}
 
 
 def test_no_fitting_model_says_how_to_train_one():
