@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .config import ModelConfig, TrainConfig
+from .config import VARIANTS, ModelConfig, TrainConfig
 from .errors import AcnError
 from .fileio import atomic_write_bytes, check_folder_output, same_file, write_bytes
 
@@ -171,6 +171,9 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=TrainConfig.device,
               show_default=True, help="Where to train: auto takes CUDA, then MPS, then the CPU. Compression and "
               "decompression always run on the CPU.")
+@click.option("--variant", type=click.Choice(VARIANTS), default=TrainConfig.variant, show_default=True,
+              help="acn; or, for comparison, pixelvae (one learned mixture prior for all data, no neighbour) or "
+                   "pixelcnn (the decoder does not read z).")
 @click.option("--latent-dim", type=int, default=ModelConfig.latent_dim, show_default=True,
               help="Dimensions of the code z.")
 @click.option("--prior-components", type=int, default=ModelConfig.prior_components, show_default=True,
@@ -208,7 +211,7 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @QUIET
 @friendly_errors
 def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, neighbours,
-          unique_neighbours, ema_decay, seed, threads, device, latent_dim, prior_components, prior_hidden,
+          unique_neighbours, ema_decay, seed, threads, device, variant, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
           decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, no_quantize,
           force, quiet):
@@ -222,8 +225,8 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
         steps = epochs_to_steps(epochs, len(images), batch_size)
     config = TrainConfig(steps=steps, minutes=minutes, max_epochs=max_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, neighbours=neighbours, unique_neighbours=unique_neighbours,
-                         ema_decay=ema_decay, seed=seed, threads=threads, device=device, kl_warmup=kl_warmup,
-                         bucket_bits=bucket_bits)
+                         ema_decay=ema_decay, seed=seed, threads=threads, device=device, variant=variant,
+                         kl_warmup=kl_warmup, bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
                                prior_hidden=prior_hidden, encoder_channels=encoder_channels,
                                encoder_hidden=encoder_hidden, decoder_channels=decoder_channels,

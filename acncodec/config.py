@@ -48,6 +48,10 @@ class ModelConfig:
         return cls(**d)
 
 
+#: What `acncodec train` trains: the ACN; a Gated PixelVAE (the same networks, the prior network's input cut, so
+#: it learns one mixture prior for all data); a Gated PixelCNN alone (the decoder's input from z cut).
+VARIANTS = ("acn", "pixelvae", "pixelcnn")
+
 #: Where `acncodec train` can run; auto picks CUDA, then Apple's MPS, then the CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -73,6 +77,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "auto"        # cpu, cuda, mps, or auto: the best available (train.resolve_device)
+    variant: str = "acn"        # acn, pixelvae or pixelcnn: which inputs the networks may read (train.cut_inputs)
     checkpoint_every: int = 500
     checkpoint_minutes: float = 2.0
     log_every: int = 50
@@ -93,6 +98,8 @@ class TrainConfig:
         if not self.learning_rate > 0 or not 0 <= self.ema_decay < 1:
             raise AcnError(f"need learning rate > 0 and 0 <= EMA decay < 1, got {self.learning_rate} and "
                            f"{self.ema_decay}")
+        if self.variant not in VARIANTS:
+            raise AcnError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.device not in DEVICES:
             raise AcnError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not 1 <= self.bucket_bits <= 16:

@@ -84,6 +84,43 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cut_inputs(net: torch.nn.Module, variant: str) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """The weights a variant holds at zero, with masks (1 where a weight is free).
+
+    `pixelvae` cuts the neighbour's code out of the prior network: every weight that reads it (the code enters
+    each hidden layer and the output through skips) is zero, so the network is a constant, one learned mixture
+    for all data, the Gated PixelVAE's prior. `pixelcnn` cuts z out of the decoder (its conditioning map's first
+    layer), a Gated PixelCNN alone; the KL term then only teaches the encoder to put its codes where the prior
+    is, so the latent costs almost nothing. The zeros are exact, so the quantised networks ignore the cut
+    input too.
+    """
+    if variant == "acn":
+        return []
+    if variant == "pixelvae":
+        prior, d = net.prior, net.config.latent_dim
+        cuts = [(prior.h1.weight, slice(None)), (prior.h2.weight, slice(-d, None)),
+                (prior.h3.weight, slice(-d, None)), (prior.out.weight, slice(0, d))]
+    elif variant == "pixelcnn":
+        cuts = [(net.decoder.condition_map.fc.weight, slice(None))]
+    else:
+        raise AcnError(f"unknown variant {variant!r}")
+    out = []
+    for weight, columns in cuts:
+        mask = torch.ones_like(weight)
+        mask[:, columns] = 0
+        out.append((weight, mask))
+    return out
+
+
+def hold_cuts(cuts: list[tuple[torch.nn.Parameter, torch.Tensor]]) -> None:
+    """Zero the cut weights and their gradients from now on (Adam then never moves them: its moments of a
+    gradient that is always zero stay zero)."""
+    with torch.no_grad():
+        for weight, mask in cuts:
+            weight.mul_(mask)
+            weight.register_hook(lambda g, mask=mask: g * mask)
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a training run after its checkpoint was written; the message says where."""
 
@@ -136,6 +173,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.images = to_tensor(data.images)       # on the CPU; each batch is moved to the device
         self.net = modelfile.build(data.spec, model_config).to(self.device)
+        hold_cuts(cut_inputs(self.net, config.variant))
         self.ema = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
@@ -156,8 +194,11 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _identity(self) -> dict:
-        return {"spec": self.data.spec.to_dict(), "model_config": self.model_config.to_dict(),
-                "n": len(self.data)}
+        identity = {"spec": self.data.spec.to_dict(), "model_config": self.model_config.to_dict(),
+                    "n": len(self.data)}
+        if self.config.variant != "acn":   # an ACN's identity stays what it was before variants existed
+            identity["variant"] = self.config.variant
+        return identity
 
     def save_checkpoint(self) -> Path:
         state = {"identity": json.dumps(self._identity(), sort_keys=True), "step": self.step,
@@ -307,7 +348,7 @@ class Trainer:
         meta = {**self.meta, "train_config": train_config, "steps": self.step,
                 "train_seconds": round(self.elapsed, 1), "train_images": len(self.data),
                 "train_source": self.data.source, "unconditional_selection": selection,
-                "stopped_at_time_budget": self.out_of_time,
+                "stopped_at_time_budget": self.out_of_time, "variant": self.config.variant,
                 "epochs": round(self.step * self.config.batch_size / len(self.data), 2)}
         model = modelfile.with_buckets(modelfile.Model(self.ema, self.data.spec, prior, None, meta),
                                        self.config.bucket_bits)

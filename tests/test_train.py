@@ -356,6 +356,38 @@ def test_resume_refuses_other_configuration(tmp_path, digits300):
     assert Trainer(digits300, tmp_path / "m.acn", other, config, resume=False).step == 0
 
 
+@pytest.mark.parametrize("variant", ["pixelvae", "pixelcnn"])
+def test_variants_train_with_the_cut_input_ignored(tmp_path, digits300, variant):
+    """A Gated PixelVAE's prior is the same mixture for every neighbour; a Gated PixelCNN's pixels do not depend
+    on z. Both still learn (the loss falls); the cut weights are exact zeros, so quantised networks ignore it too."""
+    config = TrainConfig(steps=40, batch_size=32, learning_rate=3e-3, threads=1, log_every=10, variant=variant)
+    model = Trainer(digits300, tmp_path / "m.acn", TINY, config, resume=False).run(progress=False)
+    assert model.meta["variant"] == variant
+    log = [json.loads(line) for line in log_path(tmp_path / "m.acn").read_text().splitlines()]
+    assert log[-1]["loss"] < 0.9 * log[0]["loss"]
+    net = model.net.eval()
+    codes = torch.randn(6, TINY.latent_dim) * 3
+    x = torch.from_numpy(digits300.images[:6].transpose(0, 3, 1, 2).copy()).long()
+    prior = net.prior(codes)
+    logits = net.decoder.logits(x, codes)
+    if variant == "pixelvae":
+        for t in (prior.log_weights, prior.means, prior.scales):
+            assert torch.equal(t, t[:1].expand_as(t))
+        assert not torch.equal(logits, net.decoder.logits(x, codes[:1].expand_as(codes)))   # the decoder reads z
+    else:
+        assert torch.equal(logits, net.decoder.logits(x, torch.zeros_like(codes)))
+        assert not torch.equal(prior.means, prior.means[:1].expand_as(prior.means))          # the prior reads ĉ
+    for weight, mask in trainmod.cut_inputs(net, variant):
+        assert mask.sum() < mask.numel() and not weight[mask == 0].any()
+
+
+def test_a_checkpoint_of_one_variant_does_not_resume_another(tmp_path, digits300):
+    Trainer(digits300, tmp_path / "m.acn", TINY, TrainConfig(steps=2, batch_size=32, threads=1)).save_checkpoint()
+    with pytest.raises(AcnError, match="checkpoint"):
+        Trainer(digits300, tmp_path / "m.acn", TINY, TrainConfig(steps=2, batch_size=32, threads=1,
+                                                                 variant="pixelvae"))
+
+
 # -- command line --------------------------------------------------------------------------------------------
 
 CLI_TRAIN = ["train", "digits:200", "--steps", "5", "--decoder-channels", "8", "--decoder-layers", "2", "-q",
