@@ -1,7 +1,7 @@
 """Copy trained model files into the package as its shipped reference models and write their index.
 
     python bench/ship_models.py digits=runs/ref/digits.acn binarized-mnist=runs/bmnist-L4K5.acn \
-        fashion-mnist=runs/ref/fashion-mnist.acn
+        mnist=runs/grey-mnist.acn fashion-mnist=runs/ref/fashion-mnist.acn
 
 Each model is re-saved in the current model-file format and must be at most 10 MB, all together at most 20 MB.
 Exact models (`acncodec quantize`) are shipped with their integer networks only: their float network, for
@@ -27,6 +27,8 @@ ABOUT = {
                "the embedded default; 8x8 images with 17 grey levels"),
     "binarized-mnist": ("binarized-mnist:train, MNIST training images 0..49,999 binarized with seed 0",
                         "binary 28x28 images (binarized MNIST)"),
+    "mnist": ("mnist:train, MNIST training images 0..49,999 (8-bit grey)",
+              "8-bit grey 28x28 images (grey MNIST)"),
     "fashion-mnist": ("fashion-mnist:train, the 60,000 Fashion-MNIST training images (8-bit)",
                       "8-bit grey 28x28 images (Fashion-MNIST)"),
 }
