@@ -49,9 +49,8 @@ DATASETS = {
     "binarized-mnist": ("binarized-mnist:test", "binarized-mnist",
                         "binarized MNIST test split: MNIST training images 50,000..59,999, binarized with seed 0"),
     "fashion-mnist": ("fashion-mnist:test", "fashion-mnist", "Fashion-MNIST test set, 10,000 8-bit images"),
-    "mnist": ("mnist:test:2000", "fashion-mnist",
-              "grey MNIST: the first 2,000 images of the test split (MNIST training images 50,000..51,999), 8-bit; "
-              "no grey-MNIST model is shipped, so the Fashion-MNIST model codes them"),
+    "mnist": ("mnist:test:2000", "mnist",
+              "grey MNIST: the first 2,000 images of the test split (MNIST training images 50,000..51,999), 8-bit"),
 }
 PAPER_BMNIST = {"kl_k1": 2.6, "kl_k5": 3.5, "kl_tour": 3.6, "kl_k10": 4.1, "kl_unconditional": 10.6,
                 "reconstruction": 70.3, "ordered": 73.9, "unordered": 80.9}
