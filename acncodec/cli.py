@@ -202,6 +202,10 @@ STEPS_SHIPPED_MODELS_HAD = 3000
               help="Levels of the data: 17 for digits saved as PNG (8-bit values on a 17-level grid) or held "
                    "as an array of values 0..16.")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start from scratch.")
+@click.option("--init", "init_model", default=None, metavar="MODEL",
+              help="Start from this model's networks (a file or a shipped name; an exact model's integer maps "
+                   "give its float network) instead of random weights: training it further. Its network sizes "
+                   "and variant are the run's; the KL warm-up defaults to none.")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep OUTPUT.ckpt after the model is written (to train "
               "it further later); by default it is removed.")
 @click.option("--no-quantize", is_flag=True,
@@ -213,8 +217,8 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, neighbours,
           unique_neighbours, ema_decay, seed, threads, device, variant, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
-          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, keep_checkpoint, no_quantize,
-          force, quiet):
+          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, init_model, keep_checkpoint,
+          no_quantize, force, quiet):
     from .baseline import xz_baseline
     from .config import epochs_to_steps
     from .train import Trainer, checkpoint_path, log_path
@@ -223,6 +227,17 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
     images = load_data(data, levels=levels, binarize=binarize)
     if steps is None and epochs is not None:
         steps = epochs_to_steps(epochs, len(images), batch_size)
+    init = None
+    if init_model is not None:
+        from .registry import load_model
+        init = load_model(init_model)
+        source = click.get_current_context().get_parameter_source
+        explicit = {name for name in ModelConfig().to_dict() | {"variant": 0}
+                    if source(name) == click.core.ParameterSource.COMMANDLINE}
+        if "variant" not in explicit:
+            variant = init.meta.get("variant", "acn")
+        if kl_warmup is None:   # already trained with the full KL
+            kl_warmup = 0
     config = TrainConfig(steps=steps, minutes=minutes, max_epochs=max_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, neighbours=neighbours, unique_neighbours=unique_neighbours,
                          ema_decay=ema_decay, seed=seed, threads=threads, device=device, variant=variant,
@@ -232,17 +247,22 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
                                encoder_hidden=encoder_hidden, decoder_channels=decoder_channels,
                                decoder_layers=decoder_layers, decoder_kernel=decoder_kernel,
                                decoder_cond_channels=decoder_cond_channels)
+    if init is not None:   # its sizes, except one given here (a clash is then reported, not trained)
+        model_config = ModelConfig(**{k: getattr(model_config, k) if k in explicit else v
+                                      for k, v in init.config.to_dict().items()})
     ckpt = checkpoint_path(Path(output))
     if fresh and ckpt.exists():
         ckpt.unlink()
     reference = xz_baseline(images)
     say(f"training on {images.source}: {len(images)} images, {images.spec}; {reference['tool']} stores them in "
         f"{reference['bits_per_dim']:.2f} bits/dim, the size the model must beat")
-    trainer = Trainer(images, output, model_config, config, resume=True, keep_checkpoint=keep_checkpoint,
+    trainer = Trainer(images, output, model_config, config, resume=True, keep_checkpoint=keep_checkpoint, init=init,
                       meta={"command": "acncodec train " + " ".join(sys.argv[2:])})
     say(f"device: {trainer.device}" + (f" ({config.threads} threads)" if trainer.device.type == "cpu" else ""))
     if trainer.step:
         say(f"resuming from {ckpt} at step {trainer.step}")
+    elif init is not None:
+        say(f"starting from {init_model} ({init.hash[:12]}, {init.meta.get('steps', '?')} steps)")
 
     def announce(t):
         total, rate = t.total_steps, t.seconds_per_step

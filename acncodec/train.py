@@ -149,6 +149,20 @@ def deferred_interrupts():
             signal.signal(s, h)
 
 
+def check_init(init: modelfile.Model, spec, model_config: ModelConfig, variant: str) -> list[str]:
+    """Why `init` cannot start a run on data of `spec` with these networks (empty if it can)."""
+    problems = []
+    if init.spec != spec:
+        problems.append(f"it is for {init.spec}, the data is {spec}")
+    if init.config != model_config:
+        diff = [f"{k} {v} (the run asks {getattr(model_config, k)})" for k, v in init.config.to_dict().items()
+                if getattr(model_config, k) != v]
+        problems.append("its networks differ: " + ", ".join(diff))
+    if init.meta.get("variant", "acn") != variant:
+        problems.append(f"it is a {init.meta.get('variant', 'acn')} model, the run trains {variant}")
+    return problems
+
+
 class Trainer:
     """Holds the state of one training run; `run()` trains and writes the model file.
 
@@ -160,7 +174,7 @@ class Trainer:
 
     def __init__(self, data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),
                  config: TrainConfig = TrainConfig(), resume: bool = True, meta: dict | None = None,
-                 keep_checkpoint: bool = False):
+                 keep_checkpoint: bool = False, init: modelfile.Model | None = None):
         if len(data) <= config.neighbours:
             raise AcnError(f"{data.source}: {len(data)} images is too few to train with "
                            f"{config.neighbours} neighbours")
@@ -189,8 +203,25 @@ class Trainer:
         self.last_loss: float | None = None   # nats/image, mean over the last logged steps
         self.order = self.rng.permutation(len(data))
         self.cursor = 0
+        self.init_hash = None if init is None else init.hash
         if resume and checkpoint_path(self.output).exists():
             self._load_checkpoint()
+        elif init is not None:
+            self._start_from(init)
+
+    def _start_from(self, init: modelfile.Model) -> None:
+        """Start from a trained model's networks (an exact model's: the float network its integer maps stand
+        for) instead of random weights. The code memory is filled with its codes of every datum, so the first
+        neighbours are real ones; Adam's moments start afresh."""
+        problems = check_init(init, self.data.spec, self.model_config, self.config.variant)
+        if problems:
+            raise AcnError(f"--init {init.hash[:12]}: " + "; ".join(problems))
+        self.net.load_state_dict(init.net.state_dict())
+        self.ema.load_state_dict(init.net.state_dict())
+        self.memory.write(np.arange(len(self.data)), encode_all(init.net, self.images).numpy())
+        self.meta["initialised_from"] = {"hash": init.hash, "steps": init.meta.get("steps"),
+                                         "train_seconds": init.meta.get("train_seconds"),
+                                         "command": init.meta.get("command")}
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _identity(self) -> dict:
@@ -198,6 +229,8 @@ class Trainer:
                     "n": len(self.data)}
         if self.config.variant != "acn":   # an ACN's identity stays what it was before variants existed
             identity["variant"] = self.config.variant
+        if self.init_hash is not None:
+            identity["init"] = self.init_hash
         return identity
 
     def save_checkpoint(self) -> Path:
@@ -358,7 +391,9 @@ class Trainer:
 
 def train(data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),
           config: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
-          meta: dict | None = None, keep_checkpoint: bool = False, on_plan=None) -> modelfile.Model:
+          meta: dict | None = None, keep_checkpoint: bool = False, on_plan=None,
+          init: modelfile.Model | None = None) -> modelfile.Model:
     """Train an ACN on `data` and write the model file to `output` (resuming from its checkpoint if any).
-    The checkpoint is removed once the model file is written, unless `keep_checkpoint`."""
-    return Trainer(data, output, model_config, config, resume, meta, keep_checkpoint).run(progress, on_plan)
+    The checkpoint is removed once the model file is written, unless `keep_checkpoint`. `init`: a model of the
+    same data spec, networks and variant to start from instead of random weights."""
+    return Trainer(data, output, model_config, config, resume, meta, keep_checkpoint, init).run(progress, on_plan)

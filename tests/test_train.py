@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from acncodec import modelfile
 from acncodec.acn import ModelConfig
 from acncodec.cli import main
-from acncodec.data import load
+from acncodec.data import from_array, load
 from acncodec.errors import AcnError
 from acncodec.knn import CodeMemory, UniqueNeighbours, nearest_others, pick_uniform
 from acncodec.train import Trainer, TrainConfig, checkpoint_path, log_path
@@ -388,6 +388,55 @@ def test_a_checkpoint_of_one_variant_does_not_resume_another(tmp_path, digits300
                                                                  variant="pixelvae"))
 
 
+
+# -- training further from a model ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exact", [False, True], ids=["float", "exact"])
+def test_init_starts_from_the_models_networks_and_codes(trained, digits300, tmp_path, exact):
+    _, model, _ = trained
+    if exact:   # a shipped exact file holds integer maps only; its float network is what they stand for
+        from acncodec.quantize import calibration_set, quantise_model
+        path = tmp_path / "exact.acn"
+        modelfile.save(quantise_model(model, calibration_set(digits300)), path, weights=False)
+        model = modelfile.load(path)
+        assert not model.has_weights
+    config = TrainConfig(steps=3, batch_size=32, learning_rate=3e-3, threads=1, kl_warmup=0)
+    trainer = Trainer(digits300, tmp_path / "further.acn", TINY, config, resume=False, init=model)
+    start = model.net.state_dict()
+    assert all(torch.equal(trainer.net.state_dict()[k], start[k]) for k in start)
+    assert all(torch.equal(trainer.ema.state_dict()[k], start[k]) for k in start)
+    codes = model.net.encoder(torch.from_numpy(digits300.images.transpose(0, 3, 1, 2)).long()).detach().numpy()
+    np.testing.assert_allclose(trainer.memory.codes, codes, rtol=1e-5, atol=1e-5)
+    # Trained weights and real neighbours: its first steps cost far less than a fresh run's.
+    fresh = Trainer(digits300, tmp_path / "fresh.acn", TINY, config, resume=False)
+    loss = lambda t: np.mean([t.train_step()["loss"] for _ in range(3)])  # noqa: E731
+    assert loss(trainer) < 0.8 * loss(fresh)
+    further = trainer.run(progress=False)
+    torch.set_num_threads(1)
+    assert further.meta["initialised_from"]["hash"] == model.hash
+    assert further.meta["initialised_from"]["steps"] == 100 and further.meta["steps"] == 3
+
+
+def test_init_refuses_another_spec_network_or_variant(trained, digits300, tmp_path):
+    _, model, _ = trained
+    config = TrainConfig(steps=2, batch_size=32, threads=1)
+    with pytest.raises(AcnError, match="decoder_layers 2 .the run asks 3"):
+        Trainer(digits300, tmp_path / "a.acn", ModelConfig(**{**TINY.to_dict(), "decoder_layers": 3}), config,
+                init=model)
+    with pytest.raises(AcnError, match="it is for .*the data is"):
+        Trainer(from_array(digits300.images[..., 0] > 8, levels=2), tmp_path / "b.acn", TINY, config, init=model)
+    with pytest.raises(AcnError, match="acn model, the run trains pixelvae"):
+        Trainer(digits300, tmp_path / "c.acn", TINY, TrainConfig(steps=2, batch_size=32, threads=1,
+                                                                 variant="pixelvae"), init=model)
+
+
+def test_a_checkpoint_started_from_one_model_does_not_resume_a_fresh_run(trained, digits300, tmp_path):
+    _, model, _ = trained
+    config = TrainConfig(steps=2, batch_size=32, threads=1)
+    Trainer(digits300, tmp_path / "m.acn", TINY, config, init=model).save_checkpoint()
+    with pytest.raises(AcnError, match="checkpoint"):
+        Trainer(digits300, tmp_path / "m.acn", TINY, config)
+
 # -- command line --------------------------------------------------------------------------------------------
 
 CLI_TRAIN = ["train", "digits:200", "--steps", "5", "--decoder-channels", "8", "--decoder-layers", "2", "-q",
@@ -424,6 +473,32 @@ def test_cli_train_writes_model_and_refuses_to_overwrite(tmp_path):
     message = one_error_line(again)
     assert str(out) in message and "--force" in message
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
+
+
+def test_cli_train_init_takes_the_models_sizes_and_refuses_a_clash(tmp_path):
+    first = tmp_path / "first.acn"
+    runner = CliRunner()
+    assert runner.invoke(main, CLI_TRAIN + ["-o", str(first), "--no-quantize"]).exit_code == 0
+    # No size given: the model's (decoder 8 x 2, not the defaults); no warm-up; the start is said.
+    again = tmp_path / "again.acn"
+    result = runner.invoke(main, ["train", "digits:200", "--steps", "2", "--threads", "1", "--init", str(first),
+                                  "-o", str(again)])
+    torch.set_num_threads(1)
+    assert result.exit_code == 0, result.output
+    assert f"starting from {first}" in result.stderr
+    model = modelfile.load(again)
+    assert (model.config.decoder_channels, model.config.decoder_layers) == (8, 2)
+    assert model.meta["train_config"]["kl_warmup"] == 0
+    assert model.meta["initialised_from"]["hash"] == modelfile.load(first).hash
+    clash = runner.invoke(main, CLI_TRAIN[:-2] + ["--threads", "1", "--init", str(first), "--decoder-layers", "3",
+                                                  "-o", str(tmp_path / "never.acn")])
+    message = one_error_line(clash)
+    assert "decoder_layers 2 (the run asks 3)" in message and "--init" in message
+    assert not (tmp_path / "never.acn").exists()
+    np.save(tmp_path / "binary.npy", (load("digits:200").images[..., 0] > 8).astype(np.uint8))
+    binary = runner.invoke(main, ["train", str(tmp_path / "binary.npy"), "--levels", "2"] + CLI_TRAIN[2:]
+                           + ["--init", str(first), "-o", str(tmp_path / "b.acn")])
+    assert "the data is" in one_error_line(binary)
 
 
 @pytest.mark.parametrize("data", ["no-such-data-set", "digits:nosplit", "digits:0", "digits:all:99999",
