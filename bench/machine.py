@@ -16,13 +16,15 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
-    """The checkout's commit, with "-dirty" when tracked files differ from it."""
+    """The checkout's commit, with "-dirty" when tracked files differ from it. bench/results is left out of
+    the comparison: a benchmark writes its own records there before it writes the record that cites the
+    commit, and those are its outputs, not a change to the code that made them."""
     import subprocess
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root).returncode != 0
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/results"], cwd=root).returncode != 0
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
