@@ -25,19 +25,23 @@ def latent_samples(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return z + rng.standard_normal(z.shape)
 
 
-def fit_unconditional(codes: np.ndarray, seed: int = 0, validation_fraction: float = 0.1,
-                      candidates=CANDIDATE_COMPONENTS) -> tuple[UnconditionalPrior, dict]:
-    """Choose the number of components by held-out log-likelihood, then refit on all samples.
-
-    Codes are split into fitting and validation sets before sampling, so a datum never helps choose the
-    size of the mixture it was fitted with. Returns the prior and a record of the selection.
-    """
+def split_samples(codes: np.ndarray, seed: int = 0, validation_fraction: float = 0.1):
+    """Latent samples of a fitting part and a validation part of the codes, split before sampling so that a
+    datum never helps choose the size of the mixture it was fitted with. Returns (fit, validation, the number
+    of validation codes, the generator, to go on drawing from)."""
     rng = np.random.default_rng(seed)
-    codes = np.asarray(codes, dtype=np.float64)
     order = rng.permutation(len(codes))
     n_val = max(1, int(round(validation_fraction * len(codes))))
     val = latent_samples(codes[order[:n_val]], rng)
-    fit = latent_samples(codes[order[n_val:]], rng)
+    return latent_samples(codes[order[n_val:]], rng), val, n_val, rng
+
+
+def fit_unconditional(codes: np.ndarray, seed: int = 0, validation_fraction: float = 0.1,
+                      candidates=CANDIDATE_COMPONENTS) -> tuple[UnconditionalPrior, dict]:
+    """Choose the number of components by held-out log-likelihood (`split_samples`), then refit on all
+    samples. Returns the prior and a record of the selection."""
+    codes = np.asarray(codes, dtype=np.float64)
+    fit, val, n_val, rng = split_samples(codes, seed, validation_fraction)
     scores = {}
     for k in candidates:
         if k > len(fit):
