@@ -3,6 +3,7 @@
     python bench/coding_speed.py OTHER_TREE [--data binarized-mnist:test:1000,fashion-mnist:test:1000]
                                             [--order tour] [--json bench/results/speed-coding.json]
     python bench/coding_speed.py --chains 5,10,20,40,80 [--data ...] [--json bench/results/speed-chains.json]
+    python bench/coding_speed.py --blas-threads 1,2 [--data ...] [--json bench/results/speed-blas-threads.json]
 
 OTHER_TREE is a checkout of another commit, for example `git worktree add /tmp/base-81759e7 81759e7`.
 For each data set (coded with the shipped model of the same name in each tree), each tree compresses
@@ -11,6 +12,10 @@ the two trees alternating so both see the same machine load. Each child reports 
 resident memory; every decoded image is compared with the input (as a multiset: the tour reorders). Speed is
 the other tree's time over this tree's. `--chains` instead measures this tree alone at several chain counts:
 the trade-off between decoding speed (bigger rounds) and rate (more chain heads, coded without a neighbour).
+`--blas-threads` measures this tree alone with each BLAS thread count (OPENBLAS_NUM_THREADS and
+OMP_NUM_THREADS in the children), the counts alternating, with the load average before each child: the
+exact numerics' matrix products are small (a stepper's row is chains x 28 rows), and a BLAS pool that waits
+for a busy core can cost more than it gives.
 
 The roofline: multiply-adds per image of the integer networks (counted while they run on one image), this
 machine's float64 matrix-multiply rate (the exact numerics compute integer-valued float64: BLAS gives the
@@ -57,8 +62,10 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak, "n": len(images), **extr
 """
 
 
-def child(tree: Path, *args: str) -> dict:
+def child(tree: Path, *args: str, blas_threads: int | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
+    if blas_threads:
+        env.update(OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(blas_threads))
     if "ACNCODEC_MNIST_DIR" not in env:   # the other tree finds MNIST where this one does
         from acncodec.data import _find_mnist
         from acncodec.errors import AcnError
@@ -127,9 +134,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--data", default="binarized-mnist:test:1000,fashion-mnist:test:1000")
     ap.add_argument("--order", default="tour")
     ap.add_argument("--json", type=Path, default=HERE / "bench" / "results" / "speed-coding.json")
+    ap.add_argument("--blas-threads", help="comma-separated BLAS thread counts: measure this tree at each")
     args = ap.parse_args(argv)
     if args.chains:
         return sweep(args, argv)
+    if args.blas_threads:
+        return blas_sweep(args, argv)
     if args.other is None:
         ap.error("give OTHER_TREE, or --chains")
     other = args.other.resolve()
@@ -203,6 +213,49 @@ def sweep(args, argv) -> int:
                      f"{100 * (row['bytes'] / base - 1):+.2f}% | "
                      f"{row['decompress_images_per_second']:.0f} | {row['compress_seconds']:.1f} | "
                      f"{row['decompress_peak_mib']:.0f} |")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def blas_sweep(args, argv) -> int:
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    counts = [int(c) for c in args.blas_threads.split(",")]
+    rows = []
+    for data in args.data.split(","):
+        model_name = data.split(":")[0]
+        sizes = set()
+        for threads in counts:
+            archive = str(tmp / f"blas{threads}.acnz")
+            load = [os.getloadavg()[0]]
+            c = child(HERE, "compress", data, model_name, archive, args.order, blas_threads=threads)
+            load.append(os.getloadavg()[0])
+            d = child(HERE, "decompress", data, model_name, archive, args.order, blas_threads=threads)
+            if not d["exact"]:
+                raise SystemExit(f"{data}: {threads} BLAS threads did not decode to the input")
+            sizes.add(c["bytes"])
+            rows.append({"data": data, "blas_threads": threads, "chains": c["chains"], "bytes": c["bytes"],
+                         "compress_seconds": c["seconds"], "decompress_seconds": d["seconds"], "n": d["n"],
+                         "load_average_before": load})
+            print(f"[{data}] {threads} BLAS threads: compress {c['seconds']:.1f} s, decompress {d['seconds']:.1f} s "
+                  f"({c['bytes']:,} B, {c['chains']} chains; load {load[0]:.1f}, {load[1]:.1f})", flush=True)
+        if len(sizes) != 1:
+            raise SystemExit(f"{data}: the archive's bytes depend on the BLAS thread count: {sorted(sizes)}")
+    record = {**provenance([sys.argv[0], *argv]), "order": args.order, "results": rows}
+    path = args.json if "--json" in argv else HERE / "bench" / "results" / "speed-blas-threads.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    lines = ["# BLAS threads: exact coding speed", "", f"Made by `{record['command']}` at "
+             f"{record['git_commit'][:12]} on {record['machine_provenance']}; order {args.order}. Speed-up is "
+             f"against {counts[0]} BLAS thread(s), same archive bytes; load average (1 min) before compress and "
+             "before decompress.", "",
+             "| data | BLAS threads | chains | compress s | speed-up | decompress s | speed-up | load |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        base = next(r for r in rows if r["data"] == row["data"] and r["blas_threads"] == counts[0])
+        lines.append(f"| {row['data']} | {row['blas_threads']} | {row['chains']} | {row['compress_seconds']:.1f} | "
+                     f"{base['compress_seconds'] / row['compress_seconds']:.2f}x | {row['decompress_seconds']:.1f} | "
+                     f"{base['decompress_seconds'] / row['decompress_seconds']:.2f}x | "
+                     f"{row['load_average_before'][0]:.1f}, {row['load_average_before'][1]:.1f} |")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 
