@@ -27,7 +27,7 @@ import json
 import math
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -83,20 +83,30 @@ def pixel_digest(images: np.ndarray, names: list[str] | None, sequence: np.ndarr
     return h.hexdigest()
 
 
+#: BLAS threads while coding (None: the library's own choice). The exact numerics' results do not depend on
+#: it; their speed does: see `bench/coding_speed.py --blas-threads` and bench/results/speed-blas-threads.md.
+CODING_BLAS_THREADS: int | None = None
+
+
 @contextmanager
 def coding_threads(threads: int):
-    """Torch's thread count for the float numerics' coding (its float results depend on it). The exact
-    numerics' results do not, and run without torch: it is pinned only where it is loaded."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """Torch's thread count for the float numerics' coding (its float results depend on it), and the BLAS
+    pool's for the exact numerics' matrix products (`CODING_BLAS_THREADS`). The exact numerics run without
+    torch: it is pinned only where it is loaded."""
+    with ExitStack() as stack:
+        if CODING_BLAS_THREADS is not None:
+            from threadpoolctl import threadpool_limits
+            stack.enter_context(threadpool_limits(limits=CODING_BLAS_THREADS, user_api="blas"))
+        torch = sys.modules.get("torch")
+        if torch is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def channels_first(images: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from acncodec.coding import order
 from acncodec.cli import main
 from acncodec.data import ImageSet
 from acncodec.errors import AcnError
-from helpers import SPECS, random_images, tiny_model
+from helpers import SPECS, random_images, tiny_exact_model, tiny_model
 
 
 def assert_round_trip(images: ImageSet, model, order: str, chains):
@@ -150,6 +150,39 @@ def test_decompress_in_another_process_with_other_threads(tmp_path):
     decoded, _ = codec.decompress(blob, model, progress=False)
     assert np.array_equal(out, decoded.images[..., 0])
     assert sorted(map(bytes, out[..., None])) == sorted(map(bytes, images.images))
+
+
+@pytest.mark.parametrize("blas", [1, 2])
+def test_coding_runs_with_the_chosen_blas_pool_and_gives_it_back(monkeypatch, blas):
+    """The exact numerics' bytes do not depend on the BLAS pool's width; their speed does, so coding sets it
+    (`CODING_BLAS_THREADS`) and gives the caller's back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+    from acncodec.coding import exact_numerics
+    width = lambda: {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}  # noqa: E731
+    seen = {"encode": [], "predict": []}
+
+    def spy(cls, name):
+        real = getattr(cls, name)
+
+        def watched(self, *args, **kwargs):
+            seen[name].append(width())
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(cls, name, watched)
+
+    spec = SPECS["binary"]
+    model = tiny_exact_model(spec)
+    images = random_images(spec, 5, seed=3)
+    with threadpool_limits(limits=3, user_api="blas"):
+        reference, _ = codec.compress(images, model, chains=2, progress=False, estimate=False)
+        monkeypatch.setattr(codec, "CODING_BLAS_THREADS", blas)
+        spy(exact_numerics.ExactModel, "encode")      # the sender's codes
+        spy(exact_numerics.ExactStepper, "predict")   # the receiver's pixels
+        blob, _ = codec.compress(images, model, chains=2, progress=False, estimate=False)
+        codec.decompress(blob, model, progress=False)
+        assert width() == {3}
+    assert blob == reference
+    assert seen["encode"] and seen["predict"]
+    assert all(w == {blas} for calls in seen.values() for w in calls)
 
 
 def test_info_reports_sections_without_decoding(tmp_path):
