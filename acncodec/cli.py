@@ -232,7 +232,7 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
         from .registry import load_model
         init = load_model(init_model)
         source = click.get_current_context().get_parameter_source
-        explicit = {name for name in ModelConfig().to_dict() | {"variant": 0}
+        explicit = {name for name in [*ModelConfig().to_dict(), "variant"]
                     if source(name) == click.core.ParameterSource.COMMANDLINE}
         if "variant" not in explicit:
             variant = init.meta.get("variant", "acn")
