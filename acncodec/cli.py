@@ -274,7 +274,8 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
             f"{rate:.2f} s a step here: about {duration(left)} to go; KL warm-up over the first "
             f"{config.warmup_steps(total):,} steps; checkpoints in {ckpt} every {config.checkpoint_minutes:g} min "
             "and on Ctrl-C")
-        if total < STEPS_SHIPPED_MODELS_HAD:
+        earlier = (init.meta.get("steps") or 0) if init is not None else 0   # --init: those steps count too
+        if earlier + total < STEPS_SHIPPED_MODELS_HAD:
             say(f"warning: {total:,} steps is far fewer than the {STEPS_SHIPPED_MODELS_HAD:,} to 6,000 that each "
                 "shipped model was trained for (each beats xz on its data); a model trained this briefly will "
                 f"most likely store these images in more than {reference['tool']}'s "

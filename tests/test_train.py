@@ -490,6 +490,16 @@ def test_cli_train_init_takes_the_models_sizes_and_refuses_a_clash(tmp_path):
     assert (model.config.decoder_channels, model.config.decoder_layers) == (8, 2)
     assert model.meta["train_config"]["kl_warmup"] == 0
     assert model.meta["initialised_from"]["hash"] == modelfile.load(first).hash
+    # The short-run warning counts the steps the model already had: 5 + 2 is short, 3,000 + 2 is not.
+    assert "warning:" in result.stderr
+    seasoned = modelfile.load(first)
+    seasoned.meta["steps"] = 3000
+    modelfile.save(seasoned, tmp_path / "seasoned.acn")
+    longer = runner.invoke(main, ["train", "digits:200", "--steps", "2", "--threads", "1",
+                                  "-o", str(tmp_path / "l.acn"), "--init", str(tmp_path / "seasoned.acn")])
+    torch.set_num_threads(1)
+    assert longer.exit_code == 0, longer.output
+    assert "warning:" not in longer.stderr and "starting from" in longer.stderr
     clash = runner.invoke(main, CLI_TRAIN[:-2] + ["--threads", "1", "--init", str(first), "--decoder-layers", "3",
                                                   "-o", str(tmp_path / "never.acn")])
     message = one_error_line(clash)
