@@ -84,7 +84,7 @@ def pixel_digest(images: np.ndarray, names: list[str] | None, sequence: np.ndarr
 
 
 #: BLAS threads while coding (None: the library's own choice). The exact numerics' results do not depend on
-#: it; their speed does: see `bench/coding_speed.py --blas-threads` and bench/results/speed-blas-threads.md.
+#: it; their speed does: see `bench/coding_speed.py --blas-threads` and bench/results/speed-blas-threads-*.md.
 CODING_BLAS_THREADS: int | None = None
 
 
