@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .archive import Archive, describe, parse
-from .coding import numerics
+from .coding import exact_numerics, numerics
 from .coding.order import (active_counts, chain_layout, chain_starts, default_chains, round_positions,
                            seed_word_count as _seed_word_count, seed_words)
 from .coding.codecs import StackExhausted
@@ -90,13 +90,15 @@ CODING_BLAS_THREADS: int | None = None
 
 @contextmanager
 def coding_threads(threads: int):
-    """Torch's thread count for the float numerics' coding (its float results depend on it), and the BLAS
-    pool's for the exact numerics' matrix products (`CODING_BLAS_THREADS`). The exact numerics run without
-    torch: it is pinned only where it is loaded."""
+    """Torch's thread count for the float numerics' coding (its float results depend on it), and the threads
+    of the exact numerics: the BLAS pool's width (`CODING_BLAS_THREADS`) sets how many threads share their
+    work out (`exact_numerics.side_by_side`). The exact numerics run without torch: it is pinned only where it
+    is loaded."""
     with ExitStack() as stack:
         if CODING_BLAS_THREADS is not None:
             from threadpoolctl import threadpool_limits
             stack.enter_context(threadpool_limits(limits=CODING_BLAS_THREADS, user_api="blas"))
+        stack.enter_context(exact_numerics.side_by_side())
         torch = sys.modules.get("torch")
         if torch is None:
             yield

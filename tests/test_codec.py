@@ -153,9 +153,10 @@ def test_decompress_in_another_process_with_other_threads(tmp_path):
 
 
 @pytest.mark.parametrize("blas", [1, 2])
-def test_coding_runs_with_the_chosen_blas_pool_and_gives_it_back(monkeypatch, blas):
-    """The exact numerics' bytes do not depend on the BLAS pool's width; their speed does, so coding sets it
-    (`CODING_BLAS_THREADS`) and gives the caller's back."""
+def test_coding_shares_the_blas_pools_width_out_and_gives_it_back(monkeypatch, blas):
+    """The exact numerics' bytes do not depend on the threads; their speed does. Coding takes the BLAS pool's
+    width (`CODING_BLAS_THREADS` where set) as its thread count: with more than one, threads share the blocks
+    and the decoder's rows, each on a one-thread BLAS pool. The caller's pool and setting come back after."""
     from threadpoolctl import threadpool_info, threadpool_limits
     from acncodec.coding import exact_numerics
     width = lambda: {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}  # noqa: E731
@@ -165,7 +166,7 @@ def test_coding_runs_with_the_chosen_blas_pool_and_gives_it_back(monkeypatch, bl
         real = getattr(cls, name)
 
         def watched(self, *args, **kwargs):
-            seen[name].append(width())
+            seen[name].append((width(), exact_numerics.PASS_THREADS))
             return real(self, *args, **kwargs)
         monkeypatch.setattr(cls, name, watched)
 
@@ -178,11 +179,13 @@ def test_coding_runs_with_the_chosen_blas_pool_and_gives_it_back(monkeypatch, bl
         spy(exact_numerics.ExactModel, "encode")      # the sender's codes
         spy(exact_numerics.ExactStepper, "predict")   # the receiver's pixels
         blob, _ = codec.compress(images, model, chains=2, progress=False, estimate=False)
-        codec.decompress(blob, model, progress=False)
+        out, _ = codec.decompress(blob, model, progress=False)
         assert width() == {3}
     assert blob == reference
+    assert sorted(im.tobytes() for im in out.images) == sorted(im.tobytes() for im in images.images)  # tour order
+    assert exact_numerics.PASS_THREADS is None
     assert seen["encode"] and seen["predict"]
-    assert all(w == {blas} for calls in seen.values() for w in calls)
+    assert all(w == ({1}, blas) for calls in seen.values() for w in calls)
 
 
 def test_info_reports_sections_without_decoding(tmp_path):

@@ -25,8 +25,8 @@ def quantised(request):
     return model, intnet.IntNetworks.from_dict(stored), images.numpy(), stored
 
 
-def incremental_logits(decoder, x: np.ndarray, z: np.ndarray) -> np.ndarray:
-    stepper = decoder.stepper(z)
+def incremental_logits(decoder, x: np.ndarray, z: np.ndarray, threads: int = 1) -> np.ndarray:
+    stepper = decoder.stepper(z, threads)
     n, channels, height, width = x.shape
     out = np.zeros((n, channels, height, width, decoder.outputs))
     for i in range(height):
@@ -66,6 +66,51 @@ def test_incremental_and_full_pass_agree_bit_for_bit(quantised, batch):
     assert np.array_equal(q.encoder(images)[:batch], codes)
     assert np.array_equal(q.decoder.logits(images, q.encoder(images))[:batch], full)
     assert np.array_equal(q.prior(q.encoder(images))[:batch], q.prior(codes))
+
+
+def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypatch):
+    """With two threads the stepper computes each next row's vertical sums over the rows above it on a helper
+    thread while the current row is decoded, and adds the last kernel row's at the row's start: the same exact
+    sums, so every logit equals the full pass's, and the helper did the work for every row but the first."""
+    import threading
+    _, q, images, _ = quantised
+    x = images[:7]
+    codes = q.encoder(x)
+    where = []
+    real = intnet.Stepper._sums_above
+
+    def watched(self, i):
+        where.append((i, threading.current_thread().name))
+        return real(self, i)
+    monkeypatch.setattr(intnet.Stepper, "_sums_above", watched)
+    assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
+    height = x.shape[2]
+    assert [i for i, _ in where] == list(range(1, height))
+    assert all(name.startswith("acncodec-rows") for _, name in where)
+    where.clear()
+    incremental_logits(q.decoder, x, codes, threads=1)
+    assert where == []
+
+
+def test_blocks_side_by_side_give_the_same_arrays(quantised, monkeypatch):
+    """`encode` and `score` cut their batch into blocks; with PASS_THREADS = 2 two threads run them, and the
+    arrays are the ones one thread makes (every number is batch-invariant)."""
+    import threading
+    from acncodec.coding import exact_numerics
+    _, q, images, _ = quantised
+    names = set()
+
+    def encoder(x):
+        names.add(threading.current_thread().name)
+        return q.encoder(x)
+    monkeypatch.setattr(exact_numerics, "PASS_THREADS", 1)
+    one = exact_numerics._blocks(encoder, len(images), 4, images)
+    assert names == {threading.current_thread().name}
+    monkeypatch.setattr(exact_numerics, "PASS_THREADS", 2)
+    names.clear()
+    two = exact_numerics._blocks(encoder, len(images), 4, images)
+    assert np.array_equal(one, two) and np.array_equal(one, q.encoder(images))
+    assert 1 <= len(names) <= 2 and threading.current_thread().name not in names   # the pool's threads ran them
 
 
 def test_gate_is_the_rounded_product_of_the_tables(quantised):

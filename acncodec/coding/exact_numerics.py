@@ -10,6 +10,8 @@ any batch size and thread count: `full_pass_exact` is True.
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import numpy as np
 
 from . import exact_tables as tables
@@ -40,9 +42,56 @@ ENCODE_BLOCK = 16
 SCORE_BLOCK = 4
 
 
+#: Threads that run the blocks of `encode` and `score` side by side; None: as many as the BLAS pool has (so a
+#: worker process limited to one core, or OPENBLAS_NUM_THREADS=1, stays on one). Blocks are independent and every
+#: number is batch-invariant, so the result is the same array whatever the count; each thread's matrix
+#: products then run on one BLAS thread, since a block's are too small to share (bench/results/speed-blas-*).
+PASS_THREADS: int | None = None
+
+_blas = None
+
+
+def _blas_pool():
+    """numpy's BLAS, as threadpoolctl controls it (found once: numpy loads it at import)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas
+
+
+def pass_threads() -> int:
+    if PASS_THREADS is not None:
+        return max(1, PASS_THREADS)
+    return max([lib.num_threads for lib in _blas_pool().lib_controllers], default=1)
+
+
+@contextmanager
+def side_by_side():
+    """For a whole compress or decompress: the thread count resolved once (`PASS_THREADS`) and, where it is
+    above one, numpy's BLAS held at one thread, so that the threads that share out the blocks and the decoder's
+    rows do not each start a pool as wide as the machine."""
+    global PASS_THREADS
+    before = PASS_THREADS
+    PASS_THREADS = threads = pass_threads()
+    try:
+        with _blas_pool().limit(limits=1) if threads > 1 else nullcontext():
+            yield threads
+    finally:
+        PASS_THREADS = before
+
+
 def _blocks(f, n: int, block: int, *arrays) -> np.ndarray:
-    return np.concatenate([f(*(a[i:i + block] for a in arrays)) for i in range(0, n, block)]) if n > block \
-        else f(*arrays)
+    if n <= block:
+        return f(*arrays)
+    starts = range(0, n, block)
+    part = lambda i: f(*(a[i:i + block] for a in arrays))
+    threads = min(pass_threads(), len(starts))
+    if threads == 1:
+        return np.concatenate([part(i) for i in starts])
+    from concurrent.futures import ThreadPoolExecutor
+    with _blas_pool().limit(limits=1), ThreadPoolExecutor(threads) as pool:
+        return np.concatenate(list(pool.map(part, starts)))
 
 
 def _ints(a: np.ndarray) -> np.ndarray:
@@ -106,7 +155,7 @@ class ExactModel(ProbabilityModel):
         return tables.to_constriction(tables.pointer_masses(self.latent, buckets, raw.reshape(n, k, *raw.shape[1:])))
 
     def stepper(self, buckets):
-        return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets)), self.pixels)
+        return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets), pass_threads()), self.pixels)
 
     def score(self, x, buckets):
         logits = _blocks(self.nets.decoder.logits, len(x), SCORE_BLOCK, np.asarray(x),

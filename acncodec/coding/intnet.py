@@ -178,6 +178,12 @@ def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -
     """A convolution of an already padded input (N, H, W, Cin) -> (N, Ho, Wo, out): im2col by blocks of
     images, each block's windows gathered (row, column, channel) by kh * kw slice copies into one buffer, then
     one matmul. The sums are of integers below 2^53, so blocking changes no bit of the result."""
+    return aff.finish(conv_sums(x, aff, kernel, stride))
+
+
+def conv_sums(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -> np.ndarray:
+    """`conv` before its bias and rounding: the exact sums (W x) 2^-s. Sums over parts of a kernel (`Affine.taps`)
+    add up to the whole kernel's, exactly."""
     n, hp, wp, cin = x.shape
     kh, kw = kernel
     ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
@@ -197,7 +203,7 @@ def conv(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int = 1) -
                 cols[:m, :, :, k:k + cin] = part[:, rows, columns]
                 k += cin
         np.matmul(cols[:m].reshape(-1, cols.shape[-1]), weight, out=out[start:start + m].reshape(-1, weight.shape[1]))
-    return aff.finish(out)
+    return out
 
 
 def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding: int) -> np.ndarray:
@@ -410,8 +416,8 @@ class Decoder:
         top = np.maximum(h, 0.0)
         return np.stack([self.head_logits(top, xs, c) for c in range(self.C)], 1)
 
-    def stepper(self, z: np.ndarray) -> "Stepper":
-        return Stepper(self, z)
+    def stepper(self, z: np.ndarray, threads: int = 1) -> "Stepper":
+        return Stepper(self, z, threads)
 
     @classmethod
     def from_dict(cls, d, p, pixel_in, gate) -> "Decoder":
@@ -430,9 +436,14 @@ class Decoder:
 
 class Stepper:
     """Incremental decoding (the caching of `incremental.py`): per row, every layer's vertical stack and the
-    horizontal stack's row terms; per pixel, one window matmul per layer."""
+    horizontal stack's row terms; per pixel, one window matmul per layer.
 
-    def __init__(self, dec: Decoder, z: np.ndarray):
+    With `threads` > 1 a helper thread computes, while the pixels of row i are decoded, the part of row i + 1's
+    vertical convolutions that reads the rows above i + 1 only (kernel rows 0 .. kh - 2, already known); the
+    row's start then adds the last kernel row's sums. Both are exact integer sums, so the logits are the same
+    in every bit; two thirds of the vertical stack's multiply-adds (kh = 3) leave the decoding thread."""
+
+    def __init__(self, dec: Decoder, z: np.ndarray, threads: int = 1):
         self.dec = dec
         self.B, self.C, self.W = len(z), dec.C, dec.W
         l0 = dec.layers[0]
@@ -444,16 +455,41 @@ class Stepper:
         # hconv with its weight as `conv` reads it, (kw Cin, out): a (B, kw, Cin) window flattened times it
         self.hconv = [(l.maps["hconv"], l.maps["hconv"].window_weight(cin, 1, l.kh))
                       for l, cin in zip(dec.layers, self.ins)]
+        # each vertical convolution split into the kernel rows above a row's last input row, and that row
+        kh = self.kh
+        self.vsplit = [(l.maps["vconv"].taps(cin, kh, l.kernel, list(range(kh - 1)), list(range(l.kernel))),
+                        l.maps["vconv"].taps(cin, kh, l.kernel, [kh - 1], list(range(l.kernel))))
+                       for l, cin in zip(dec.layers, self.ins)]
+        self.helper = None
+        if threads > 1 and kh > 1 and dec.H > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self.helper = ThreadPoolExecutor(1, thread_name_prefix="acncodec-rows")
+        self.ahead = None              # (row, future of its vertical sums over the rows above)
         self.row, self.col, self.next = -1, -1, (0, 0)
+
+    def _sums_above(self, i: int) -> list:
+        """Row i's vertical sums from kernel rows 0 .. kh - 2 of every layer (inputs written by rows < i)."""
+        return [conv_sums(self.vin[n][:, i:i + self.kh - 1], above, (self.kh - 1, layer.kernel))[:, 0]
+                for n, (layer, (above, _)) in enumerate(zip(self.dec.layers, self.vsplit))]
 
     def _start_row(self, i: int) -> None:
         kh, half, W, gate = self.kh, self.half, self.W, self.dec.gate
+        above = None
+        if self.ahead is not None:
+            row, future = self.ahead
+            above = future.result() if row == i else None
+            self.ahead = None
         self.vrow = []
         cond = self.dec.cond_terms(self.cmap[:, i])                  # (B, W, 2C) per layer
         for n, layer in enumerate(self.dec.layers):
             cond_v, cond_h = cond[n]
             m = layer.maps
-            v_pre = conv(self.vin[n][:, i:i + kh], m["vconv"], (kh, layer.kernel))[:, 0]   # (B, W, 2C)
+            if above is None:
+                v_pre = conv(self.vin[n][:, i:i + kh], m["vconv"], (kh, layer.kernel))[:, 0]   # (B, W, 2C)
+            else:
+                sums = conv_sums(self.vin[n][:, i + kh - 1:i + kh], self.vsplit[n][1], (1, layer.kernel))[:, 0]
+                sums += above[n]
+                v_pre = m["vconv"].finish(sums)
             v_pre += cond_v
             if n + 1 < len(self.vin):
                 self.vin[n + 1][:, i + kh - 1, half:half + W] = gate(v_pre)
@@ -462,6 +498,12 @@ class Stepper:
             self.vrow.append(vh.transpose(1, 0, 2).copy())          # (W, B, 2C)
         self.hin = [np.zeros((self.B, self.kw - 1 + W + 1, cin)) for cin in self.ins]
         self.row, self.col = i, -1
+        if self.helper is not None and i + 1 < self.dec.H:
+            # rows i + 1 .. i + kh - 1 of every vin are final now; decoding row i writes only vin[0]'s row i + kh
+            self.ahead = (i + 1, self.helper.submit(self._sums_above, i + 1))
+        elif self.helper is not None:
+            self.helper.shutdown(wait=False)
+            self.helper = None
 
     def _stack(self, j: int) -> None:
         kw, h, gate = self.kw, None, self.dec.gate
