@@ -439,8 +439,8 @@ class Stepper:
     horizontal stack's row terms; per pixel, one window matmul per layer.
 
     With `threads` > 1 a helper thread computes, while the pixels of row i are decoded, the part of row i + 1's
-    vertical convolutions that reads the rows above i + 1 only (kernel rows 0 .. kh - 2, already known); the
-    row's start then adds the last kernel row's sums. Both are exact integer sums, so the logits are the same
+    vertical convolutions that reads the rows above i + 1 only (kernel rows 0 .. kh - 2, already known), and
+    its conditioning terms; the row's start then adds the last kernel row's sums. Both are exact integer sums, so the logits are the same
     in every bit; two thirds of the vertical stack's multiply-adds (kh = 3) leave the decoding thread."""
 
     def __init__(self, dec: Decoder, z: np.ndarray, threads: int = 1):
@@ -467,20 +467,23 @@ class Stepper:
         self.ahead = None              # (row, future of its vertical sums over the rows above)
         self.row, self.col, self.next = -1, -1, (0, 0)
 
-    def _sums_above(self, i: int) -> list:
-        """Row i's vertical sums from kernel rows 0 .. kh - 2 of every layer (inputs written by rows < i)."""
-        return [conv_sums(self.vin[n][:, i:i + self.kh - 1], above, (self.kh - 1, layer.kernel))[:, 0]
+    def _sums_above(self, i: int) -> tuple[list, list]:
+        """Row i's vertical sums from kernel rows 0 .. kh - 2 of every layer (inputs written by rows < i), and
+        its conditioning terms (from z alone)."""
+        sums = [conv_sums(self.vin[n][:, i:i + self.kh - 1], above, (self.kh - 1, layer.kernel))[:, 0]
                 for n, (layer, (above, _)) in enumerate(zip(self.dec.layers, self.vsplit))]
+        return sums, self.dec.cond_terms(self.cmap[:, i])
 
     def _start_row(self, i: int) -> None:
         kh, half, W, gate = self.kh, self.half, self.W, self.dec.gate
         above = None
         if self.ahead is not None:
             row, future = self.ahead
-            above = future.result() if row == i else None
+            above, cond = future.result() if row == i else (None, None)
             self.ahead = None
+        if above is None:
+            cond = self.dec.cond_terms(self.cmap[:, i])              # (B, W, 2C) per layer
         self.vrow = []
-        cond = self.dec.cond_terms(self.cmap[:, i])                  # (B, W, 2C) per layer
         for n, layer in enumerate(self.dec.layers):
             cond_v, cond_h = cond[n]
             m = layer.maps
