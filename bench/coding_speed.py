@@ -13,9 +13,9 @@ resident memory; every decoded image is compared with the input (as a multiset: 
 the other tree's time over this tree's. `--chains` instead measures this tree alone at several chain counts:
 the trade-off between decoding speed (bigger rounds) and rate (more chain heads, coded without a neighbour).
 `--blas-threads` measures this tree alone with each BLAS thread count (OPENBLAS_NUM_THREADS and
-OMP_NUM_THREADS in the children), the counts alternating, with the load average before each child: the
-exact numerics' matrix products are small (a stepper's row is chains x 28 rows), and a BLAS pool that waits
-for a busy core can cost more than it gives.
+OMP_NUM_THREADS in the children), the counts alternating, with the load average before each child. The exact
+coder takes that count as its own number of threads, each on a one-thread BLAS pool (`exact_numerics.
+side_by_side`), so this is also its speed against its thread count.
 
 The roofline: multiply-adds per image of the integer networks (counted while they run on one image), this
 machine's float64 matrix-multiply rate (the exact numerics compute integer-valued float64: BLAS gives the
@@ -200,11 +200,8 @@ def sweep(args, argv) -> int:
             print(f"[{data}] {c['chains']} chains: {c['bytes']:,} B, compress {c['seconds']:.1f} s, decompress "
                   f"{d['seconds']:.1f} s ({rows[-1]['decompress_images_per_second']:.0f} images/s, "
                   f"{d['peak_mib']:.0f} MiB)", flush=True)
-    record = {**provenance([sys.argv[0], *argv]), "order": args.order, "results": rows}
-    path = args.json if "--json" in argv else HERE / "bench" / "results" / "speed-chains.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"# Chains: decoding speed against rate", "", f"Made by `{record['command']}` at "
-             f"{record['git_commit'][:12]} on {record['machine_provenance']}; order {args.order}.", "",
+    record, path = save_sweep(args, argv, rows, "speed-chains.json")
+    lines = ["# Chains: decoding speed against rate", "", made_by(record) + ".", "",
              "| data | chains | bytes | vs fewest chains | decompress images/s | compress s | decompress peak MiB |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -215,6 +212,19 @@ def sweep(args, argv) -> int:
                      f"{row['decompress_peak_mib']:.0f} |")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
+
+
+def save_sweep(args, argv, rows: list[dict], default: str) -> tuple[dict, Path]:
+    """A sweep's record, with its provenance, written where --json says (else bench/results/DEFAULT)."""
+    record = {**provenance([sys.argv[0], *argv]), "order": args.order, "results": rows}
+    path = args.json if "--json" in argv else HERE / "bench" / "results" / default
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record, path
+
+
+def made_by(record: dict) -> str:
+    return (f"Made by `{record['command']}` at {record['git_commit'][:12]} on {record['machine_provenance']}; "
+            f"order {record['order']}")
 
 
 def blas_sweep(args, argv) -> int:
@@ -241,13 +251,9 @@ def blas_sweep(args, argv) -> int:
                   f"({c['bytes']:,} B, {c['chains']} chains; load {load[0]:.1f}, {load[1]:.1f})", flush=True)
         if len(sizes) != 1:
             raise SystemExit(f"{data}: the archive's bytes depend on the BLAS thread count: {sorted(sizes)}")
-    record = {**provenance([sys.argv[0], *argv]), "order": args.order, "results": rows}
-    path = args.json if "--json" in argv else HERE / "bench" / "results" / "speed-blas-threads.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    lines = ["# BLAS threads: exact coding speed", "", f"Made by `{record['command']}` at "
-             f"{record['git_commit'][:12]} on {record['machine_provenance']}; order {args.order}. Speed-up is "
-             f"against {counts[0]} BLAS thread(s), same archive bytes; load average (1 min) before compress and "
-             "before decompress.", "",
+    record, path = save_sweep(args, argv, rows, "speed-blas-threads.json")
+    lines = ["# BLAS threads: exact coding speed", "", made_by(record) + f". Speed-up is against {counts[0]} "
+             "BLAS thread(s), same archive bytes; load average (1 min) before compress and before decompress.", "",
              "| data | BLAS threads | chains | compress s | speed-up | decompress s | speed-up | load |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -83,12 +83,16 @@ def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypat
         where.append((i, threading.current_thread().name))
         return real(self, i)
     monkeypatch.setattr(intnet.Stepper, "_sums_above", watched)
+    monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 0)     # these tiny rows are below the size that pays
     assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
     height = x.shape[2]
     assert [i for i, _ in where] == list(range(1, height))
     assert all(name.startswith("acncodec-rows") for _, name in where)
     where.clear()
     incremental_logits(q.decoder, x, codes, threads=1)
+    assert where == []
+    monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 1 << 40)
+    assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
     assert where == []
 
 

@@ -434,6 +434,12 @@ class Decoder:
         return cls(pixel_in, cmap, tuple(dims[:4]), layers, head, gate, (C, H, W), outputs)
 
 
+#: A helper thread pays only where a row's work is worth handing over: on 60 8x8 digits in one chain (a few
+#: thousand multiply-adds a row) it made decompress 1.6x slower; on binarized MNIST in 31 chains (53 million a
+#: row) 1.2x faster (bench/results/speed-threads.md).
+HELPER_MIN_MACS = 1 << 20
+
+
 class Stepper:
     """Incremental decoding (the caching of `incremental.py`): per row, every layer's vertical stack and the
     horizontal stack's row terms; per pixel, one window matmul per layer.
@@ -461,7 +467,8 @@ class Stepper:
                         l.maps["vconv"].taps(cin, kh, l.kernel, [kh - 1], list(range(l.kernel))))
                        for l, cin in zip(dec.layers, self.ins)]
         self.helper = None
-        if threads > 1 and kh > 1 and dec.H > 1:
+        ahead = self.B * self.W * sum(above.weight.size for above, _ in self.vsplit)   # multiply-adds per row
+        if threads > 1 and kh > 1 and dec.H > 1 and ahead >= HELPER_MIN_MACS:
             from concurrent.futures import ThreadPoolExecutor
             self.helper = ThreadPoolExecutor(1, thread_name_prefix="acncodec-rows")
         self.ahead = None              # (row, future of its vertical sums over the rows above)
