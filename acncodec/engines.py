@@ -122,7 +122,12 @@ class LocalProcesses:
                         done(i, f.result())   # an AcnError from the task is raised here, not retried
                         pending.remove(i)
             except BrokenProcessPool:
-                # A worker died: every job not finished runs again in a new pool.
+                # A worker died: every job not finished runs again in a new pool. The survivors are stopped
+                # here: before Python 3.12 a broken pool joins them without telling them to exit, and a survivor
+                # waiting for its next job then blocks the shutdown below forever.
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    if process.is_alive():
+                        process.kill()
                 self.restarts += 1
                 if self.restarts > RETRIES:
                     raise AcnError(f"worker processes died {self.restarts} times; giving up (is memory short? "
