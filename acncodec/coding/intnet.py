@@ -446,8 +446,9 @@ class Stepper:
 
     With `threads` > 1 a helper thread computes, while the pixels of row i are decoded, the part of row i + 1's
     vertical convolutions that reads the rows above i + 1 only (kernel rows 0 .. kh - 2, already known), and
-    its conditioning terms; the row's start then adds the last kernel row's sums. Both are exact integer sums, so the logits are the same
-    in every bit; two thirds of the vertical stack's multiply-adds (kh = 3) leave the decoding thread."""
+    its conditioning terms; the row's start then adds the last kernel row's sums. Both are exact integer sums,
+    so the logits are the same in every bit; two thirds of the vertical stack's multiply-adds (kh = 3) leave
+    the decoding thread."""
 
     def __init__(self, dec: Decoder, z: np.ndarray, threads: int = 1):
         self.dec = dec
