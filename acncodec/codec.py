@@ -83,8 +83,9 @@ def pixel_digest(images: np.ndarray, names: list[str] | None, sequence: np.ndarr
     return h.hexdigest()
 
 
-#: BLAS threads while coding (None: the library's own choice). The exact numerics' results do not depend on
-#: it; their speed does: see `bench/coding_speed.py --blas-threads` and bench/results/speed-blas-threads-*.md.
+#: The BLAS pool's width while coding (None: the library's own choice), which is also the exact numerics' own
+#: thread count (`exact_numerics.side_by_side`). Their results do not depend on it; their speed does: see
+#: `bench/coding_speed.py --blas-threads` and bench/results/speed-threads.md.
 CODING_BLAS_THREADS: int | None = None
 
 

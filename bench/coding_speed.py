@@ -181,18 +181,28 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def sweep(args, argv) -> int:
+def round_trip(data: str, order: str, what: str, *extra: str,
+               blas_threads: int | None = None) -> tuple[dict, dict, list[float]]:
+    """This tree compresses DATA with its shipped model and decompresses it in fresh processes; the decoded
+    images are checked against the input (`what` names the setting measured, for the error). Also returns the
+    load average (1 min) before each child."""
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
+    archive, model_name = str(tmp / "sweep.acnz"), data.split(":")[0]
+    load = [os.getloadavg()[0]]
+    c = child(HERE, "compress", data, model_name, archive, order, *extra, blas_threads=blas_threads)
+    load.append(os.getloadavg()[0])
+    d = child(HERE, "decompress", data, model_name, archive, order, blas_threads=blas_threads)
+    if not d["exact"]:
+        raise SystemExit(f"{data}: {what} did not decode to the input")
+    return c, d, load
+
+
+def sweep(args, argv) -> int:
     rows = []
     for data in args.data.split(","):
-        model_name = data.split(":")[0]
         for chains in [int(c) for c in args.chains.split(",")]:
-            archive = str(tmp / "sweep.acnz")
-            c = child(HERE, "compress", data, model_name, archive, args.order, str(chains))
-            d = child(HERE, "decompress", data, model_name, archive, args.order)
-            if not d["exact"]:
-                raise SystemExit(f"{data}: {chains} chains did not decode to the input")
+            c, d, _ = round_trip(data, args.order, f"{chains} chains", str(chains))
             rows.append({"data": data, "chains": c["chains"], "bytes": c["bytes"],
                          "compress_seconds": c["seconds"], "decompress_seconds": d["seconds"],
                          "decompress_images_per_second": d["n"] / d["seconds"], "decompress_peak_mib": d["peak_mib"],
@@ -228,21 +238,12 @@ def made_by(record: dict) -> str:
 
 
 def blas_sweep(args, argv) -> int:
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
     counts = [int(c) for c in args.blas_threads.split(",")]
     rows = []
     for data in args.data.split(","):
-        model_name = data.split(":")[0]
         sizes = set()
         for threads in counts:
-            archive = str(tmp / f"blas{threads}.acnz")
-            load = [os.getloadavg()[0]]
-            c = child(HERE, "compress", data, model_name, archive, args.order, blas_threads=threads)
-            load.append(os.getloadavg()[0])
-            d = child(HERE, "decompress", data, model_name, archive, args.order, blas_threads=threads)
-            if not d["exact"]:
-                raise SystemExit(f"{data}: {threads} BLAS threads did not decode to the input")
+            c, d, load = round_trip(data, args.order, f"{threads} BLAS threads", blas_threads=threads)
             sizes.add(c["bytes"])
             rows.append({"data": data, "blas_threads": threads, "chains": c["chains"], "bytes": c["bytes"],
                          "compress_seconds": c["seconds"], "decompress_seconds": d["seconds"], "n": d["n"],
