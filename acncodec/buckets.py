@@ -272,6 +272,8 @@ class HeadTables:
     @classmethod
     def from_prior(cls, prior, table: BucketTable) -> "HeadTables":
         """prior: the UnconditionalPrior (diagonal Gaussian mixture over the whole latent vector)."""
+        if getattr(prior, "full", False):
+            raise ValueError("a full-covariance p(z) is coded by the exact numerics only: quantise the model")
         k = prior.components
         components = Mixture(log_weights=torch.zeros(k, prior.means.shape[1], 1, dtype=torch.float64),
                              means=torch.from_numpy(np.asarray(prior.means, np.float64))[..., None],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .config import VARIANTS, ModelConfig, TrainConfig
+from .config import COVARIANCES, LR_SCHEDULES, VARIANTS, ModelConfig, TrainConfig
 from .errors import AcnError
 from .fileio import atomic_write_bytes, check_folder_output, same_file, write_bytes
 
@@ -161,6 +161,8 @@ STEPS_SHIPPED_MODELS_HAD = 3000
               help="Images per training step.")
 @click.option("--lr", "learning_rate", type=float, default=TrainConfig.learning_rate, show_default=True,
               help="Adam's learning rate.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=TrainConfig.lr_schedule,
+              show_default=True, help="constant, or cosine: annealed from --lr down to 0 at the run's last step.")
 @click.option("--neighbours", "-k", type=int, default=TrainConfig.neighbours, show_default=True,
               help="K: the prior is conditioned on a code drawn from the K nearest.")
 @click.option("--unique-neighbours", is_flag=True, help="Use each code as a neighbour at most once per pass.")
@@ -208,17 +210,21 @@ STEPS_SHIPPED_MODELS_HAD = 3000
                    "and variant are the run's; the KL warm-up defaults to none.")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep OUTPUT.ckpt after the model is written (to train "
               "it further later); by default it is removed.")
+@click.option("--prior-covariance", type=click.Choice(COVARIANCES), default="full", show_default=True,
+              help="Covariances of p(z), the unconditional prior (fitted after training to the codes of DATA): "
+                   "full fits the codes better and is coded by the exact numerics; with --no-quantize p(z) is "
+                   "diagonal.")
 @click.option("--no-quantize", is_flag=True,
               help="Keep float numerics: skip `acncodec quantize` (archives then decode only on machines that "
                    "compute exactly like this one).")
 @FORCE
 @QUIET
 @friendly_errors
-def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, neighbours,
+def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, lr_schedule, neighbours,
           unique_neighbours, ema_decay, seed, threads, device, variant, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
           decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, init_model, keep_checkpoint,
-          no_quantize, force, quiet):
+          prior_covariance, no_quantize, force, quiet):
     from .baseline import xz_baseline
     from .config import epochs_to_steps
     from .train import Trainer, checkpoint_path, log_path
@@ -239,7 +245,7 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
         if kl_warmup is None:   # already trained with the full KL
             kl_warmup = 0
     config = TrainConfig(steps=steps, minutes=minutes, max_epochs=max_epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, neighbours=neighbours, unique_neighbours=unique_neighbours,
+                         learning_rate=learning_rate, lr_schedule=lr_schedule, neighbours=neighbours, unique_neighbours=unique_neighbours,
                          ema_decay=ema_decay, seed=seed, threads=threads, device=device, variant=variant,
                          kl_warmup=kl_warmup, bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
@@ -285,7 +291,12 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
     if not no_quantize:   # calibrated on the training images, as `acncodec quantize` would be
         from . import modelfile
         from .quantize import calibration_set, quantise_model
-        model = quantise_model(model, calibration_set(images))
+        prior = selection = None
+        if prior_covariance != "diag":
+            from .train import refit_unconditional
+            say(f"fitting p(z) with {prior_covariance} covariances to the codes of the training images")
+            prior, selection = refit_unconditional(model, images, prior_covariance, seed=seed)
+        model = quantise_model(model, calibration_set(images), prior, selection)
         modelfile.save(model, output)
     if quiet:
         return
@@ -311,13 +322,15 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
               help="Training data to calibrate the integer formats on (a few hundred images are used).")
 @click.option("--images", "n_images", type=click.IntRange(min=1), default=256, show_default=True,
               help="Calibration images, spread evenly over DATA.")
+@click.option("--prior-covariance", type=click.Choice(COVARIANCES), default="diag", show_default=True,
+              help="diag keeps MODEL's p(z); full refits it with full covariances to the codes of all of DATA.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @friendly_errors
-def quantize(model_path, output, data, n_images, force):
+def quantize(model_path, output, data, n_images, prior_covariance, force):
     """Make an exact model from MODEL (a file or a shipped name): integer networks and tables, so its
     archives decode bit for bit on any machine."""
     from .quantize import quantise_file
-    exact = quantise_file(model_path, data, output, n_images, force)
+    exact = quantise_file(model_path, data, output, n_images, force, prior_covariance)
     click.echo(f"wrote {output} (numerics exact1, hash {exact.hash[:12]}; "
                f"calibrated on {exact.meta['calibration_images']} images)")
 

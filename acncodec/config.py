@@ -52,6 +52,12 @@ class ModelConfig:
 #: it learns one mixture prior for all data); a Gated PixelCNN alone (the decoder's input from z cut).
 VARIANTS = ("acn", "pixelvae", "pixelcnn")
 
+#: Covariance shapes of p(z), the unconditional prior: diagonal, or full (coded by the exact numerics only).
+COVARIANCES = ("diag", "full")
+
+#: How the learning rate moves over a run (train.learning_rate_at).
+LR_SCHEDULES = ("constant", "cosine")
+
 #: Where `acncodec train` can run; auto picks CUDA, then Apple's MPS, then the CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -68,6 +74,7 @@ class TrainConfig:
     max_epochs: float = 200.0
     batch_size: int = 64
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"   # constant, or cosine: from learning_rate down to 0 at the last step
     neighbours: int = 5
     unique_neighbours: bool = False
     ema_decay: float = 0.999
@@ -100,6 +107,9 @@ class TrainConfig:
                            f"{self.ema_decay}")
         if self.variant not in VARIANTS:
             raise AcnError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise AcnError(f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                           f"{self.lr_schedule!r}")
         if self.device not in DEVICES:
             raise AcnError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not 1 <= self.bucket_bits <= 16:

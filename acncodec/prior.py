@@ -1,9 +1,9 @@
 """Priors over the latent z.
 
 `ConditionalPrior` is the ACN prior p(z|ĉ): an MLP from a neighbour's code to an independent Gaussian mixture per
-latent dimension. `UnconditionalPrior` is p(z), a diagonal-covariance Gaussian mixture over the whole latent
-vector, fitted with EM to the training codes (see `unconditional.py`); it codes chain heads and gives the
-unordered cost.
+latent dimension. `UnconditionalPrior` is p(z), a Gaussian mixture over the whole latent vector with diagonal or
+full covariances, fitted with EM to the training codes (see `unconditional.py`); it codes chain heads and gives
+the unordered cost.
 """
 
 from __future__ import annotations
@@ -68,34 +68,82 @@ def _float64(v) -> np.ndarray:
 
 @dataclass
 class UnconditionalPrior:
-    """Diagonal-covariance Gaussian mixture over the full latent vector (K components)."""
+    """Gaussian mixture over the full latent vector (K components): diagonal covariances, or full ones
+    (`covariances` (K, D, D), with `variances` their diagonals). A full p(z) fits the codes better (held out,
+    bench/results/unconditional-fit-*.md) and is coded by the exact numerics only (`coding/exact_tables.py`,
+    `GaussianHead`)."""
 
     weights: np.ndarray    # (K,)
     means: np.ndarray      # (K, D)
     variances: np.ndarray  # (K, D)
+    covariances: np.ndarray | None = None   # (K, D, D), or None: diagonal
+
+    def __post_init__(self):
+        if self.covariances is not None:
+            self.covariances = np.asarray(self.covariances, np.float64)
+            k, d = np.shape(self.means)
+            if self.covariances.shape != (k, d, d):
+                raise ValueError(f"covariances of shape {self.covariances.shape} for {k} components of {d} "
+                                 "dimensions")
+            self.variances = np.diagonal(self.covariances, axis1=1, axis2=2).copy()
 
     @property
     def components(self) -> int:
         return len(self.weights)
 
+    @property
+    def full(self) -> bool:
+        return self.covariances is not None
+
     def to_dict(self) -> dict:
-        return {"weights": torch.from_numpy(np.asarray(self.weights, np.float64)),
-                "means": torch.from_numpy(np.asarray(self.means, np.float64)),
-                "variances": torch.from_numpy(np.asarray(self.variances, np.float64))}
+        out = {"weights": torch.from_numpy(np.asarray(self.weights, np.float64)),
+               "means": torch.from_numpy(np.asarray(self.means, np.float64)),
+               "variances": torch.from_numpy(np.asarray(self.variances, np.float64))}
+        if self.full:   # a diagonal prior's dict (and so its model's hash) is what it was before full ones
+            out["covariances"] = torch.from_numpy(self.covariances.copy())
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "UnconditionalPrior":
-        return cls(*(_float64(d[k]) for k in ("weights", "means", "variances")))
+        covariances = _float64(d["covariances"]) if "covariances" in d else None
+        return cls(*(_float64(d[k]) for k in ("weights", "means", "variances")), covariances)
+
+    def cholesky(self) -> torch.Tensor:
+        """Lower-triangular factors (K, D, D) of the covariances (float64): Σ_k = L_k L_kᵀ."""
+        cov = torch.from_numpy(self.covariances) if self.full else torch.diag_embed(torch.from_numpy(
+            np.asarray(self.variances, np.float64)))
+        return torch.linalg.cholesky(cov)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) for z (..., D), joint over dimensions, in float64."""
         z = z.double()
-        means = torch.from_numpy(self.means)
-        precision = 1.0 / torch.from_numpy(self.variances)
+        means = torch.from_numpy(np.asarray(self.means, np.float64))
+        log_w = torch.log(torch.from_numpy(np.asarray(self.weights, np.float64)))
+        if self.full:
+            factors = self.cholesky()
+            flat = z.reshape(-1, z.shape[-1])
+            terms = []
+            for k in range(self.components):   # one whitening per component: no (N, K, D) temporaries
+                white = torch.linalg.solve_triangular(factors[k], (flat - means[k]).T, upper=False).T
+                terms.append(-0.5 * (white * white).sum(-1) - torch.log(torch.diagonal(factors[k])).sum())
+            joint = torch.stack(terms, -1) - z.shape[-1] * LOG_SQRT_2PI + log_w
+            return torch.logsumexp(joint, dim=-1).reshape(z.shape[:-1])
+        precision = 1.0 / torch.from_numpy(np.asarray(self.variances, np.float64))
         # Σ_d (z_d - μ_kd)² / σ²_kd expanded into two matrix products: no (..., K, D) temporaries.
         quad = (z * z) @ precision.T - 2.0 * z @ (means * precision).T + (means * means * precision).sum(-1)
         const = -0.5 * torch.log(precision).neg().sum(-1) - z.shape[-1] * LOG_SQRT_2PI
-        return torch.logsumexp(torch.log(torch.from_numpy(self.weights)) + const - 0.5 * quad, dim=-1)
+        return torch.logsumexp(log_w + const - 0.5 * quad, dim=-1)
+
+    def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """n draws (n, D) float64: a component by weight, then a Gaussian."""
+        weights = torch.from_numpy(np.asarray(self.weights, np.float64))
+        comp = (torch.multinomial(weights, n, replacement=True, generator=gen) if n
+                else torch.zeros(0, dtype=torch.long))
+        means = torch.from_numpy(np.asarray(self.means, np.float64))[comp]
+        eps = torch.randn(means.shape, generator=gen, dtype=torch.float64)
+        if self.full:
+            return means + (self.cholesky()[comp] @ eps[..., None])[..., 0]
+        return means + torch.from_numpy(np.sqrt(np.asarray(self.variances, np.float64)))[comp] * eps
 
     def marginal(self) -> Mixture:
         """Per-dimension marginals as independent 1-D mixtures, (D, K) each."""

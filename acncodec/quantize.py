@@ -321,21 +321,26 @@ def quantise_networks(net: ACN, calibration: torch.Tensor, code_frac: int, raw_f
                         "logit_frac": logit_frac})
 
 
-def quantise_model(model, calibration: torch.Tensor):
+def quantise_model(model, calibration: torch.Tensor, unconditional=None, selection: dict | None = None):
     """A model with numerics "exact1": the float model's networks quantised (bounds calibrated on images
     `calibration` (N, C, H, W) levels, a few hundred training images), and its bucket and head tables as
     integers. The float weights stay in the file (training and evaluation use them); coding uses only the
-    integer parts."""
+    integer parts. `unconditional`: a p(z) to use in place of the model's (a full-covariance one, which only
+    the exact numerics code; `train.refit_unconditional`), `selection` its fit's record; the bucket table stays
+    the model's."""
     from .coding import exact_tables
     from .coding.exact_numerics import join_parts
     from .modelfile import Model
     nets = quantise_networks(model.net, calibration, exact_tables.CODE_FRAC, exact_tables.RAW_FRAC,
                              exact_tables.LOGIT_FRAC)
-    latent = exact_tables.LatentTables.build(model.buckets, model.unconditional)
+    prior = model.unconditional if unconditional is None else unconditional
+    latent = exact_tables.LatentTables.build(model.buckets, prior)
     pixel = exact_tables.PixelTables.build(model.spec.levels)
     meta = dict(model.meta, quantised_from=model.hash, calibration_images=int(len(calibration)))
-    return Model(model.net, model.spec, model.unconditional, model.buckets, meta, model.head, "exact1",
-                 join_parts(nets, latent, pixel))
+    if selection is not None:
+        meta["unconditional_selection"] = selection
+    return Model(model.net, model.spec, prior, model.buckets, meta, model.head if unconditional is None else None,
+                 "exact1", join_parts(nets, latent, pixel))
 
 
 def dequantised_state(parts: dict, layout: dict) -> dict:
@@ -399,8 +404,10 @@ def calibration_set(images, n: int = CALIBRATION_IMAGES) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images.images[pick].transpose(0, 3, 1, 2)).astype(np.int64))
 
 
-def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: bool = False):
-    """`acncodec quantize`: read a model, calibrate on DATA (training images), write the exact model."""
+def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: bool = False,
+                  prior_covariance: str = "diag"):
+    """`acncodec quantize`: read a model, calibrate on DATA (training images), write the exact model.
+    prior_covariance "full": p(z) refitted with full covariances to the codes of all of DATA."""
     from . import data as datamod
     from . import modelfile, registry
     from .codec import match_model
@@ -413,8 +420,13 @@ def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: 
     images = match_model(datamod.load(data, levels=model.spec.levels), model)
     if len(images) == 0:
         raise AcnError(f"{data}: no images to calibrate on")
-    exact = quantise_model(model, calibration_set(images, n))
+    prior = selection = None
+    if prior_covariance != "diag":
+        from .train import refit_unconditional
+        prior, selection = refit_unconditional(model, images, prior_covariance)
+    exact = quantise_model(model, calibration_set(images, n), prior, selection)
     exact.meta["quantize_command"] = f"acncodec quantize {model_path} -o {output} --data {data}" + \
-        (f" --images {n}" if n != CALIBRATION_IMAGES else "")
+        (f" --images {n}" if n != CALIBRATION_IMAGES else "") + \
+        (f" --prior-covariance {prior_covariance}" if prior_covariance != "diag" else "")
     modelfile.save(exact, output)
     return exact

@@ -121,13 +121,7 @@ def sample_prior(model, n: int, seed: int = 0) -> np.ndarray:
     """n latents (n, D) float32 from the unconditional prior p(z): a component by weight, then a Gaussian."""
     if n < 0:
         raise AcnError(f"cannot draw {n} samples")
-    prior = model.unconditional
-    gen = _generator(seed, 1)
-    weights = torch.from_numpy(np.asarray(prior.weights, np.float64))
-    comp = torch.multinomial(weights, n, replacement=True, generator=gen) if n else torch.zeros(0, dtype=torch.long)
-    means = torch.from_numpy(np.asarray(prior.means, np.float64))[comp]
-    std = torch.from_numpy(np.sqrt(np.asarray(prior.variances, np.float64)))[comp]
-    return (means + std * torch.randn(means.shape, generator=gen, dtype=torch.float64)).float().numpy()
+    return model.unconditional.sample(n, _generator(seed, 1)).float().numpy()
 
 
 def sample(model, n: int, seed: int = 0) -> np.ndarray:

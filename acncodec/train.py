@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import signal
 import threading
 import time
@@ -56,6 +57,18 @@ def kl_weight(step: int, warmup: int) -> float:
     after 200 steps). Warm-up lets the decoder learn to use z first; afterwards the loss is the true one.
     """
     return 1.0 if warmup <= 0 else min(1.0, (step + 1) / warmup)
+
+
+def learning_rate_at(step: int, total: int | None, base: float, schedule: str) -> float:
+    """The learning rate of step `step` (counted from 0) of a run of `total` steps.
+
+    cosine: base (1 + cos(pi step / total)) / 2, from base at the first step towards 0 at the last. Annealing
+    lets the weights settle into the minimum that a constant rate keeps stepping around. Before a
+    time-budgeted run's length is known (its first few steps) the rate is base.
+    """
+    if schedule == "constant" or total is None or total <= 0:
+        return base
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 def ema_decay_at(step: int, decay: float) -> float:
@@ -294,6 +307,9 @@ class Trainer:
         neighbour_codes = self.memory.read(chosen, self.device)
         kl, reconstruction = self.net.loss_terms(x, codes, neighbour_codes)
         loss = (self.kl_weight() * kl + reconstruction).mean()
+        lr = learning_rate_at(self.step, self.total_steps, self.config.learning_rate, self.config.lr_schedule)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -387,6 +403,15 @@ class Trainer:
                                        self.config.bucket_bits)
         modelfile.save(model, self.output)
         return model
+
+
+def refit_unconditional(model: modelfile.Model, data: ImageSet, covariance: str, seed: int = 0,
+                        progress: bool = False):
+    """p(z) fitted afresh, with `covariance` ("diag" or "full"), to the model's codes of `data` (its training
+    images): the prior and the record of its selection. A full one is coded by the exact numerics only, so it
+    goes into `quantize.quantise_model`."""
+    codes = encode_all(model.net, to_tensor(data.images), progress=progress)
+    return fit_unconditional(codes.numpy(), seed=seed, covariance=covariance)
 
 
 def train(data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),

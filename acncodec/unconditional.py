@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
+from .config import COVARIANCES
 from .prior import UnconditionalPrior
 
 CANDIDATE_COMPONENTS = (1, 2, 4, 8, 16, 32, 64)
@@ -37,19 +38,27 @@ def split_samples(codes: np.ndarray, seed: int = 0, validation_fraction: float =
 
 
 def fit_unconditional(codes: np.ndarray, seed: int = 0, validation_fraction: float = 0.1,
-                      candidates=CANDIDATE_COMPONENTS) -> tuple[UnconditionalPrior, dict]:
+                      candidates=CANDIDATE_COMPONENTS, covariance: str = "diag") -> tuple[UnconditionalPrior, dict]:
     """Choose the number of components by held-out log-likelihood (`split_samples`), then refit on all
-    samples. Returns the prior and a record of the selection."""
+    samples. Returns the prior and a record of the selection. `covariance`: "diag" or "full"."""
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {covariance!r}")
     codes = np.asarray(codes, dtype=np.float64)
     fit, val, n_val, rng = split_samples(codes, seed, validation_fraction)
     scores = {}
     for k in candidates:
         if k > len(fit):
             break
-        gm = GaussianMixture(k, covariance_type="diag", random_state=seed, reg_covar=1e-4).fit(fit)
+        gm = GaussianMixture(k, covariance_type=covariance, random_state=seed, reg_covar=1e-4).fit(fit)
         scores[k] = float(gm.score(val))
     best = max(scores, key=scores.get)
-    gm = GaussianMixture(best, covariance_type="diag", random_state=seed, reg_covar=1e-4).fit(
+    gm = GaussianMixture(best, covariance_type=covariance, random_state=seed, reg_covar=1e-4).fit(
         latent_samples(codes, rng))
-    prior = UnconditionalPrior(gm.weights_.copy(), gm.means_.copy(), gm.covariances_.copy())
-    return prior, {"components": best, "validation_loglik": scores, "validation_size": n_val}
+    if covariance == "full":
+        cov = gm.covariances_.copy()
+        prior = UnconditionalPrior(gm.weights_.copy(), gm.means_.copy(), np.diagonal(cov, axis1=1, axis2=2).copy(),
+                                   cov)
+    else:
+        prior = UnconditionalPrior(gm.weights_.copy(), gm.means_.copy(), gm.covariances_.copy())
+    return prior, {"components": best, "covariance": covariance, "validation_loglik": scores,
+                   "validation_size": n_val}

@@ -18,7 +18,7 @@ from acncodec.cli import main
 from acncodec.data import from_array, load
 from acncodec.errors import AcnError
 from acncodec.knn import CodeMemory, UniqueNeighbours, nearest_others, pick_uniform
-from acncodec.train import Trainer, TrainConfig, checkpoint_path, log_path
+from acncodec.train import Trainer, TrainConfig, checkpoint_path, learning_rate_at, log_path
 from acncodec.unconditional import fit_unconditional
 
 trainmod = sys.modules["acncodec.train"]  # `acncodec.train` the attribute may be the function
@@ -465,6 +465,9 @@ def test_cli_train_writes_model_and_refuses_to_overwrite(tmp_path):
     assert model.config.decoder_channels == 8 and model.config.decoder_layers == 2
     assert model.spec.levels == 17 and (model.spec.height, model.spec.width) == (8, 8)
     assert re.search(rf"hash {model.hash[:12]}", result.stdout)
+    # p(z) refitted with full covariances by default, coded by the exact numerics the CLI quantises to
+    assert model.numerics == "exact1" and model.unconditional.full
+    assert model.meta["unconditional_selection"]["covariance"] == "full"
 
     assert not checkpoint_path(out).exists()   # removed once the model is written, and the output says so
     assert "checkpoint removed" in result.stderr and str(log_path(out)) in result.stderr
@@ -473,6 +476,27 @@ def test_cli_train_writes_model_and_refuses_to_overwrite(tmp_path):
     message = one_error_line(again)
     assert str(out) in message and "--force" in message
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
+
+
+def test_cosine_learning_rate_falls_from_the_rate_to_zero():
+    rates = np.array([learning_rate_at(s, 100, 1e-3, "cosine") for s in range(101)])
+    assert rates[0] == 1e-3 and abs(rates[50] - 5e-4) < 1e-12 and abs(rates[100]) < 1e-15
+    assert np.all(np.diff(rates) < 0)
+    assert learning_rate_at(70, 100, 1e-3, "constant") == 1e-3
+    assert learning_rate_at(3, None, 1e-3, "cosine") == 1e-3     # a time-budgeted run before its plan
+    with pytest.raises(AcnError, match="schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
+def test_the_trainer_steps_at_the_scheduled_rate(tmp_path, digits300):
+    config = TrainConfig(steps=6, batch_size=8, learning_rate=2e-3, lr_schedule="cosine", threads=1)
+    trainer = Trainer(digits300, tmp_path / "m.acn", TINY, config, resume=False)
+    used = []
+    for _ in range(6):
+        trainer.train_step()
+        used.append(trainer.opt.param_groups[0]["lr"])
+    torch.set_num_threads(1)
+    assert used == [learning_rate_at(s, 6, 2e-3, "cosine") for s in range(6)] and used[0] > used[-1] > 0
 
 
 def test_cli_train_init_takes_the_models_sizes_and_refuses_a_clash(tmp_path):

@@ -192,6 +192,38 @@ class BitsBack:
         return x
 
 
+@dataclass(frozen=True)
+class DimByDim:
+    """Symbols (B, D) coded one dimension at a time: dimension d under the categoricals probs(d, symbols) (B, K),
+    which may read only symbols[:, :d]. pop decodes d = 0, 1, ... and passes the symbols decoded so far (the
+    later columns zero); push codes the dimensions in reverse, so that the stack gives them back in order."""
+
+    probs: Callable[[int, np.ndarray], np.ndarray]
+    batch: int
+    dims: int
+
+    def push(self, stack, symbols: np.ndarray) -> None:
+        symbols = np.asarray(symbols, dtype=np.int64)
+        for d in reversed(range(self.dims)):
+            Categorical(self.probs(d, symbols)).push(stack, symbols[:, d])
+
+    def pop(self, stack) -> np.ndarray:
+        out = np.zeros((self.batch, self.dims), dtype=np.int64)
+        for d in range(self.dims):
+            out[:, d] = Categorical(self.probs(d, out)).pop(stack)
+        return out
+
+
+def components(weights: np.ndarray, likelihood: Callable, component_posterior: Callable, batch: int):
+    """A latent under a mixture with bits back on its component k: weights (K,), likelihood(ks) a codec for the
+    latents given components ks (B,), component_posterior(latents) -> q(k|z) (B, K). One component carries no
+    information (and constriction cannot code a one-symbol alphabet): z is then coded under it alone."""
+    if len(weights) == 1:
+        return likelihood(np.zeros(batch, dtype=np.int64))
+    return BitsBack(prior=Categorical(np.broadcast_to(weights, (batch, len(weights)))),
+                    likelihood=likelihood, posterior=lambda z: Categorical(component_posterior(z)))
+
+
 def mixture(weights: np.ndarray, component_probs: np.ndarray, component_posterior: Callable, batch: int):
     """Bucketed latents (B, D) under the joint mixture sum_k w_k prod_d P_k,d, with bits back on k.
 
@@ -199,8 +231,4 @@ def mixture(weights: np.ndarray, component_probs: np.ndarray, component_posterio
     -log p(z) on average, not -log w_k p(z|k). A single component carries no information (and constriction
     cannot code a one-symbol alphabet): z is then coded under it alone.
     """
-    if len(weights) == 1:
-        return Categorical(np.broadcast_to(component_probs[0], (batch,) + component_probs.shape[1:]))
-    return BitsBack(prior=Categorical(np.broadcast_to(weights, (batch, len(weights)))),
-                    likelihood=lambda ks: Categorical(component_probs[ks]),
-                    posterior=lambda buckets: Categorical(component_posterior(buckets)))
+    return components(weights, lambda ks: Categorical(component_probs[ks]), component_posterior, batch)

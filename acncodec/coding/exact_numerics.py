@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from . import exact_tables as tables
+from .codecs import DimByDim, components
 from .intnet import IntNetworks
 from .numerics import PixelStepper, ProbabilityModel
 
@@ -130,7 +131,8 @@ class ExactModel(ProbabilityModel):
         self.latent_dim = self.latent.dim
         self.bucket_bits = self.latent.buckets.bit_length() - 1
         self.head_weights = tables.to_constriction(self.latent.head_weights)
-        self.head_probs = tables.to_constriction(self.latent.head_masses)
+        self.head_probs = (None if self.latent.head_full is not None
+                           else tables.to_constriction(self.latent.head_masses))
 
     def latent_values(self, buckets: np.ndarray) -> np.ndarray:
         return tables.latent_values(self.latent, buckets).astype(np.float64)
@@ -148,6 +150,15 @@ class ExactModel(ProbabilityModel):
 
     def head_posterior(self, buckets):
         return tables.head_posterior(self.latent, buckets)
+
+    def head_codec(self, batch):
+        if self.latent.head_full is None:
+            return super().head_codec(batch)
+        # A full-covariance component codes its dimensions in order, each given the buckets before it.
+        def given(ks):
+            return DimByDim(lambda d, buckets: tables.to_constriction(
+                tables.full_head_masses(self.latent, ks, d, buckets)), len(ks), self.latent_dim)
+        return components(self.head_weights, given, self.head_posterior, batch)
 
     def pointer_weights(self, buckets, neighbour_codes):
         n, k, d = neighbour_codes.shape

@@ -59,6 +59,12 @@ MAX_COMPONENTS = 1 << (62 - WEIGHT_BITS - CDF_BITS)
 #: Float probabilities of the head tables are scaled by 2^HEAD_RAW_BITS and rounded before normalisation.
 HEAD_RAW_BITS = 34
 
+#: A full-covariance head (`GaussianHead`): regression coefficients at 2^-COEF_FRAC, each below 2^COEF_LIMIT_BITS
+#: in magnitude; inverse conditional scales at 2^-HEAD_INV_FRAC, below 2^HEAD_INV_LIMIT_BITS (so every product
+#: below fits int64: |coef * value| < 2^(COEF_LIMIT_BITS + 18), |(edge - mean) * inv| < 2^(28 + HEAD_INV_LIMIT_BITS)).
+COEF_FRAC, COEF_LIMIT_BITS = 20, 26
+HEAD_INV_FRAC, HEAD_INV_LIMIT_BITS = 24, 33
+
 _INT = np.int64
 _BIAS = 1 << 62
 #: Tables spanning fewer input values than this are expanded to one value per input when loaded (2 MiB at most).
@@ -244,11 +250,82 @@ def _cdf_masses(phi: LookupTable, u: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class GaussianHead:
+    """A head mixture with full covariances, in integers: component k's Gaussian N(mu_k, Sigma_k) written as a
+    chain over dimensions, z_d given z_<d ~ N(m_kd, s_kd^2) with
+
+        m_kd = offset_kd + sum_{e<d} coef_kde z_e,
+
+    s_kd the diagonal of Sigma_k's Cholesky factor. On buckets, z_e is bucket e's representative value and
+    P_kd(bucket i | the buckets before d) comes from an integer CDF over the n buckets,
+
+        C(0) = 0,  C(i) = i + floor(Phi(u_i) F / 2^CDF_BITS) (inner edges i = 1..n-1),  C(n) = 2^MASS_BITS,
+
+    u_i = (edge_i - m_kd) / s_kd, F = 2^MASS_BITS - n; bucket i's mass is C(i + 1) - C(i) >= 1. One bucket's mass
+    needs only the Phi values at its two edges, so the posterior over components (K x D masses a datum) stays
+    cheap; `normalise_masses` would need every bucket of every row.
+
+    offsets (K, D) at EDGE_FRAC; coefs (K, D, D) at COEF_FRAC, strictly lower triangular (m_kd reads only the
+    dimensions before d: the receiver decodes them first); inv_scales (K, D) = 1 / s_kd at HEAD_INV_FRAC.
+    """
+
+    offsets: np.ndarray
+    coefs: np.ndarray
+    inv_scales: np.ndarray
+
+    def __post_init__(self):
+        self.offsets, self.coefs, self.inv_scales = _ints(self.offsets), _ints(self.coefs), _ints(self.inv_scales)
+        k, d = self.offsets.shape
+        if self.coefs.shape != (k, d, d) or self.inv_scales.shape != (k, d):
+            raise ValueError("full-covariance head tables have inconsistent shapes")
+        if np.any(np.triu(self.coefs) != 0) or np.any(np.abs(self.coefs) >= 1 << COEF_LIMIT_BITS) \
+                or np.any(self.inv_scales < 1) or np.any(self.inv_scales >= 1 << HEAD_INV_LIMIT_BITS) \
+                or np.any(np.abs(self.offsets) > EDGE_LIMIT << EDGE_FRAC):
+            raise ValueError("full-covariance head tables out of range")
+
+    @classmethod
+    def build(cls, prior) -> "GaussianHead":
+        """From a full-covariance UnconditionalPrior (quantisation time: float math allowed here)."""
+        factors = prior.cholesky().numpy()                                    # (K, D, D), Sigma = L L^T
+        diag = np.diagonal(factors, axis1=1, axis2=2)                         # s_kd
+        # eps = L^-1 (z - mu); eps_d s_kd = z_d - mu_d - sum_{e<d} A_de (z_e - mu_e) with A = I - diag(s) L^-1.
+        coefs = np.tril(np.eye(factors.shape[1]) - diag[..., None] * np.linalg.inv(factors), k=-1)
+        offsets = prior.means - np.einsum("kde,ke->kd", coefs, prior.means)
+        coefs_int = np.round(np.ldexp(coefs, COEF_FRAC)).astype(_INT)
+        if np.any(np.abs(coefs_int) >= 1 << COEF_LIMIT_BITS):
+            raise ValueError("full-covariance p(z) has regression coefficients too large for the exact numerics")
+        inv = np.round(np.ldexp(1.0 / np.maximum(diag, 2.0 ** (HEAD_INV_FRAC - HEAD_INV_LIMIT_BITS + 1)),
+                                HEAD_INV_FRAC)).astype(_INT)
+        offsets = np.clip(offsets, -EDGE_LIMIT, EDGE_LIMIT)
+        return cls(np.round(np.ldexp(offsets, EDGE_FRAC)).astype(_INT), coefs_int, np.maximum(inv, 1))
+
+    def means(self, values: np.ndarray, ks: np.ndarray | None = None) -> np.ndarray:
+        """m at EDGE_FRAC given representative values (B, D) at CODE_FRAC: (B, K, D) for every component, or
+        (B, D) for component ks[b] of each row."""
+        coefs = self.coefs[None] if ks is None else self.coefs[ks]            # (1, K, D, D) or (B, D, D)
+        v = values[:, None, None, :] if ks is None else values[:, None, :]
+        offsets = self.offsets[None] if ks is None else self.offsets[ks]
+        m = offsets + floor_shift((coefs * v).sum(-1), CODE_FRAC + COEF_FRAC - EDGE_FRAC)
+        return np.clip(m, -EDGE_LIMIT << EDGE_FRAC, EDGE_LIMIT << EDGE_FRAC)
+
+    def to_dict(self) -> dict:
+        return {"head_offsets": self.offsets.copy(), "head_coefs": self.coefs.copy(),
+                "head_inv_scales": self.inv_scales.copy()}
+
+
+def _chain_cdf(phi: LookupTable, edges: np.ndarray, index: np.ndarray, means: np.ndarray, inv: np.ndarray,
+               buckets: int) -> np.ndarray:
+    """C(i) of `GaussianHead` at inner edge i = index (1..n-1), whose value is `edges` (at EDGE_FRAC)."""
+    u = floor_shift((edges - means) * inv, HEAD_INV_FRAC)
+    return index + ((phi(u) * ((1 << MASS_BITS) - buckets)) >> CDF_BITS)
+
+
+@dataclass
 class LatentTables:
     """Everything the exact latent probabilities need, as integers: bucket edges (D, 2^b - 1) (inner ones, at
     EDGE_FRAC), representative values (D, 2^b) at CODE_FRAC, the Phi / inverse-scale / exp tables, and the head
-    tables: integer component weights (K,) and per-component bucket masses (K, D, 2^b), each summing to
-    2^MASS_BITS."""
+    tables: integer component weights (K,) and either per-component bucket masses (K, D, 2^b), each summing to
+    2^MASS_BITS (a diagonal p(z)), or `head_full`, a `GaussianHead` (a full-covariance one)."""
 
     edges: np.ndarray
     centres: np.ndarray
@@ -256,14 +333,21 @@ class LatentTables:
     inv_scale: LookupTable
     exp: LookupTable
     head_weights: np.ndarray
-    head_masses: np.ndarray
+    head_masses: np.ndarray | None
+    head_full: GaussianHead | None = None
 
     def __post_init__(self):
         self.edges, self.centres = _ints(self.edges), _ints(self.centres)
-        self.head_weights, self.head_masses = _ints(self.head_weights), _ints(self.head_masses)
+        self.head_weights = _ints(self.head_weights)
         d, n = self.centres.shape
-        if self.edges.shape != (d, n - 1) or self.head_masses.shape[1:] != (d, n) \
-                or self.head_masses.shape[0] != len(self.head_weights):
+        if (self.head_masses is None) == (self.head_full is None):
+            raise ValueError("latent tables need exactly one head: diagonal masses or a full-covariance one")
+        if self.head_full is None:
+            self.head_masses = _ints(self.head_masses)
+            head_shape, want = self.head_masses.shape, (len(self.head_weights), d, n)
+        else:
+            head_shape, want = self.head_full.offsets.shape, (len(self.head_weights), d)
+        if self.edges.shape != (d, n - 1) or head_shape != want:
             raise ValueError("latent tables have inconsistent shapes")
 
     @property
@@ -284,29 +368,37 @@ class LatentTables:
         if bits is not None and int(bits) != bucket_table.bits:
             raise ValueError(f"bucket table has {bucket_table.bits} bits, asked for {bits}")
         centres = np.clip(bucket_table.centres, -EDGE_LIMIT + 1, EDGE_LIMIT - 1)
-        head = HeadTables.from_prior(unconditional, bucket_table)
-        head_raw = np.round(np.ldexp(head.probs, HEAD_RAW_BITS)).astype(_INT)
-        weight_raw = np.round(np.ldexp(head.weights / head.weights.sum(), HEAD_RAW_BITS)).astype(_INT)
+        weights = np.asarray(unconditional.weights, np.float64)
+        weight_raw = np.round(np.ldexp(weights / weights.sum(), HEAD_RAW_BITS)).astype(_INT)
+        head_masses = head_full = None
+        if getattr(unconditional, "full", False):
+            head_full = GaussianHead.build(unconditional)
+        else:
+            head = HeadTables.from_prior(unconditional, bucket_table)
+            head_masses = normalise_masses(np.round(np.ldexp(head.probs, HEAD_RAW_BITS)).astype(_INT),
+                                           HEAD_RAW_BITS + 1)
         return cls(edges=_edges_int(bucket_table.edges),
                    centres=np.round(np.ldexp(centres, CODE_FRAC)).astype(_INT),
                    phi=phi_table(), inv_scale=inv_scale_table(MIN_SCALE if min_scale is None else min_scale),
                    exp=exp_table(RAW_FRAC),
                    head_weights=normalise_masses(weight_raw, HEAD_RAW_BITS + 1),
-                   head_masses=normalise_masses(head_raw, HEAD_RAW_BITS + 1))
+                   head_masses=head_masses, head_full=head_full)
 
     def to_dict(self) -> dict:
         """Arrays only, flat string keys (the model file stores them)."""
-        out = {"edges": self.edges.copy(), "centres": self.centres.copy(),
-               "head_weights": self.head_weights.copy(), "head_masses": self.head_masses.copy()}
+        out = {"edges": self.edges.copy(), "centres": self.centres.copy(), "head_weights": self.head_weights.copy()}
+        out.update({"head_masses": self.head_masses.copy()} if self.head_full is None else self.head_full.to_dict())
         for name in ("phi", "inv_scale", "exp"):
             out.update(getattr(self, name).to_dict(name))
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatentTables":
+        full = GaussianHead(d["head_offsets"], d["head_coefs"], d["head_inv_scales"]) if "head_offsets" in d \
+            else None
         return cls(d["edges"], d["centres"], LookupTable.from_dict(d, "phi"),
                    LookupTable.from_dict(d, "inv_scale"), LookupTable.from_dict(d, "exp"),
-                   d["head_weights"], d["head_masses"])
+                   d["head_weights"], None if full is not None else d["head_masses"], full)
 
 
 def _check_dims(tables: LatentTables, arr: np.ndarray, axis: int, what: str) -> None:
@@ -364,10 +456,35 @@ def component_masses(joint: np.ndarray) -> np.ndarray:
     return out
 
 
+def _head_picked(tables: LatentTables, buckets: np.ndarray) -> np.ndarray:
+    """Each component's mass of each latent's bucket: (B, K, D) int64, P_k,d(z_d) (given z_<d for a full head)."""
+    d, n = tables.dim, tables.buckets
+    head = tables.head_full
+    if head is None:
+        return np.moveaxis(tables.head_masses[:, np.arange(d)[None, :], buckets], 0, 1)
+    means = head.means(latent_values(tables, buckets))[..., None]              # (B, K, D, 1)
+    ends = np.stack([buckets, buckets + 1], axis=-1)[:, None]                  # C at the bucket's two edges
+    inner = tables.edges[np.arange(d)[:, None], np.clip(ends - 1, 0, n - 2)]   # (B, 1, D, 2)
+    cdf = _chain_cdf(tables.phi, inner, ends, means, head.inv_scales[None, :, :, None], n)
+    cdf = np.where(ends == 0, 0, np.where(ends == n, 1 << MASS_BITS, cdf))
+    return cdf[..., 1] - cdf[..., 0]
+
+
+def full_head_masses(tables: LatentTables, ks: np.ndarray, d: int, buckets: np.ndarray) -> np.ndarray:
+    """A full head's masses (B, 2^b) of dimension d for components ks (B,), given the buckets (B, D) of the
+    dimensions before d (the later ones are not read: the coefficients are strictly lower triangular)."""
+    head, n = tables.head_full, tables.buckets
+    ks = np.asarray(ks, dtype=_INT)
+    m = head.means(latent_values(tables, buckets), ks)[:, d, None]                       # (B, 1)
+    inner = _chain_cdf(tables.phi, tables.edges[d][None, :], np.arange(1, n, dtype=_INT)[None, :], m,
+                       head.inv_scales[ks, d, None], n)
+    zeros, ones = np.zeros((len(ks), 1), _INT), np.full((len(ks), 1), 1 << MASS_BITS, _INT)
+    return np.diff(np.concatenate([zeros, inner, ones], axis=1), axis=1)
+
+
 def _head_joint(tables: LatentTables, buckets: np.ndarray) -> np.ndarray:
     """w_k prod_d P_k,d(z_d) (B, K) as Python ints, at 2^((D + 1) MASS_BITS)."""
-    d = tables.dim
-    picked = np.moveaxis(tables.head_masses[:, np.arange(d)[None, :], buckets], 0, 1)   # (B, K, D)
+    picked = _head_picked(tables, buckets)                                     # (B, K, D)
     return np.prod(picked.astype(object), axis=-1) * tables.head_weights.astype(object)[None, :]
 
 

@@ -6,8 +6,9 @@ them come from a `ProbabilityModel`:
 - `encode(x)`: the codes E(x) of a round's images (they condition the next prior and give the bits back);
 - `posterior_probs(codes)`: q(bucket | x) per latent dimension;
 - `prior_probs(previous_codes)`: p(bucket | ĉ) per latent dimension;
-- `head_weights`, `head_probs`, `head_posterior(buckets)`: the unconditional mixture that codes chain heads,
-  its tables computed once when the model was made and stored in the model file;
+- `head_codec(batch)`: the unconditional mixture p(z) that codes chain heads (and every latent of the
+  unordered modes), from tables computed once when the model was made and stored in the model file: by
+  default `head_weights`, `head_probs` (diagonal components) and `head_posterior(buckets)`;
 - `pointer_weights(buckets, neighbour_codes)`: the associative set order's r(k | z) over the unconditional
   mixture and the conditional priors of a few decoded neighbours (set_order.py);
 - `stepper(buckets)`: the next pixel's probabilities given the pixels so far, for a batch (`raster.py`);
@@ -67,6 +68,12 @@ class ProbabilityModel(ABC):
     @abstractmethod
     def head_posterior(self, buckets: np.ndarray) -> np.ndarray:
         """q(k | z) (B, K) of the unconditional mixture's component given bucketed latents (B, D)."""
+
+    def head_codec(self, batch: int):
+        """The codec of `batch` bucketed latents (B, D) under the unconditional mixture, bits back on the
+        component: each component's dimensions independent, under `head_probs`."""
+        from .codecs import mixture
+        return mixture(self.head_weights, self.head_probs, self.head_posterior, batch)
 
     #: Whether `pointer_weights` exists (the associative set order needs it).
     has_pointer_weights: bool = False

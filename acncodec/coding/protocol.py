@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .codecs import BitsBack, Categorical, GuardedStack, StackExhausted, mixture, new_stack, pixels
+from .codecs import BitsBack, Categorical, GuardedStack, StackExhausted, new_stack, pixels
 from .numerics import ProbabilityModel
 from .order import round_positions, seed_words
 
@@ -27,7 +27,7 @@ class Round:
     def __init__(self, pm: ProbabilityModel, batch: int, previous_codes: np.ndarray | None,
                  codes: np.ndarray | None = None, meter: list | None = None):
         self.pm, self.codes = pm, codes
-        prior = (mixture(pm.head_weights, pm.head_probs, pm.head_posterior, batch) if previous_codes is None
+        prior = (pm.head_codec(batch) if previous_codes is None
                  else Categorical(pm.prior_probs(previous_codes)))
         self.codec = BitsBack(
             prior=prior,

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .codecs import BitsBack, Categorical, GuardedStack, StackExhausted, mixture, new_stack, pixels
+from .codecs import BitsBack, Categorical, GuardedStack, StackExhausted, new_stack, pixels
 from .multiset import UNIFORM, MultisetOrder, SortedMultiset, image_keys
 from .numerics import ProbabilityModel
 from .order import active_counts, seed_words
@@ -96,7 +96,7 @@ class PointerPrior:
         pointed, alone = self._groups(k)
         pm = self.pm
         if len(alone):
-            mixture(pm.head_weights, pm.head_probs, pm.head_posterior, len(alone)).push(stack, buckets[alone])
+            pm.head_codec(len(alone)).push(stack, buckets[alone])
         if len(pointed):
             Categorical(pm.prior_probs(self.held_codes[k[pointed] - 1])).push(stack, buckets[pointed])
         stack.encode_reverse(k.astype(np.int32), UNIFORM, self.sizes)
@@ -109,7 +109,7 @@ class PointerPrior:
         if len(pointed):
             buckets[pointed] = Categorical(pm.prior_probs(self.held_codes[k[pointed] - 1])).pop(stack)
         if len(alone):
-            buckets[alone] = mixture(pm.head_weights, pm.head_probs, pm.head_posterior, len(alone)).pop(stack)
+            buckets[alone] = pm.head_codec(len(alone)).pop(stack)
         return k, buckets
 
 
@@ -158,7 +158,7 @@ class SetRound:
                                   likelihood=lambda y: likelihood(y[1]),
                                   posterior=lambda x: PointerPosterior(pm, *self._codes(x), held_codes))
         else:
-            self.codec = BitsBack(prior=mixture(pm.head_weights, pm.head_probs, pm.head_posterior, batch),
+            self.codec = BitsBack(prior=pm.head_codec(batch),
                                   likelihood=likelihood,
                                   posterior=lambda x: Categorical(pm.posterior_probs(self._codes(x)[0])))
 
