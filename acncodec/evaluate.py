@@ -16,7 +16,7 @@ from .progress import bar
 from .kl import kl_to_mixture, kl_to_unconditional, unit_gaussian_entropy
 from .prior import Mixture
 from .knn import nearest_others
-from .tour import greedy_tour
+from .tour import tour_for
 
 BATCH = 256
 CHUNK = 16   # data per Monte-Carlo chunk in the associative estimate: temporaries (CHUNK x S x K x D x M) float64
@@ -74,7 +74,7 @@ def kl_along(net, codes: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
 def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress: bool = False) -> dict:
     """The paper's Table 2 for one dataset, in nats per image (means over the data).
 
-    KL(greedy tour) is the sum along one tour through the whole set, its head under the unconditional prior;
+    KL(greedy tour) is the sum along the codec's tour through the whole set (`tour.tour_for`), its head under the unconditional prior;
     `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth; `set` is the unordered cost less
     what this set's order is worth (ln N! - sum ln m_i!, m_i the copies of identical images), the set order.
     """
@@ -85,7 +85,7 @@ def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress:
         if k < n:
             out[f"kl_k{k}"] = kl_to_neighbours(model.net, codes, k).mean().item()
     unconditional = kl_to_unconditional(codes, model.unconditional)
-    tour = torch.from_numpy(greedy_tour(codes.numpy()))
+    tour = torch.from_numpy(tour_for(codes.numpy()))
     along = kl_along(model.net, codes[tour[1:]], codes[tour[:-1]]) if n > 1 else torch.zeros(0)
     out["kl_tour"] = (unconditional[tour[0]].item() + along.sum().item()) / n
     out["kl_unconditional"] = unconditional.mean().item()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from acncodec import tour as tour_module
-from acncodec.tour import approximate_tour, greedy_tour, greedy_tour_reference, tour_for
+from acncodec.knn import nearest_others
+from acncodec.tour import approximate_tour, greedy_tour, greedy_tour_reference, path_length, tour_for, two_opt
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
@@ -216,15 +217,51 @@ def test_tour_for_switches_at_the_threshold(monkeypatch):
         return approximate_tour(codes, *args, **kwargs)
 
     monkeypatch.setattr(tour_module, "approximate_tour", spy)
-    assert np.array_equal(tour_for(x), greedy_tour(x)) and calls == []        # 2,000 < APPROXIMATE_ABOVE
+    exact = two_opt(x, greedy_tour(x))
+    assert np.array_equal(tour_for(x), exact) and calls == []                 # 2,000 < APPROXIMATE_ABOVE
     monkeypatch.setattr(tour_module, "APPROXIMATE_ABOVE", len(x))
-    assert np.array_equal(tour_for(x), greedy_tour(x)) and calls == []        # at the threshold: still exact
+    assert np.array_equal(tour_for(x), exact) and calls == []                 # at the threshold: still exact
     monkeypatch.setattr(tour_module, "APPROXIMATE_ABOVE", len(x) - 1)
     assert_tour(tour_for(x), len(x))
     assert calls == [len(x)]
     assert_tour(tour_for(x, approximate_above=10), len(x))
     assert calls == [len(x)] * 2
-    assert np.array_equal(tour_for(x, approximate_above=len(x)), greedy_tour(x)) and len(calls) == 2
+    assert np.array_equal(tour_for(x, approximate_above=len(x)), exact) and len(calls) == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_opt_shortens_the_greedy_tour_until_no_move_is_left(seed):
+    x = clustered(1500, 8, seed)
+    greedy = greedy_tour(x)
+    stats = {}
+    better = two_opt(x, greedy, stats=stats)
+    assert_tour(better, len(x))
+    assert stats["two_opt_moves"] > 0
+    assert path_length(x, better) < 0.99 * path_length(x, greedy)
+    assert np.array_equal(two_opt(x, greedy), better)                        # the same path every time
+    # a 2-opt local optimum: no move joining a code to one of its neighbours shortens the path any more
+    d = lambda a, b: float(np.sqrt(((x[a].astype(np.float64) - x[b]) ** 2).sum()))
+    pos = np.empty(len(x), np.int64)
+    pos[better] = np.arange(len(x))
+    step = lambda k: d(better[k], better[k + 1]) if 0 <= k < len(x) - 1 else 0.0
+    for a, near in enumerate(nearest_others(x, np.arange(len(x)), x, 10)):
+        for c in near:
+            lo, hi = sorted((pos[a], pos[c]))
+            if hi - lo < 2:
+                continue
+            after = d(better[lo + 1], better[hi + 1]) if hi + 1 < len(x) else 0.0
+            assert step(lo) + step(hi) - d(a, c) - after <= 1e-9
+            if lo >= 1:
+                assert step(lo - 1) + step(hi - 1) - d(a, c) - d(better[lo - 1], better[hi - 1]) <= 1e-9
+
+
+def test_two_opt_on_tiny_and_duplicate_codes():
+    for n in range(0, 5):
+        x = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
+        assert_tour(two_opt(x, greedy_tour(x)), n)
+    x = np.repeat(clustered(50, 4, 2), 3, axis=0)                              # every code three times
+    tour = two_opt(x, greedy_tour(x))
+    assert_tour(tour, len(x)) and path_length(x, tour) <= path_length(x, greedy_tour(x)) + 1e-9
 
 
 def test_approximate_bad_input():
