@@ -659,11 +659,21 @@ def export(data, folder, binarize):
               help="How images are paired: name (two folders), order (arrays), set (the same images in any "
                    "order, as an array archive in tour order returns them); auto: by name for two folders, "
                    "else in order, and as a set when only the order differs (said in the result).")
+@click.option("--levels", type=click.IntRange(2, 256), default=None,
+              help="Levels of both datasets (default: EXPECTED's, for ACTUAL too where its values fit them, as "
+                   "decompress's array of 17-level digits does).")
 @friendly_errors
-def compare(expected, actual, mode):
+def compare(expected, actual, mode, levels):
     """Check that two datasets hold the same images, every pixel; says how they were paired."""
     from .compare import compare_images
-    result = compare_images(load_data(expected), load_data(actual), mode)
+    expected_set = load_data(expected, levels=levels)
+    try:   # an array of level indices says nothing of its levels: read it as EXPECTED's
+        actual_set = load_data(actual, levels=expected_set.levels if levels is None else levels)
+    except AcnError:
+        if levels is not None:
+            raise
+        actual_set = load_data(actual)   # then the spec check below says what differs
+    result = compare_images(expected_set, actual_set, mode)
     click.echo(result.describe())
 
 

@@ -66,3 +66,21 @@ def test_array_archive_in_tour_order_compares_identical_and_reports_the_reorder(
     assert "identical: 40 images" in r.stdout and "as a set" in r.stdout
     r = run(main, ["compare", str(tmp_path / "a.npy"), str(tmp_path / "r.npy"), "--by", "order"])
     assert r.exit_code == 1 and "--by set" in r.output
+
+
+def test_decompressed_digits_array_compares_with_its_source(tmp_path):
+    """decompress writes 17-level digits as an array of level indices 0..16; compare reads it at the levels of
+    the data it is compared with, and still refuses other levels."""
+    run = CliRunner().invoke
+    assert run(main, ["compress", "digits:60", str(tmp_path / "d.acnz"), "-q"]).exit_code == 0
+    assert run(main, ["decompress", str(tmp_path / "d.acnz"), str(tmp_path / "d.npy"), "-q"]).exit_code == 0
+    assert np.load(tmp_path / "d.npy").max() <= 16
+    r = run(main, ["compare", "digits:60", str(tmp_path / "d.npy")])
+    assert r.exit_code == 0, r.output
+    assert "identical: 60 images" in r.stdout
+    r = run(main, ["compare", "digits:60", str(tmp_path / "d.npy"), "--levels", "256"])
+    assert r.exit_code == 1 and "17-level" in r.output and "256 levels" in r.output
+    grey = np.load(tmp_path / "d.npy").astype(np.uint8) * 15 + 3        # values past 16: not 17-level indices
+    np.save(tmp_path / "g.npy", grey)
+    r = run(main, ["compare", "digits:60", str(tmp_path / "g.npy")])
+    assert r.exit_code == 1 and "levels" in r.output
