@@ -115,6 +115,10 @@ def tables_digest(path: str) -> str:
     inputs = {k: v.numpy() for k, v in stored["inputs"].items()}
     outputs = [et.posterior_masses(tables, inputs["codes"]), et.prior_masses(tables, inputs["raw"]),
                et.head_posterior_masses(tables, inputs["buckets"]), et.latent_values(tables, inputs["buckets"])]
+    full = et.LatentTables.from_dict(stored["latent_full"])          # a full-covariance head
+    ks = inputs["buckets"][:, 0] % len(full.head_weights)
+    outputs += [et.head_posterior_masses(full, inputs["buckets"])]
+    outputs += [et.full_head_masses(full, ks, d, inputs["buckets"]) for d in range(full.dim)]
     for levels in (2, 17, 256):
         pixel = et.PixelTables.from_dict(stored[f"pixel{levels}"])
         logits = inputs[f"logits{levels}"]
@@ -161,12 +165,15 @@ def make_tables(path: Path) -> None:
     dim, k, comps, bits = 6, 4, 5, 8
     w = rng.uniform(0.5, 1.5, k)
     prior = UnconditionalPrior(w / w.sum(), rng.normal(0, 0.8, (k, dim)), rng.uniform(0.2, 1.5, (k, dim)))
-    tables = et.LatentTables.build(BucketTable.from_reference(prior.marginal(), bits), prior, bits)
+    table = BucketTable.from_reference(prior.marginal(), bits)
+    tables = et.LatentTables.build(table, prior, bits)
+    mix = rng.normal(size=(k, dim, dim))
+    full = UnconditionalPrior(prior.weights, prior.means, prior.variances, mix @ mix.transpose(0, 2, 1) + np.eye(dim))
     raw = np.round(rng.normal(0, 2, (64, dim, comps, 3)) * 2 ** et.RAW_FRAC).astype(np.int64)
     inputs = {"codes": np.round(rng.normal(0, 1.5, (64, dim)) * 2 ** et.CODE_FRAC).astype(np.int64),
               "raw": raw, "buckets": rng.integers(0, 2 ** bits, (64, dim))}
     tensors = lambda part: {k: torch.from_numpy(np.array(v)) for k, v in part.items()}
-    stored = {"latent": tensors(tables.to_dict())}
+    stored = {"latent": tensors(tables.to_dict()), "latent_full": tensors(et.LatentTables.build(table, full, bits).to_dict())}
     for levels in (2, 17, 256):
         outputs = 1 if levels == 2 else levels
         inputs[f"logits{levels}"] = np.round(rng.normal(0, 4, (64, 7, outputs)) * 2 ** et.LOGIT_FRAC).astype(np.int64)
@@ -184,10 +191,16 @@ def make_archives(folder: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     from acncodec import codec, modelfile
     from acncodec.coding.multiset import canonical_order, image_keys
     from acncodec.quantize import calibration_set, quantise_model
+    from acncodec.unconditional import fit_unconditional
     from helpers import SPECS, random_images, tiny_model
     archives, expected = {}, {}
-    for kind, spec in SPECS.items():
-        model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 32, seed=9)))
+    # a full-covariance p(z) (its head codes a latent one dimension at a time) beside each diagonal one
+    correlated = np.random.default_rng(4).normal(size=(300, 3)) @ np.array([[1, .8, 0], [0, .6, .5], [0, 0, .7]])
+    full = fit_unconditional(correlated, candidates=(1, 2), covariance="full")
+    variants = [(kind, spec, None) for kind, spec in SPECS.items()] + [("binary full", SPECS["binary"], full)]
+    for kind, spec, prior in variants:
+        model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 32, seed=9)),
+                               *(prior or (None, None)))
         images = random_images(spec, 5, seed=3)
         model_path = folder / f"{kind}.acnm"
         modelfile.save(model, model_path)
@@ -231,7 +244,8 @@ def test_the_settings_change_float_results(fresh_reports):
 
 
 @pytest.mark.parametrize("kind", ["binary", "digits-like", "grey", "rgb", "binary associative", "rgb associative",
-                                  "digits-like associative", "grey associative"])
+                                  "digits-like associative", "grey associative", "binary full",
+                                  "binary full associative"])
 def test_archives_decode_exactly_in_every_setting(fresh_reports, kind):
     """Compressed here with a tiny exact model; decoded in every fresh process to the very same pixels."""
     here, reports = fresh_reports
