@@ -65,6 +65,15 @@ ENCODE_BATCH = 256   # images per encoder call when coding all data for the tour
 __all__ = ["active_counts", "chain_layout", "default_chains", "round_positions", "seed_words"]
 
 
+
+def probability_model(model) -> numerics.ProbabilityModel:
+    """The model's numerics (`numerics.for_model`); tables out of their ranges or shapes, which only a damaged
+    or crafted model file can hold (its hash covers them), are a one-line error."""
+    try:
+        return numerics.for_model(model)
+    except ValueError as e:
+        raise AcnError(f"model {model.hash[:12]}: {e}") from None
+
 def library_versions() -> dict:
     from importlib.metadata import version
     return {name: version(name) for name in ("acncodec", "torch", "numpy", "constriction")}
@@ -157,7 +166,7 @@ def compress_archive(images: ImageSet, model: Model, order: str = "auto", chains
         raise AcnError(f"{images.source}: {order} order codes at most {SET_MAX_N:,} images, got {n:,}")
     chains = default_chains(n) if chains is None else max(1, int(chains))
     lengths = chain_layout(n, chains)
-    pm = numerics.for_model(model)
+    pm = probability_model(model)
     requested = order
     if order == "associative" and not pm.has_pointer_weights:
         raise AcnError(f"numerics {pm.numerics} cannot code the associative order")
@@ -391,7 +400,7 @@ def decompress(data: bytes | Archive, model: Model, where: str = "archive",
     header = check_header(archive, model, where)
     spec = model.spec
     lengths = chain_layout(header.n, header.chains)
-    pm = numerics.for_model(model)
+    pm = probability_model(model)
     rounds = lambda r: bar(r, progress, desc="decompress", unit="round", leave=False)
     with coding_threads(header.coding_threads):
         try:

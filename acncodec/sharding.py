@@ -25,8 +25,8 @@ import numpy as np
 
 from . import shards as container
 from .codec import (CHOICES, SET_MAX_N, SET_ORDERS, channels_first, choose_order, compress as compress_stream,
-                    encode_all, library_versions, match_model, analysis_codes, pixel_digest, to_input_levels)
-from .coding import numerics
+                    encode_all, library_versions, match_model, analysis_codes, pixel_digest, probability_model,
+                    to_input_levels)
 from .coding.order import chain_layout, default_chains
 from .archive import parse as parse_stream
 from .data import ImageSet
@@ -68,7 +68,7 @@ def plan(images: ImageSet, model: Model, order: str, shards: int) -> tuple[str, 
     """The order mode (auto resolved) and each shard's images (positions in `images`, in the order the shard
     is given them). `images` are at the model's levels."""
     from .tour import tour_for
-    pm = numerics.for_model(model)
+    pm = probability_model(model)
     n, info = len(images), {}
     if order == "auto":
         size = math.ceil(n / shards)

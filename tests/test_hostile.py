@@ -450,6 +450,33 @@ def test_11_model_files_that_would_exhaust_memory_are_refused(env, tmp_path):
         one_line_error(code, output, "damaged model file")
 
 
+def test_11_exact_tables_out_of_range_are_one_line(env, tmp_path):
+    """A model file whose integer tables break their own rules (here a full-covariance head whose first
+    dimension reads the second, which the receiver has not decoded yet; and head masses of another shape),
+    resealed with a valid hash: compress and decompress refuse it in one line."""
+    from acncodec.quantize import calibration_set, quantise_model
+    from acncodec.unconditional import fit_unconditional
+    spec = SPECS["binary"]
+    model = tiny_model(spec)
+    full, selection = fit_unconditional(np.random.default_rng(0).normal(size=(200, 3)), candidates=(1,),
+                                        covariance="full")
+    exact = quantise_model(model, calibration_set(random_images(spec, 16, seed=9)), full, selection)
+    coefs = exact.exact["latent.head_coefs"].copy()
+    coefs[:, 0, 1] = 5
+    crafted = {"reads-ahead": dict(exact.exact, **{"latent.head_coefs": coefs})}
+    diag = quantise_model(model, calibration_set(random_images(spec, 16, seed=9)))
+    crafted["head-shape"] = dict(diag.exact, **{"latent.head_masses": diag.exact["latent.head_masses"][:, :, :-1]})
+    np.save(tmp_path / "small.npy", random_images(spec, 4).images[..., 0])
+    for name, parts in crafted.items():
+        base = exact if name == "reads-ahead" else diag
+        bad = modelfile.Model(base.net, base.spec, base.unconditional, base.buckets, base.meta, None, "exact1", parts)
+        modelfile.save(bad, tmp_path / f"{name}.acn")
+        code, output = run_cli(["compress", tmp_path / "small.npy", tmp_path / f"{name}.acnz", "-m",
+                                tmp_path / f"{name}.acn", "-q"])
+        one_line_error(code, output, f"model {bad.hash[:12]}")
+        assert not (tmp_path / f"{name}.acnz").exists()
+
+
 # ------------------------------------------------------------------------------------ one line, not traces
 
 @pytest.mark.parametrize("text", [b"[" * 100000 + b"]" * 100000, b"[" + b"9" * 5000 + b"]", b"{}", b"\xff\xfe",
