@@ -677,7 +677,7 @@ def compare(expected, actual, mode, levels):
     click.echo(result.describe())
 
 
-ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(greedy tour)"),
+ESTIMATE_ROWS = [("kl_k1", "KL(K=1)"), ("kl_k5", "KL(K=5)"), ("kl_tour", "KL(tour: greedy + 2-opt)"),
                  ("kl_k10", "KL(K=10)"), ("kl_unconditional", "KL(unconditional)"),
                  ("reconstruction", "reconstruction"), ("ordered", "ordered <="), ("unordered", "unordered"),
                  ("set", "set (order refunded)"), ("order_cost", "ln(N!)/N (order)")]

@@ -74,7 +74,8 @@ def kl_along(net, codes: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
 def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress: bool = False) -> dict:
     """The paper's Table 2 for one dataset, in nats per image (means over the data).
 
-    KL(greedy tour) is the sum along the codec's tour through the whole set (`tour.tour_for`), its head under the unconditional prior;
+    KL(tour) is the sum along the codec's tour through the whole set (`tour.tour_for`: greedy, then 2-opt), its
+    head under the unconditional prior;
     `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth; `set` is the unordered cost less
     what this set's order is worth (ln N! - sum ln m_i!, m_i the copies of identical images), the set order.
     """
