@@ -302,10 +302,13 @@ class GaussianHead:
     def means(self, values: np.ndarray, ks: np.ndarray | None = None) -> np.ndarray:
         """m at EDGE_FRAC given representative values (B, D) at CODE_FRAC: (B, K, D) for every component, or
         (B, D) for component ks[b] of each row."""
-        coefs = self.coefs[None] if ks is None else self.coefs[ks]            # (1, K, D, D) or (B, D, D)
-        v = values[:, None, None, :] if ks is None else values[:, None, :]
-        offsets = self.offsets[None] if ks is None else self.offsets[ks]
-        m = offsets + floor_shift((coefs * v).sum(-1), CODE_FRAC + COEF_FRAC - EDGE_FRAC)
+        # int64 einsum: integer multiply-adds, exact (|sum| < 2^54), without a (B, K, D, D) temporary
+        values = np.asarray(values, dtype=_INT)
+        if ks is None:
+            sums, offsets = np.einsum("kde,be->bkd", self.coefs, values), self.offsets[None]
+        else:
+            sums, offsets = np.einsum("bde,be->bd", self.coefs[ks], values), self.offsets[ks]
+        m = offsets + floor_shift(sums, CODE_FRAC + COEF_FRAC - EDGE_FRAC)
         return np.clip(m, -EDGE_LIMIT << EDGE_FRAC, EDGE_LIMIT << EDGE_FRAC)
 
     def to_dict(self) -> dict:
