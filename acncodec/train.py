@@ -221,6 +221,10 @@ class Trainer:
             self._load_checkpoint()
         elif init is not None:
             self._start_from(init)
+        if init is not None:   # also when resumed: the checkpoint's identity holds the same model's hash
+            self.meta["initialised_from"] = {"hash": init.hash, "steps": init.meta.get("steps"),
+                                             "train_seconds": init.meta.get("train_seconds"),
+                                             "command": init.meta.get("command")}
 
     def _start_from(self, init: modelfile.Model) -> None:
         """Start from a trained model's networks (an exact model's: the float network its integer maps stand
@@ -232,9 +236,6 @@ class Trainer:
         self.net.load_state_dict(init.net.state_dict())
         self.ema.load_state_dict(init.net.state_dict())
         self.memory.write(np.arange(len(self.data)), encode_all(init.net, self.images).numpy())
-        self.meta["initialised_from"] = {"hash": init.hash, "steps": init.meta.get("steps"),
-                                         "train_seconds": init.meta.get("train_seconds"),
-                                         "command": init.meta.get("command")}
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _identity(self) -> dict:

@@ -55,6 +55,9 @@ def main(pairs: list[str]) -> int:
         command = model.meta.get("command", "?")
         if "quantize_command" in model.meta:
             command += "; " + model.meta["quantize_command"]
+        start = model.meta.get("initialised_from")
+        if start:   # a name given to --init may since name another model: say which one it was
+            command += f" (--init: model {start['hash'][:12]}, made by: {start.get('command')})"
         entries.append(registry.ShippedModel(name, file, digest, model.spec, trained_on, command,
                                              description).to_dict())
     if total > MAX_TOTAL:

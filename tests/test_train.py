@@ -417,6 +417,20 @@ def test_init_starts_from_the_models_networks_and_codes(trained, digits300, tmp_
     assert further.meta["initialised_from"]["steps"] == 100 and further.meta["steps"] == 3
 
 
+def test_a_resumed_run_started_from_a_model_still_records_it(trained, digits300, tmp_path):
+    """The record of the starting model survives an interruption: the resumed run's model names it too."""
+    _, model, _ = trained
+    config = TrainConfig(steps=4, batch_size=32, threads=1, kl_warmup=0)
+    first = Trainer(digits300, tmp_path / "m.acn", TINY, config, init=model)
+    first.train_step()
+    first.save_checkpoint()
+    resumed = Trainer(digits300, tmp_path / "m.acn", TINY, config, init=model)
+    assert resumed.step == 1
+    out = resumed.run(progress=False)
+    torch.set_num_threads(1)
+    assert out.meta["initialised_from"]["hash"] == model.hash and out.meta["steps"] == 4
+
+
 def test_init_refuses_another_spec_network_or_variant(trained, digits300, tmp_path):
     _, model, _ = trained
     config = TrainConfig(steps=2, batch_size=32, threads=1)
