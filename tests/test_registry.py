@@ -42,6 +42,9 @@ def test_shipped_model_matches_its_index_entry(entry):
         recipe += f"; {model.meta['quantize_command']}"
     else:
         assert "quantised_from" in model.meta
+    start = model.meta.get("initialised_from")
+    if start:   # trained further from another model: the index names it, since --init's name may have moved on
+        recipe += f" (--init: model {start['hash'][:12]}, made by: {start.get('command')})"
     assert entry.command == recipe
 
 
