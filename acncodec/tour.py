@@ -58,7 +58,7 @@ APPROXIMATE_NPROBE = 16
 APPROXIMATE_FALLBACK_WIDTH = 4
 #: 2-opt after the tour (`two_opt`): neighbours of each code where moves are looked for, and most passes. On the
 #: binarized-MNIST test codes 16 neighbours saved 0.005 nats/image more than 10, in 1.5x the time (both a few
-#: seconds; bench/results/tour-two-opt-binarized-mnist-test.md).
+#: seconds; bench/results/tour-two-opt-binarized-mnist-test-*.md).
 TWO_OPT_NEIGHBOURS = 10
 TWO_OPT_MAX_PASSES = 20
 #: faiss' k-means wants at least this many training points per list (it warns below).

@@ -32,8 +32,13 @@ def models():
     print("|---|---|---|---|---|---|")
     for m in registry.shipped():
         meta = m.load().meta
+        training = f"{meta['steps']:,} steps ({meta['epochs']} epochs), {meta['train_seconds'] / 60:.0f} min"
+        start = meta.get("initialised_from")
+        if start:   # trained further from another model's weights
+            training += (f", after the {start['steps']:,} steps ({start['train_seconds'] / 60:.0f} min) of "
+                         f"`{start['hash'][:12]}`")
         print(f"| `{m.name}` | {m.spec} | {m.path.stat().st_size / 1e6:.2f} MB | `{m.hash[:12]}` | {m.trained_on} "
-              f"| {meta['steps']:,} steps ({meta['epochs']} epochs), {meta['train_seconds'] / 60:.0f} min |")
+              f"| {training} |")
 
 
 def stale(r: dict) -> bool:

@@ -5,7 +5,7 @@
 The tour's KL is the sum of KL(q(z|x_t) || p(z|c_{t-1})) along it (Gauss-Hermite, `evaluate.kl_along`) per
 image, the chain head left out; KL(K=1), each image under its nearest other code, is shown beside it as a
 reference no path reaches (a path uses each code as a predecessor once). Writes
-bench/results/tour-two-opt-<data>.{json,md}.
+bench/results/tour-two-opt-<data>-<model hash>.{json,md}.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> int:
     k1 = float(kl_along(model.net, codes, codes[torch.from_numpy(nearest)]).mean())
     record = {**provenance(), "model": args.model, "model_hash": model.hash, "data": data.source, "n": n,
               "kl_k1_nats": k1, "rows": rows}
-    stem = args.out / f"tour-two-opt-{args.data.replace(':', '-')}"
+    stem = args.out / f"tour-two-opt-{args.data.replace(':', '-')}-{model.hash[:12]}"
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = ["| tour | neighbours | KL along it, nats/image | Euclidean length | seconds | moves (passes) |",
              "|---|---|---|---|---|---|"]
