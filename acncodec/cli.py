@@ -245,9 +245,9 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
         if kl_warmup is None:   # already trained with the full KL
             kl_warmup = 0
     config = TrainConfig(steps=steps, minutes=minutes, max_epochs=max_epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, lr_schedule=lr_schedule, neighbours=neighbours, unique_neighbours=unique_neighbours,
-                         ema_decay=ema_decay, seed=seed, threads=threads, device=device, variant=variant,
-                         kl_warmup=kl_warmup, bucket_bits=bucket_bits)
+                         learning_rate=learning_rate, lr_schedule=lr_schedule, neighbours=neighbours,
+                         unique_neighbours=unique_neighbours, ema_decay=ema_decay, seed=seed, threads=threads,
+                         device=device, variant=variant, kl_warmup=kl_warmup, bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
                                prior_hidden=prior_hidden, encoder_channels=encoder_channels,
                                encoder_hidden=encoder_hidden, decoder_channels=decoder_channels,
