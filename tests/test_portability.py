@@ -173,7 +173,8 @@ def make_tables(path: Path) -> None:
     inputs = {"codes": np.round(rng.normal(0, 1.5, (64, dim)) * 2 ** et.CODE_FRAC).astype(np.int64),
               "raw": raw, "buckets": rng.integers(0, 2 ** bits, (64, dim))}
     tensors = lambda part: {k: torch.from_numpy(np.array(v)) for k, v in part.items()}
-    stored = {"latent": tensors(tables.to_dict()), "latent_full": tensors(et.LatentTables.build(table, full, bits).to_dict())}
+    stored = {"latent": tensors(tables.to_dict()),
+              "latent_full": tensors(et.LatentTables.build(table, full, bits).to_dict())}
     for levels in (2, 17, 256):
         outputs = 1 if levels == 2 else levels
         inputs[f"logits{levels}"] = np.round(rng.normal(0, 4, (64, 7, outputs)) * 2 ** et.LOGIT_FRAC).astype(np.int64)
