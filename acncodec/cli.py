@@ -736,7 +736,9 @@ def model_info(model):
     from . import registry
     m = registry.load_model(model)
     click.echo(json.dumps({"hash": m.hash, "spec": m.spec.to_dict(), "config": m.config.to_dict(),
-                           "unconditional_components": m.unconditional.components, "meta": m.meta}, indent=2))
+                           "unconditional_components": m.unconditional.components,
+                           "unconditional_covariance": "full" if m.unconditional.full else "diag",
+                           "meta": m.meta}, indent=2))
 
 
 def use_coding_threads() -> None:

@@ -164,6 +164,10 @@ def test_models_command_lists_every_shipped_model():
 def test_a_shipped_name_works_wherever_a_model_is_asked_for(tmp_path):
     r = run(["model-info", "digits"])
     assert r.exit_code == 0 and json.loads(r.output)["hash"] == registry.by_name("digits").hash
+    assert json.loads(r.output)["unconditional_covariance"] == "diag"
+    r = run(["model-info", "binarized-mnist"])    # shipped with a full-covariance p(z), 64 components
+    info = json.loads(r.output)
+    assert info["unconditional_covariance"] == "full" and info["unconditional_components"] == 64
     r = run(["sample", "digits", "-n", "4", "-o", tmp_path / "s.png"])
     assert r.exit_code == 0 and (tmp_path / "s.png").is_file()
     r = run(["model-info", "no-such-model"])
