@@ -109,10 +109,8 @@ class UnconditionalPrior:
         return cls(*(_float64(d[k]) for k in ("weights", "means", "variances")), covariances)
 
     def cholesky(self) -> torch.Tensor:
-        """Lower-triangular factors (K, D, D) of the covariances (float64): Σ_k = L_k L_kᵀ."""
-        cov = torch.from_numpy(self.covariances) if self.full else torch.diag_embed(torch.from_numpy(
-            np.asarray(self.variances, np.float64)))
-        return torch.linalg.cholesky(cov)
+        """Lower-triangular factors (K, D, D) of the full covariances (float64): Σ_k = L_k L_kᵀ."""
+        return torch.linalg.cholesky(torch.from_numpy(self.covariances))
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) for z (..., D), joint over dimensions, in float64."""

@@ -299,15 +299,19 @@ class GaussianHead:
         offsets = np.clip(offsets, -EDGE_LIMIT, EDGE_LIMIT)
         return cls(np.round(np.ldexp(offsets, EDGE_FRAC)).astype(_INT), coefs_int, np.maximum(inv, 1))
 
-    def means(self, values: np.ndarray, ks: np.ndarray | None = None) -> np.ndarray:
-        """m at EDGE_FRAC given representative values (B, D) at CODE_FRAC: (B, K, D) for every component, or
-        (B, D) for component ks[b] of each row."""
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """m (B, K, D) at EDGE_FRAC of every component given representative values (B, D) at CODE_FRAC."""
         # int64 einsum: integer multiply-adds, exact (|sum| < 2^54), without a (B, K, D, D) temporary
-        values = np.asarray(values, dtype=_INT)
-        if ks is None:
-            sums, offsets = np.einsum("kde,be->bkd", self.coefs, values), self.offsets[None]
-        else:
-            sums, offsets = np.einsum("bde,be->bd", self.coefs[ks], values), self.offsets[ks]
+        sums = np.einsum("kde,be->bkd", self.coefs, np.asarray(values, dtype=_INT))
+        return self._finish(self.offsets[None], sums)
+
+    def mean(self, values: np.ndarray, ks: np.ndarray, d: int) -> np.ndarray:
+        """m (B,) of dimension d for component ks[b] of each row (the only one a decoding step needs)."""
+        sums = np.einsum("be,be->b", self.coefs[ks, d], np.asarray(values, dtype=_INT))
+        return self._finish(self.offsets[ks, d], sums)
+
+    @staticmethod
+    def _finish(offsets: np.ndarray, sums: np.ndarray) -> np.ndarray:
         m = offsets + floor_shift(sums, CODE_FRAC + COEF_FRAC - EDGE_FRAC)
         return np.clip(m, -EDGE_LIMIT << EDGE_FRAC, EDGE_LIMIT << EDGE_FRAC)
 
@@ -478,7 +482,7 @@ def full_head_masses(tables: LatentTables, ks: np.ndarray, d: int, buckets: np.n
     dimensions before d (the later ones are not read: the coefficients are strictly lower triangular)."""
     head, n = tables.head_full, tables.buckets
     ks = np.asarray(ks, dtype=_INT)
-    m = head.means(latent_values(tables, buckets), ks)[:, d, None]                       # (B, 1)
+    m = head.mean(latent_values(tables, buckets), ks, d)[:, None]                        # (B, 1)
     inner = _chain_cdf(tables.phi, tables.edges[d][None, :], np.arange(1, n, dtype=_INT)[None, :], m,
                        head.inv_scales[ks, d, None], n)
     zeros, ones = np.zeros((len(ks), 1), _INT), np.full((len(ks), 1), 1 << MASS_BITS, _INT)
