@@ -166,6 +166,9 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @click.option("--neighbours", "-k", type=int, default=TrainConfig.neighbours, show_default=True,
               help="K: the prior is conditioned on a code drawn from the K nearest.")
 @click.option("--unique-neighbours", is_flag=True, help="Use each code as a neighbour at most once per pass.")
+@click.option("--neighbour-pool", type=int, default=None,
+              help="Search the K nearest among this many codes, drawn afresh each step, instead of among all: "
+                   "neighbours as far apart as in a set of this size, the set the model will code.")
 @click.option("--ema-decay", type=float, default=TrainConfig.ema_decay, show_default=True,
               help="Decay of the weight average that the model file keeps.")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True, help="Seed of every random draw.")
@@ -221,7 +224,7 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @QUIET
 @friendly_errors
 def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, lr_schedule, neighbours,
-          unique_neighbours, ema_decay, seed, threads, device, variant, latent_dim, prior_components, prior_hidden,
+          unique_neighbours, neighbour_pool, ema_decay, seed, threads, device, variant, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
           decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, init_model, keep_checkpoint,
           prior_covariance, no_quantize, force, quiet):
@@ -246,7 +249,8 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
             kl_warmup = 0
     config = TrainConfig(steps=steps, minutes=minutes, max_epochs=max_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, lr_schedule=lr_schedule, neighbours=neighbours,
-                         unique_neighbours=unique_neighbours, ema_decay=ema_decay, seed=seed, threads=threads,
+                         unique_neighbours=unique_neighbours, neighbour_pool=neighbour_pool,
+                         ema_decay=ema_decay, seed=seed, threads=threads,
                          device=device, variant=variant, kl_warmup=kl_warmup, bucket_bits=bucket_bits)
     model_config = ModelConfig(latent_dim=latent_dim, prior_components=prior_components,
                                prior_hidden=prior_hidden, encoder_channels=encoder_channels,

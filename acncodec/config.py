@@ -77,6 +77,7 @@ class TrainConfig:
     lr_schedule: str = "constant"   # constant, or cosine: from learning_rate down to 0 at the last step
     neighbours: int = 5
     unique_neighbours: bool = False
+    neighbour_pool: int | None = None   # search the K nearest among this many codes drawn afresh each step
     ema_decay: float = 0.999
     kl_warmup: int | None = None
     kl_warmup_fraction: float = 0.25
@@ -95,6 +96,9 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise AcnError(f"{name} must be at least 1, got {value}")
+        if self.neighbour_pool is not None and self.neighbour_pool <= self.neighbours:
+            raise AcnError(f"the neighbour pool must hold more than the {self.neighbours} neighbours, got "
+                           f"{self.neighbour_pool}")
         if (self.steps is not None and self.steps < 0) or (self.kl_warmup is not None and self.kl_warmup < 0):
             raise AcnError(f"steps and KL warm-up must not be negative, got {self.steps} and {self.kl_warmup}")
         if not self.minutes > 0 or not self.max_epochs > 0 or not self.checkpoint_minutes > 0:

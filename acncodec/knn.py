@@ -27,6 +27,25 @@ def nearest_others(queries: np.ndarray, query_ids: np.ndarray, memory: np.ndarra
     return found[keep].reshape(len(queries), k)
 
 
+def draw_pool(size: int, pool: int | None, rng: np.random.Generator) -> np.ndarray | None:
+    """Rows of the code memory to search this step: `pool` of the `size` drawn without replacement (sorted),
+    or None (all of them) when there is no pool or it would hold every row."""
+    if pool is None or pool >= size:
+        return None
+    return np.sort(rng.choice(size, pool, replace=False))
+
+
+def nearest_in_pool(codes: np.ndarray, ids: np.ndarray, k: int, pool: np.ndarray | None) -> np.ndarray:
+    """The k nearest codes to codes[ids] among codes[pool] (all codes when pool is None), each datum excluded
+    from its own neighbours; indices into `codes`."""
+    if pool is None:
+        return nearest_others(codes[ids], ids, codes, k)
+    at = np.searchsorted(pool, ids)
+    inside = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == ids)
+    found = nearest_others(codes[ids], np.where(inside, at, -1), codes[pool], k)
+    return pool[found]
+
+
 class CodeMemory:
     """Algorithm 1's code memory: one code per training datum, overwritten as batches are encoded. On the CPU,
     searched with faiss."""
@@ -37,8 +56,8 @@ class CodeMemory:
     def write(self, ids: np.ndarray, codes) -> None:
         self.codes[ids] = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else codes
 
-    def neighbours(self, ids: np.ndarray, k: int) -> np.ndarray:
-        return nearest_others(self.codes[ids], ids, self.codes, k)
+    def neighbours(self, ids: np.ndarray, k: int, pool: np.ndarray | None = None) -> np.ndarray:
+        return nearest_in_pool(self.codes, ids, k, pool)
 
     def read(self, ids: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.from_numpy(self.codes[ids]).to(device)
@@ -67,15 +86,21 @@ class DeviceCodeMemory:
         self.table[torch.as_tensor(ids, device=self.device)] = torch.as_tensor(codes, device=self.device).detach()
 
     @torch.no_grad()
-    def neighbours(self, ids: np.ndarray, k: int) -> np.ndarray:
-        if k >= len(self.table):
-            raise ValueError(f"need more than {k} codes to find {k} neighbours excluding self, have "
-                             f"{len(self.table)}")
+    def neighbours(self, ids: np.ndarray, k: int, pool: np.ndarray | None = None) -> np.ndarray:
+        searched = len(self.table) if pool is None else len(pool)
+        if k >= searched:
+            raise ValueError(f"need more than {k} codes to find {k} neighbours excluding self, have {searched}")
         rows = torch.as_tensor(ids, device=self.device)
         q = self.table[rows]
-        dist = (q * q).sum(1, keepdim=True) - 2 * q @ self.table.T + (self.table * self.table).sum(1)
-        dist[torch.arange(len(rows), device=self.device), rows] = float("inf")
-        return dist.topk(k, dim=1, largest=False).indices.cpu().numpy()
+        table = self.table if pool is None else self.table[torch.as_tensor(pool, device=self.device)]
+        dist = (q * q).sum(1, keepdim=True) - 2 * q @ table.T + (table * table).sum(1)
+        if pool is None:
+            dist[torch.arange(len(rows), device=self.device), rows] = float("inf")
+        else:
+            pool_rows = torch.as_tensor(pool, device=self.device)
+            dist[rows[:, None] == pool_rows[None, :]] = float("inf")
+        found = dist.topk(k, dim=1, largest=False).indices.cpu().numpy()
+        return found if pool is None else pool[found]
 
     def read(self, ids: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
         return self.table[torch.as_tensor(ids, device=self.device)]

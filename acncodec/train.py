@@ -302,7 +302,8 @@ class Trainer:
         x = self.images[ids].to(self.device).long()
         codes = self.net.encoder(x)
         self.memory.write(ids, codes.detach())
-        candidates = self.memory.neighbours(ids, self.config.neighbours)
+        pool = knn.draw_pool(len(self.data), self.config.neighbour_pool, self.rng)
+        candidates = self.memory.neighbours(ids, self.config.neighbours, pool)
         chosen = (self.unique.pick(candidates, self.rng) if self.unique is not None
                   else pick_uniform(candidates, self.rng))
         neighbour_codes = self.memory.read(chosen, self.device)

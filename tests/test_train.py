@@ -98,6 +98,50 @@ def test_code_memory_neighbours_exclude_self():
     assert ids[1] in found[0] and ids[0] in found[1] and 5 in found[0]
 
 
+def test_neighbours_in_a_pool_are_the_nearest_pooled_others_on_either_memory():
+    """With a pool, the K nearest are sought among the pooled codes only; a pooled datum is still not its own
+    neighbour, and one outside the pool is searched for like any other. Both memories agree."""
+    from acncodec.knn import DeviceCodeMemory, draw_pool
+    rng = np.random.default_rng(5)
+    host = CodeMemory(300, 4, np.random.default_rng(1))
+    device = DeviceCodeMemory(300, 4, np.random.default_rng(1), "cpu")
+    host.codes[7] = host.codes[100]     # a copy of a datum: a neighbour at distance 0 when pooled
+    device.codes = host.codes
+    pool = np.setdiff1d(np.union1d(draw_pool(300, 60, rng), [7, 100, 200]), [201, 299])
+    ids = np.array([100, 200, 201, 7, 299])
+    for mem in (host, device):
+        found = mem.neighbours(ids, 4, pool)
+        assert np.isin(found, pool).all()
+        for q, nb in zip(ids, found):
+            d = ((host.codes[pool] - host.codes[q]) ** 2).sum(1)
+            d[pool == q] = np.inf
+            assert q not in nb
+            np.testing.assert_allclose(np.sort(((host.codes[nb] - host.codes[q]) ** 2).sum(1)), np.sort(d)[:4],
+                                       rtol=1e-5)
+        assert 7 in found[0]
+    assert np.array_equal(np.sort(host.neighbours(ids, 4, pool), 1), np.sort(device.neighbours(ids, 4, pool), 1))
+    assert draw_pool(300, None, rng) is None and draw_pool(300, 300, rng) is None
+    drawn = draw_pool(300, 50, rng)
+    assert len(np.unique(drawn)) == 50 and np.all(np.diff(drawn) > 0)
+
+
+def test_a_pooled_run_trains_on_pooled_neighbours(tmp_path, digits300, monkeypatch):
+    """--neighbour-pool: each step searches a fresh pool of that many codes, and a pool no larger than K is
+    refused in one line."""
+    import acncodec.knn as knn
+    seen = []
+    real = knn.draw_pool
+    monkeypatch.setattr(knn, "draw_pool", lambda *a: seen.append(real(*a)) or seen[-1])
+    config = TrainConfig(steps=3, batch_size=8, neighbour_pool=40, threads=1)
+    trainer = Trainer(digits300, tmp_path / "m.acn", TINY, config, resume=False)
+    for _ in range(3):
+        trainer.train_step()
+    torch.set_num_threads(1)
+    assert len(seen) == 3 and all(len(p) == 40 for p in seen) and not np.array_equal(seen[0], seen[1])
+    with pytest.raises(AcnError, match="pool"):
+        TrainConfig(neighbours=5, neighbour_pool=5)
+
+
 def test_pick_uniform_picks_every_candidate():
     rng = np.random.default_rng(4)
     cands = np.tile(np.arange(100, 105), (5000, 1))
