@@ -217,6 +217,12 @@ STEPS_SHIPPED_MODELS_HAD = 3000
               help="Covariances of p(z), the unconditional prior (fitted after training to the codes of DATA): "
                    "full fits the codes better and is coded by the exact numerics; with --no-quantize p(z) is "
                    "diagonal.")
+@click.option("--tour-prior", "tour_prior", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N", help="After training, fit the conditional prior to the steps of the codec's tours "
+              "through N of the codes at a time (the size of the sets you will compress; acncodec.tour_prior). "
+              "0 keeps the prior as trained.")
+@click.option("--tour-prior-steps", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Adam steps of that fit (512 steps a batch).")
 @click.option("--no-quantize", is_flag=True,
               help="Keep float numerics: skip `acncodec quantize` (archives then decode only on machines that "
                    "compute exactly like this one).")
@@ -227,7 +233,7 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
           unique_neighbours, neighbour_pool, ema_decay, seed, threads, device, variant, latent_dim, prior_components, prior_hidden,
           encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
           decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, init_model, keep_checkpoint,
-          prior_covariance, no_quantize, force, quiet):
+          prior_covariance, tour_prior, tour_prior_steps, no_quantize, force, quiet):
     from .baseline import xz_baseline
     from .config import epochs_to_steps
     from .train import Trainer, checkpoint_path, log_path
@@ -292,6 +298,15 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
                 f"{reference['bits_per_dim']:.2f} bits/dim. Give it more time (--minutes) or use xz for them")
 
     model = trainer.run(progress=not quiet, on_plan=announce)
+    if tour_prior:
+        from . import modelfile
+        from .train import refit_prior_to_tours
+        say(f"fitting the conditional prior to tours through {tour_prior:,} codes at a time")
+        model = refit_prior_to_tours(model, images, tour_prior, tour_prior_steps, seed=seed, progress=not quiet)
+        fit = model.meta["tour_prior"]
+        say(f"held-out tour KL {fit['held_out_tour_kl_before']:.3f} -> {fit['held_out_tour_kl_after']:.3f} nats: "
+            + ("fitted prior kept" if fit["kept"] else "the trained prior kept"))
+        modelfile.save(model, output)
     if not no_quantize:   # calibrated on the training images, as `acncodec quantize` would be
         from . import modelfile
         from .quantize import calibration_set, quantise_model
@@ -328,13 +343,20 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
               help="Calibration images, spread evenly over DATA.")
 @click.option("--prior-covariance", type=click.Choice(COVARIANCES), default="diag", show_default=True,
               help="diag keeps MODEL's p(z); full refits it with full covariances to the codes of all of DATA.")
+@click.option("--tour-prior", "tour_prior", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N", help="Before quantising, fit the conditional prior to the steps of the codec's tours "
+              "through N of the codes at a time (the size of the sets you will compress; acncodec.tour_prior). "
+              "0 keeps the prior as trained.")
+@click.option("--tour-prior-steps", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Adam steps of that fit (512 steps a batch).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @friendly_errors
-def quantize(model_path, output, data, n_images, prior_covariance, force):
+def quantize(model_path, output, data, n_images, prior_covariance, tour_prior, tour_prior_steps, force):
     """Make an exact model from MODEL (a file or a shipped name): integer networks and tables, so its
     archives decode bit for bit on any machine."""
     from .quantize import quantise_file
-    exact = quantise_file(model_path, data, output, n_images, force, prior_covariance)
+    exact = quantise_file(model_path, data, output, n_images, force, prior_covariance, tour_prior,
+                          tour_prior_steps)
     click.echo(f"wrote {output} (numerics exact1, hash {exact.hash[:12]}; "
                f"calibrated on {exact.meta['calibration_images']} images)")
 

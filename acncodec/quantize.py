@@ -405,9 +405,10 @@ def calibration_set(images, n: int = CALIBRATION_IMAGES) -> torch.Tensor:
 
 
 def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: bool = False,
-                  prior_covariance: str = "diag"):
+                  prior_covariance: str = "diag", tour_prior: int = 0, tour_prior_steps: int = 1000):
     """`acncodec quantize`: read a model, calibrate on DATA (training images), write the exact model.
-    prior_covariance "full": p(z) refitted with full covariances to the codes of all of DATA."""
+    prior_covariance "full": p(z) refitted with full covariances to the codes of all of DATA; tour_prior N:
+    the conditional prior first fitted to tours through N of those codes at a time (`train.refit_prior_to_tours`)."""
     from . import data as datamod
     from . import modelfile, registry
     from .codec import match_model
@@ -420,6 +421,9 @@ def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: 
     images = match_model(datamod.load(data, levels=model.spec.levels), model)
     if len(images) == 0:
         raise AcnError(f"{data}: no images to calibrate on")
+    if tour_prior:
+        from .train import refit_prior_to_tours
+        model = refit_prior_to_tours(model, images, tour_prior, tour_prior_steps)
     prior = selection = None
     if prior_covariance != "diag":
         from .train import refit_unconditional
@@ -427,6 +431,7 @@ def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: 
     exact = quantise_model(model, calibration_set(images, n), prior, selection)
     exact.meta["quantize_command"] = f"acncodec quantize {model_path} -o {output} --data {data}" + \
         (f" --images {n}" if n != CALIBRATION_IMAGES else "") + \
-        (f" --prior-covariance {prior_covariance}" if prior_covariance != "diag" else "")
+        (f" --prior-covariance {prior_covariance}" if prior_covariance != "diag" else "") + \
+        (f" --tour-prior {tour_prior} --tour-prior-steps {tour_prior_steps}" if tour_prior else "")
     modelfile.save(exact, output)
     return exact

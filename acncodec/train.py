@@ -416,6 +416,22 @@ def refit_unconditional(model: modelfile.Model, data: ImageSet, covariance: str,
     return fit_unconditional(codes.numpy(), seed=seed, covariance=covariance)
 
 
+def refit_prior_to_tours(model: modelfile.Model, data: ImageSet, set_size: int, steps: int, seed: int = 0,
+                         progress: bool = False) -> modelfile.Model:
+    """The float model with its conditional prior fitted to the steps of tours through sets of `set_size` of
+    its codes of `data` (`tour_prior.fit_prior_to_tours`); the fit's record is in meta["tour_prior"]. Done
+    before quantising: an exact model's integer maps are the quantised prior."""
+    from .tour_prior import fit_prior_to_tours
+    if model.numerics == "exact1":
+        raise AcnError("fit the prior to tours before quantising: this model is already exact")
+    codes = encode_all(model.net, to_tensor(data.images), progress=progress)
+    prior, record = fit_prior_to_tours(model.net.prior, codes, set_size, steps, seed=seed, progress=progress)
+    net = copy.deepcopy(model.net)
+    net.prior = prior
+    return modelfile.Model(net, model.spec, model.unconditional, model.buckets,
+                           dict(model.meta, tour_prior=record), model.head)
+
+
 def train(data: ImageSet, output: str | Path, model_config: ModelConfig = ModelConfig(),
           config: TrainConfig = TrainConfig(), resume: bool = True, progress: bool = True,
           meta: dict | None = None, keep_checkpoint: bool = False, on_plan=None,
