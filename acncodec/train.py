@@ -224,7 +224,8 @@ class Trainer:
         if init is not None:   # also when resumed: the checkpoint's identity holds the same model's hash
             self.meta["initialised_from"] = {"hash": init.hash, "steps": init.meta.get("steps"),
                                              "train_seconds": init.meta.get("train_seconds"),
-                                             "command": init.meta.get("command")}
+                                             "command": init.meta.get("command"),
+                                             "initialised_from": init.meta.get("initialised_from")}
 
     def _start_from(self, init: modelfile.Model) -> None:
         """Start from a trained model's networks (an exact model's: the float network its integer maps stand

@@ -56,8 +56,9 @@ def main(pairs: list[str]) -> int:
         if "quantize_command" in model.meta:
             command += "; " + model.meta["quantize_command"]
         start = model.meta.get("initialised_from")
-        if start:   # a name given to --init may since name another model: say which one it was
+        while start:   # a name given to --init may since name another model: say which one it was, and so on
             command += f" (--init: model {start['hash'][:12]}, made by: {start.get('command')})"
+            start = start.get("initialised_from")
         entries.append(registry.ShippedModel(name, file, digest, model.spec, trained_on, command,
                                              description).to_dict())
     if total > MAX_TOTAL:

@@ -43,8 +43,9 @@ def test_shipped_model_matches_its_index_entry(entry):
     else:
         assert "quantised_from" in model.meta
     start = model.meta.get("initialised_from")
-    if start:   # trained further from another model: the index names it, since --init's name may have moved on
+    while start:   # trained further from another model: the index names it (and its own start, and so on)
         recipe += f" (--init: model {start['hash'][:12]}, made by: {start.get('command')})"
+        start = start.get("initialised_from")
     assert entry.command == recipe
 
 

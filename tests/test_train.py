@@ -473,6 +473,12 @@ def test_a_resumed_run_started_from_a_model_still_records_it(trained, digits300,
     out = resumed.run(progress=False)
     torch.set_num_threads(1)
     assert out.meta["initialised_from"]["hash"] == model.hash and out.meta["steps"] == 4
+    # a model trained from that one records the whole chain of starting models
+    again = Trainer(digits300, tmp_path / "again.acn", TINY, TrainConfig(steps=1, batch_size=32, threads=1,
+                                                                         kl_warmup=0), init=out).run(progress=False)
+    torch.set_num_threads(1)
+    chain = again.meta["initialised_from"]
+    assert chain["hash"] == out.hash and chain["initialised_from"]["hash"] == model.hash
 
 
 def test_init_refuses_another_spec_network_or_variant(trained, digits300, tmp_path):
