@@ -120,6 +120,13 @@ CLUSTER = click.option("--cluster", default=None, metavar="ADDRESS",
                             "pip install 'acncodec[cluster]'), instead of --workers.")
 QUIET = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no report, no progress bar).")
 FORCE = click.option("--force", "-f", is_flag=True, help="Overwrite OUTPUT if it exists.")
+TOUR_PRIOR = click.option(
+    "--tour-prior", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+    help="Before quantising, fit the conditional prior to the steps of the codec's tours through N of the "
+         "training codes at a time (the size of the sets you will compress; acncodec.tour_prior). 0 keeps the "
+         "prior as trained.")
+TOUR_PRIOR_STEPS = click.option("--tour-prior-steps", type=click.IntRange(min=1), default=1000, show_default=True,
+                                help="Adam steps of that fit, 512 tour steps each.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -217,12 +224,8 @@ STEPS_SHIPPED_MODELS_HAD = 3000
               help="Covariances of p(z), the unconditional prior (fitted after training to the codes of DATA): "
                    "full fits the codes better and is coded by the exact numerics; with --no-quantize p(z) is "
                    "diagonal.")
-@click.option("--tour-prior", "tour_prior", type=click.IntRange(min=0), default=0, show_default=True,
-              metavar="N", help="After training, fit the conditional prior to the steps of the codec's tours "
-              "through N of the codes at a time (the size of the sets you will compress; acncodec.tour_prior). "
-              "0 keeps the prior as trained.")
-@click.option("--tour-prior-steps", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Adam steps of that fit (512 steps a batch).")
+@TOUR_PRIOR
+@TOUR_PRIOR_STEPS
 @click.option("--no-quantize", is_flag=True,
               help="Keep float numerics: skip `acncodec quantize` (archives then decode only on machines that "
                    "compute exactly like this one).")
@@ -343,12 +346,8 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
               help="Calibration images, spread evenly over DATA.")
 @click.option("--prior-covariance", type=click.Choice(COVARIANCES), default="diag", show_default=True,
               help="diag keeps MODEL's p(z); full refits it with full covariances to the codes of all of DATA.")
-@click.option("--tour-prior", "tour_prior", type=click.IntRange(min=0), default=0, show_default=True,
-              metavar="N", help="Before quantising, fit the conditional prior to the steps of the codec's tours "
-              "through N of the codes at a time (the size of the sets you will compress; acncodec.tour_prior). "
-              "0 keeps the prior as trained.")
-@click.option("--tour-prior-steps", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Adam steps of that fit (512 steps a batch).")
+@TOUR_PRIOR
+@TOUR_PRIOR_STEPS
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @friendly_errors
 def quantize(model_path, output, data, n_images, prior_covariance, tour_prior, tour_prior_steps, force):
