@@ -233,10 +233,10 @@ STEPS_SHIPPED_MODELS_HAD = 3000
 @QUIET
 @friendly_errors
 def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning_rate, lr_schedule, neighbours,
-          unique_neighbours, neighbour_pool, ema_decay, seed, threads, device, variant, latent_dim, prior_components, prior_hidden,
-          encoder_channels, encoder_hidden, decoder_channels, decoder_layers, decoder_kernel,
-          decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, init_model, keep_checkpoint,
-          prior_covariance, tour_prior, tour_prior_steps, no_quantize, force, quiet):
+          unique_neighbours, neighbour_pool, ema_decay, seed, threads, device, variant, latent_dim,
+          prior_components, prior_hidden, encoder_channels, encoder_hidden, decoder_channels, decoder_layers,
+          decoder_kernel, decoder_cond_channels, kl_warmup, bucket_bits, binarize, levels, fresh, init_model,
+          keep_checkpoint, prior_covariance, tour_prior, tour_prior_steps, no_quantize, force, quiet):
     from .baseline import xz_baseline
     from .config import epochs_to_steps
     from .train import Trainer, checkpoint_path, log_path
