@@ -301,17 +301,17 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
                 f"{reference['bits_per_dim']:.2f} bits/dim. Give it more time (--minutes) or use xz for them")
 
     model = trainer.run(progress=not quiet, on_plan=announce)
+    from . import modelfile
     if tour_prior:
-        from . import modelfile
         from .train import refit_prior_to_tours
         say(f"fitting the conditional prior to tours through {tour_prior:,} codes at a time")
         model = refit_prior_to_tours(model, images, tour_prior, tour_prior_steps, seed=seed, progress=not quiet)
         fit = model.meta["tour_prior"]
         say(f"held-out tour KL {fit['held_out_tour_kl_before']:.3f} -> {fit['held_out_tour_kl_after']:.3f} nats: "
             + ("fitted prior kept" if fit["kept"] else "the trained prior kept"))
-        modelfile.save(model, output)
+        if no_quantize:   # otherwise the exact model below replaces the file
+            modelfile.save(model, output)
     if not no_quantize:   # calibrated on the training images, as `acncodec quantize` would be
-        from . import modelfile
         from .quantize import calibration_set, quantise_model
         prior = selection = None
         if prior_covariance != "diag":

@@ -66,9 +66,14 @@ def kl_to_neighbours(net, codes: torch.Tensor, k: int) -> torch.Tensor:
 @torch.no_grad()
 def kl_along(net, codes: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x_i) || p(z|previous_i)) for paired rows."""
-    out = [kl_to_mixture(codes[i:i + BATCH], net.prior(previous[i:i + BATCH]))
-           for i in range(0, len(codes), BATCH)]
-    return torch.cat(out)
+    return kl_under(net.prior, codes, previous)
+
+
+@torch.no_grad()
+def kl_under(prior, codes: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x_i) || prior(previous_i)) for paired rows, under a given conditional prior network."""
+    out = [kl_to_mixture(codes[i:i + BATCH], prior(previous[i:i + BATCH])) for i in range(0, len(codes), BATCH)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress: bool = False) -> dict:

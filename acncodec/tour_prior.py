@@ -16,6 +16,7 @@ import copy
 import numpy as np
 import torch
 
+from .evaluate import kl_under
 from .kl import kl_to_mixture
 from .progress import bar
 from .tour import tour_for
@@ -30,14 +31,9 @@ def tour_steps(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     return tour[:-1], tour[1:]
 
 
-@torch.no_grad()
 def tour_kl(prior: torch.nn.Module, codes: torch.Tensor, predecessors: np.ndarray, successors: np.ndarray) -> float:
     """Mean KL(q(z|x_t) || p(z|c_{t-1})) over the given steps, in nats."""
-    total = 0.0
-    for a in range(0, len(successors), BATCH):
-        p, s = predecessors[a:a + BATCH], successors[a:a + BATCH]
-        total += float(kl_to_mixture(codes[s], prior(codes[p])).sum())
-    return total / max(len(successors), 1)
+    return float(kl_under(prior, codes[successors], codes[predecessors]).sum()) / max(len(successors), 1)
 
 
 def fit_prior_to_tours(prior: torch.nn.Module, codes: torch.Tensor, set_size: int, steps: int,
