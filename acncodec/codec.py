@@ -184,6 +184,18 @@ def compress_archive(images: ImageSet, model: Model, order: str = "auto", chains
         if order == "auto":
             all_codes_float = analysis_codes(model, pm, x_all, all_codes)
             order, costs = choose_order(model, pm, images, all_codes_float, tour, lengths)
+        if order == "tour":
+            # Refined under the step's KL once the tour is chosen (the choice was made on the distance tour, and
+            # refining only lowers the tour's cost, so it stands).
+            refine_started = time.perf_counter()
+            from .kl import step_costs
+            from .tour import refined
+            if all_codes_float is None:
+                all_codes_float = analysis_codes(model, pm, x_all, all_codes)
+            tour = refined(all_codes, tour, step_costs(model.net.prior, all_codes_float))
+            if costs is not None:
+                costs["tour"] = order_costs(model, images, all_codes_float, tour, lengths, only="tour")["tour"]
+            tour_seconds += time.perf_counter() - refine_started
         # Where the sender's pass is the full pass, the estimate's reconstruction is read off it.
         meter = [] if estimate and pm.full_pass_exact else None
         if order in SET_ORDERS:

@@ -13,7 +13,7 @@ import torch
 
 from .coding.multiset import order_information_nats
 from .progress import bar
-from .kl import kl_to_mixture, kl_to_unconditional, unit_gaussian_entropy
+from .kl import kl_to_mixture, kl_to_unconditional, step_costs, unit_gaussian_entropy
 from .prior import Mixture
 from .knn import nearest_others
 from .tour import tour_for
@@ -79,8 +79,8 @@ def kl_under(prior, codes: torch.Tensor, previous: torch.Tensor) -> torch.Tensor
 def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress: bool = False) -> dict:
     """The paper's Table 2 for one dataset, in nats per image (means over the data).
 
-    KL(tour) is the sum along the codec's tour through the whole set (`tour.tour_for`: greedy, then 2-opt), its
-    head under the unconditional prior;
+    KL(tour) is the sum along the codec's tour through the whole set (`tour.tour_for`: greedy, then 2-opt, then
+    refined under the step's KL), its head under the unconditional prior;
     `order_cost` is ln(N!)/N, what an arbitrary order of N items is worth; `set` is the unordered cost less
     what this set's order is worth (ln N! - sum ln m_i!, m_i the copies of identical images), the set order.
     """
@@ -91,7 +91,7 @@ def estimate(model, images: torch.Tensor, neighbour_counts=(1, 5, 10), progress:
         if k < n:
             out[f"kl_k{k}"] = kl_to_neighbours(model.net, codes, k).mean().item()
     unconditional = kl_to_unconditional(codes, model.unconditional)
-    tour = torch.from_numpy(tour_for(codes.numpy()))
+    tour = torch.from_numpy(tour_for(codes.numpy(), step_cost=step_costs(model.net.prior, codes)))
     along = kl_along(model.net, codes[tour[1:]], codes[tour[:-1]]) if n > 1 else torch.zeros(0)
     out["kl_tour"] = (unconditional[tour[0]].item() + along.sum().item()) / n
     out["kl_unconditional"] = unconditional.mean().item()

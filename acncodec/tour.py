@@ -313,10 +313,11 @@ def path_length(codes: np.ndarray, tour: np.ndarray) -> float:
     return float(np.sqrt(((x[1:] - x[:-1]) ** 2).sum(-1)).sum())
 
 
-def tour_for(codes: np.ndarray, approximate_above: int | None = None) -> np.ndarray:
+def tour_for(codes: np.ndarray, approximate_above: int | None = None, step_cost=None) -> np.ndarray:
     """The tour the codec sends the images in: `greedy_tour` up to `approximate_above` codes (default
-    APPROXIMATE_ABOVE) shortened by `two_opt`, `approximate_tour` above (where 2-opt's exact neighbour lists
-    would cost as much as the exact tour).
+    APPROXIMATE_ABOVE) shortened by `two_opt` and, given `step_cost(prev, next)` (what a step costs the archive,
+    `kl.step_costs`), refined under it by `tour_refine.refine`; `approximate_tour` above (where 2-opt's exact
+    neighbour lists would cost as much as the exact tour).
 
     Why 200,000 (bench/results/tour-ann.md, one core): the approximate tour is faster from the sizes
     measured up (2.4x on the 60,000 binarized-MNIST codes) and costs almost no KL there (0.0003 nats/image
@@ -327,7 +328,20 @@ def tour_for(codes: np.ndarray, approximate_above: int | None = None) -> np.ndar
     """
     limit = APPROXIMATE_ABOVE if approximate_above is None else approximate_above
     x = _as_codes(codes)
-    return approximate_tour(x) if len(x) > limit else two_opt(x, greedy_tour(x))
+    if len(x) > limit:
+        return approximate_tour(x)
+    tour = two_opt(x, greedy_tour(x))
+    return tour if step_cost is None else refined(x, tour, step_cost)
+
+
+def refined(codes: np.ndarray, tour: np.ndarray, step_cost) -> np.ndarray:
+    """`tour` refined under `step_cost` (`tour_refine.refine`) up to APPROXIMATE_ABOVE codes, as it is above:
+    the refinement's time grows with N as coding does (about a second per 200 codes on binarized MNIST), and
+    its cost table would hold N prior mixtures at once."""
+    if len(tour) > APPROXIMATE_ABOVE:
+        return np.asarray(tour)
+    from .tour_refine import refine
+    return refine(_as_codes(codes), tour, step_cost)
 
 
 def _approximate_distinct_tour(x: np.ndarray, candidates: int, nprobe: int, stats: dict | None) -> np.ndarray:

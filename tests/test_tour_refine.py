@@ -1,0 +1,144 @@
+"""Tests for acncodec.tour_refine: the tour refined under a directed step cost, against brute force; and the
+codec sending its images along the refined tour."""
+
+import numpy as np
+import pytest
+import torch
+
+from acncodec import codec, tour as tour_module
+from acncodec.kl import kl_to_mixture, step_costs
+from acncodec.tour import greedy_tour, tour_for, two_opt
+from acncodec.tour_refine import path_cost, refine
+
+from helpers import SPECS, random_images, tiny_model
+
+torch.set_num_threads(1)
+
+
+def twisted(codes, seed=0):
+    """A directed cost: from a, the step to b costs |x_b - W x_a|^2 + |x_b| (W a random matrix near I), so a
+    path short in distance is not the cheapest, and a -> b and b -> a differ."""
+    x = np.asarray(codes, dtype=np.float64)
+    w = np.eye(x.shape[1]) + 0.4 * np.random.default_rng(seed).normal(size=(x.shape[1], x.shape[1]))
+
+    def cost(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        return np.sum((x[b] - x[a] @ w.T) ** 2, axis=-1) + np.linalg.norm(x[b], axis=-1)
+    return cost
+
+
+def matrix(cost, n):
+    a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    return cost(a.ravel(), b.ravel()).reshape(n, n)
+
+
+def total(m, path):
+    path = list(path)
+    return sum(m[a, b] for a, b in zip(path[:-1], path[1:]))
+
+
+def improving_moves(m, path):
+    """Every relocation (a piece of 1-3 moved elsewhere, in its direction), reversal and exchange of two adjacent
+    pieces that keeps the first datum first and lowers the cost by more than 1e-9: written independently."""
+    path, n, base = list(path), len(path), total(m, path)
+    found = []
+    for s in range(1, n):
+        for length in (1, 2, 3):
+            if s + length > n:
+                break
+            piece, rest = path[s:s + length], path[:s] + path[s + length:]
+            for at in range(1, len(rest) + 1):
+                new = rest[:at] + piece + rest[at:]
+                if new != path and base - total(m, new) > 1e-9:
+                    found.append(("relocate", s, length, at))
+    for i in range(1, n):
+        for j in range(i + 1, n):
+            new = path[:i] + path[i:j + 1][::-1] + path[j + 1:]
+            if base - total(m, new) > 1e-9:
+                found.append(("reverse", i, j))
+    for lo in range(0, n):
+        for mid in range(lo + 2, n):
+            for hi in range(mid, n):
+                new = path[:lo + 1] + path[mid:hi + 1] + path[lo + 1:mid] + path[hi + 1:]
+                if base - total(m, new) > 1e-9:
+                    found.append(("exchange", lo, mid, hi))
+    return found
+
+
+def test_refined_tour_is_a_local_optimum_of_every_move_under_brute_force():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(24, 3))
+    cost = twisted(x)
+    m = matrix(cost, len(x))
+    start = two_opt(x, greedy_tour(x))
+    assert improving_moves(m, start), "the case must start with moves to make"
+    stats = {}
+    out = refine(x, start, cost, candidates=len(x) - 1, stats=stats)
+    assert sorted(out.tolist()) == list(range(len(x))) and out[0] == start[0]
+    assert improving_moves(m, out) == []
+    assert total(m, out) < total(m, start) - 1e-6
+    assert stats["relocations"] + stats["reversals"] + stats["exchanges"] > 0
+
+
+@pytest.mark.parametrize("candidates", [1, 4, 10])
+def test_refine_keeps_a_permutation_lowers_the_cost_and_asks_each_step_once(candidates):
+    x = np.random.default_rng(candidates).normal(size=(300, 4)).astype(np.float32)
+    cost = twisted(x, seed=candidates)
+    asked, calls = [], []
+
+    def counted(a, b):
+        calls.append(len(a))
+        asked.extend(zip(np.asarray(a).tolist(), np.asarray(b).tolist()))
+        return cost(a, b)
+    start = tour_for(x)
+    stats = {}
+    out = refine(x, start, counted, candidates=candidates, stats=stats)
+    assert sorted(out.tolist()) == list(range(len(x))) and out[0] == start[0]
+    assert path_cost(out, cost) < path_cost(start, cost)
+    assert len(asked) == len(set(asked)) == stats["steps_computed"]
+    assert len(calls) <= 3 * stats["rounds"] + 1 + stats["rounds"]   # batched: a few calls per round
+    # the result is a function of the input alone
+    assert np.array_equal(refine(x, start, cost, candidates=candidates), out)
+
+
+def test_refine_leaves_tiny_tours_and_keeps_the_first_datum():
+    x = np.random.default_rng(0).normal(size=(3, 2))
+    assert refine(x, np.array([2, 0, 1]), twisted(x)).tolist() == [2, 0, 1]
+    assert refine(np.zeros((0, 2)), np.zeros(0, dtype=np.int64), twisted(np.zeros((0, 2)))).tolist() == []
+
+
+def test_refined_is_skipped_above_the_exact_tour_limit(monkeypatch):
+    x = np.random.default_rng(1).normal(size=(200, 3)).astype(np.float32)
+    start = tour_for(x)
+    assert not np.array_equal(tour_module.refined(x, start, twisted(x)), start)
+    monkeypatch.setattr(tour_module, "APPROXIMATE_ABOVE", 100)
+    assert np.array_equal(tour_module.refined(x, start, twisted(x)), start)
+
+
+def test_step_costs_are_the_kl_of_each_step_under_the_prior():
+    model = tiny_model(SPECS["binary"], seed=2)
+    codes = torch.randn(40, model.net.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    a = np.array([0, 5, 7, 39, 12]), np.array([1, 5, 30, 0, 13])
+    got = step_costs(model.net.prior, codes, points=64)(*a)
+    with torch.no_grad():
+        want = kl_to_mixture(codes[a[1]], model.net.prior(codes[a[0]]))
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+    quick = step_costs(model.net.prior, codes)(*a)
+    assert np.abs(quick - got).max() < 0.05 * np.abs(got).max() + 0.01
+
+
+def test_the_codec_sends_the_images_along_the_refined_tour():
+    spec = SPECS["binary"]
+    model = tiny_model(spec, seed=4)
+    images = random_images(spec, 60, seed=8)
+    archive, report, sequence = codec.compress_archive(images, model, order="tour", progress=False)
+    pm = codec.probability_model(model)
+    x = codec.channels_first(images.images)
+    codes = codec.encode_all(pm, x)
+    floats = codec.analysis_codes(model, pm, x, codes)
+    distance = tour_for(codes)
+    cost = step_costs(model.net.prior, floats)
+    assert np.array_equal(sequence, tour_for(codes, step_cost=cost))
+    assert path_cost(sequence, cost) < path_cost(distance, cost)
+    out, _ = codec.decompress(archive.to_bytes(), model, progress=False)
+    assert np.array_equal(out.images, images.images[sequence])
