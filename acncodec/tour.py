@@ -1,8 +1,9 @@
 """The order in which the data are sent: a greedy tour through the codes (docs/DESIGN.md, "Order").
 
 The tour is the greedy nearest-unvisited-neighbour path through the codes (the paper's greedy heuristic for
-the Euclidean travelling salesman problem, K = 1), starting at datum 0. `coding/order.py` splits it into
-chains and rounds. Only the sender builds a tour; the receiver never imports this module.
+the Euclidean travelling salesman problem, K = 1), starting at datum 0, shortened by 2-opt (`two_opt`) and, given
+what each step costs the archive, refined under that cost (`refined`, `tour_refine.py`). `coding/order.py` splits
+it into chains and rounds. Only the sender builds a tour; the receiver never imports this module.
 
 Definition of the tour (what "exact" means here). The codes are taken as float32 (what the encoder produces
 and faiss searches). The distance between codes a and b is the float64 value
