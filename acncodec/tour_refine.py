@@ -11,7 +11,10 @@ under the step cost until none is left:
 - exchange: two adjacent pieces swapped, the 3-opt move that keeps every step's direction.
 
 Moves are looked for only where a new step joins a datum to one of its `candidates` nearest codes (as its
-predecessor or as its successor). The first datum stays first (it is coded under the unconditional prior).
+predecessor or as its successor), and, as in Lin and Kernighan's search, only while the gain so far is positive:
+a move that starts by replacing a datum's step with a candidate step is tried only if the candidate step costs
+less than the one it replaces, and its second new step only if the gain is still positive after it. The
+candidates are sorted by cost, so each search stops at the first that fails. The first datum stays first (it is coded under the unconditional prior).
 The cost is asked for in batches, each step at most once: the candidate steps and the path's own steps up
 front, then, after each pass, the steps the pass needed and did not know (a move needing an unknown step is
 not made in that pass). A round is one pass of each move; with don't-look bits, a round looks only from the data
@@ -31,8 +34,10 @@ from typing import Callable
 
 import numpy as np
 
-#: Nearest codes of each datum where moves are looked for (as predecessors and successors).
-CANDIDATES = 16
+#: Nearest codes of each datum where moves are looked for (as predecessors and successors). On the binarized-MNIST
+#: test codes 32 gave a lower KL than 16 or 48, in about the time 16 took without the gain criterion
+#: (bench/results/tour-refine-*.md).
+CANDIDATES = 32
 #: Most rounds of the three passes (the binarized-MNIST test split's 10,000 codes take about 35).
 MAX_ROUNDS = 200
 #: Longest piece a relocation moves.
@@ -81,10 +86,11 @@ def path_cost(tour: np.ndarray, cost: StepCost) -> float:
 
 
 def refine(codes: np.ndarray, tour: np.ndarray, cost: StepCost, candidates: int = CANDIDATES,
-           max_rounds: int = MAX_ROUNDS, stats: dict | None = None) -> np.ndarray:
+           max_rounds: int = MAX_ROUNDS, prune: bool = True, stats: dict | None = None) -> np.ndarray:
     """`tour` (a permutation of range(len(codes))) improved under the directed step cost `cost(prev, next)`
-    (int arrays in, float64 costs out), with the same first datum; see the module docstring. If `stats` is a
-    dict, the moves of each kind, the rounds and the steps computed are written into it."""
+    (int arrays in, float64 costs out), with the same first datum; see the module docstring. `prune` applies
+    the gain criterion (module docstring); without it every move through the candidates is tried. If `stats`
+    is a dict, the moves of each kind, the rounds and the steps computed are written into it."""
     path = [int(v) for v in tour]
     n = len(path)
     counts = {"relocations": 0, "reversals": 0, "exchanges": 0}
@@ -109,7 +115,7 @@ def refine(codes: np.ndarray, tour: np.ndarray, cost: StepCost, candidates: int 
         for rounds in range(1, max_rounds + 1):
             touched: set[int] = set()
             for make in (_relocate, _reverse, _exchange):
-                counts[_NAMES[make]] += make(path, g, before, after, steps, look, touched)
+                counts[_NAMES[make]] += make(path, g, before, after, steps, look, touched, prune)
                 steps.fill()
             if touched:
                 look, full = sorted(touched), False
@@ -122,7 +128,7 @@ def refine(codes: np.ndarray, tour: np.ndarray, cost: StepCost, candidates: int 
     return np.asarray(path, dtype=np.int64)
 
 
-def _relocate(path: list[int], g, before, after, steps: _Steps, look, touched: set) -> int:
+def _relocate(path: list[int], g, before, after, steps: _Steps, look, touched: set, prune: bool) -> int:
     """One pass of relocations of pieces starting at the data in `look`; `path` is rewritten in place, and the
     data whose neighbours changed are added to `touched`."""
     n = len(path)
@@ -149,14 +155,20 @@ def _relocate(path: list[int], g, before, after, steps: _Steps, look, touched: s
             if not out > _GAIN:
                 continue
             best, where = _GAIN, -1
+            limit = g(p, first) if prune else math.inf
             for c in before[first]:      # c -> first: the piece goes between c and succ(c)
+                if g(c, first) >= limit:
+                    break
                 if c == p or c in seg:
                     continue
                 v = succ[c]
                 gain = out - g(c, first) - (g(last, v) - g(c, v) if v >= 0 else 0.0)
                 if gain > best:
                     best, where = gain, c
+            limit = g(last, q) if prune and q >= 0 else math.inf
             for c in after[last]:        # last -> c: the piece goes between pred(c) and c
+                if g(last, c) >= limit:
+                    break
                 u = pred[c]
                 if c == q or c in seg or u < 0 or u in seg:
                     continue
@@ -186,7 +198,7 @@ def _relocate(path: list[int], g, before, after, steps: _Steps, look, touched: s
     return moves
 
 
-def _reverse(path: list[int], g, before, after, steps: _Steps, look, touched: set) -> int:
+def _reverse(path: list[int], g, before, after, steps: _Steps, look, touched: set, prune: bool) -> int:
     """One pass of reversals: for each datum a and candidate successor c later on the path, the piece that
     makes a -> c a step (or a -> c the step after it) reversed when that lowers the cost."""
     n = len(path)
@@ -200,7 +212,10 @@ def _reverse(path: list[int], g, before, after, steps: _Steps, look, touched: se
     moves = 0
     for a in look:
         asked = len(wanted)
+        limit = g(a, path[pos[a] + 1]) if prune and pos[a] + 1 < n else math.inf
         for c in after[a]:
+            if g(a, c) >= limit:
+                break
             # new steps P[i] -> P[j] and P[i+1] -> P[j+1], P[i+1..j] reversed; a -> c is the first or the second
             for i, j in ((pos[a], pos[c]), (pos[a] - 1, pos[c] - 1)):
                 if i < 0 or j <= i + 1:
@@ -227,7 +242,7 @@ def _reverse(path: list[int], g, before, after, steps: _Steps, look, touched: se
     return moves
 
 
-def _exchange(path: list[int], g, before, after, steps: _Steps, look, touched: set) -> int:
+def _exchange(path: list[int], g, before, after, steps: _Steps, look, touched: set, prune: bool) -> int:
     """One pass of exchanges of two adjacent pieces, looked for from each datum x in `look` along a new step
     x -> d."""
     n = len(path)
@@ -241,13 +256,18 @@ def _exchange(path: list[int], g, before, after, steps: _Steps, look, touched: s
         i = pos[x]
         best, move = _GAIN, None
         y = path[i + 1] if i + 1 < n else -1
+        limit = g(x, y) if prune and y >= 0 else math.inf
         for d in after[x]:
+            if g(x, d) >= limit:
+                break
             j = pos[d]
             if j > i + 1:
                 # x -> b..c -> d..e -> z  becomes  x -> d..e -> b..c -> z
                 b, c = path[i + 1], path[j - 1]
                 base = g(x, b) + g(c, d) - g(x, d)
                 for e in before[b]:
+                    if prune and g(e, b) >= base:
+                        break
                     k = pos[e]
                     if k < j:
                         continue
@@ -260,6 +280,8 @@ def _exchange(path: list[int], g, before, after, steps: _Steps, look, touched: s
                 p = path[j - 1]
                 base = g(p, d) - g(x, d) + (g(x, y) if y >= 0 else 0.0)
                 for w2 in after[p]:
+                    if prune and g(p, w2) >= base:
+                        break
                     m = pos[w2]
                     if not j < m <= i:
                         continue

@@ -1,9 +1,10 @@
 """What refining the tour under each step's KL is worth (`tour_refine.refine`), against the distance tour.
 
-    python bench/tour_refine.py [--model binarized-mnist] [--data binarized-mnist:test] [--candidates 10,16,20]
+    python bench/tour_refine.py [--model binarized-mnist] [--data binarized-mnist:test] [--candidates 16,32,48]
+                                [--without-criterion 16]
 
 For the greedy tour, greedy + 2-opt (the distance tour) and the distance tour refined with each number of
-candidates: the KL along it per image (Gauss-Hermite with 64 points, `evaluate.kl_along`, the chain head left
+candidates (and, for --without-criterion, without the gain criterion, every move through the candidates tried): the KL along it per image (Gauss-Hermite with 64 points, `evaluate.kl_along`, the chain head left
 out), the seconds it took (one process, the threads torch was given) and the moves made. Two figures no path
 reaches are shown beside them, over the steps to each code's 30 nearest codes either way: each image under its
 cheapest predecessor, and the assignment bound (each image given a predecessor, each used once, cycles
@@ -67,7 +68,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="binarized-mnist")
     ap.add_argument("--data", default="binarized-mnist:test")
-    ap.add_argument("--candidates", default="10,16,20")
+    ap.add_argument("--candidates", default="16,32,48")
+    ap.add_argument("--without-criterion", default="16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
@@ -90,13 +92,16 @@ def main() -> int:
     rows = [{"tour": "greedy", "candidates": None, "kl_nats": kl(greedy), "seconds": round(greedy_seconds, 2)},
             {"tour": "greedy + 2-opt (distance tour)", "candidates": None, "kl_nats": kl(distance),
              "seconds": round(distance_seconds, 2)}]
-    for k in (int(v) for v in args.candidates.split(",") if v):
+    runs = [(int(v), True) for v in args.candidates.split(",") if v]
+    runs += [(int(v), False) for v in args.without_criterion.split(",") if v]
+    for k, prune in runs:
         stats = {}
         t0 = time.perf_counter()
-        better = refine(x, distance, step_costs(model.net.prior, codes), candidates=k, stats=stats)
+        better = refine(x, distance, step_costs(model.net.prior, codes), candidates=k, prune=prune, stats=stats)
         seconds = time.perf_counter() - t0
-        rows.append({"tour": "distance tour refined", "candidates": k, "kl_nats": kl(better),
-                     "seconds": round(seconds, 2), **stats})
+        rows.append({"tour": "distance tour refined" + ("" if prune else ", without the gain criterion"),
+                     "candidates": k, "gain_criterion": prune, "kl_nats": kl(better), "seconds": round(seconds, 2),
+                     **stats})
         print(rows[-1], flush=True)
     limits = bounds(model, codes)
     record = {**provenance(), "model": args.model, "model_hash": model.hash, "data": data.source, "n": n,

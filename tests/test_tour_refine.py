@@ -73,7 +73,7 @@ def test_refined_tour_is_a_local_optimum_of_every_move_under_brute_force():
     start = two_opt(x, greedy_tour(x))
     assert improving_moves(m, start), "the case must start with moves to make"
     stats = {}
-    out = refine(x, start, cost, candidates=len(x) - 1, stats=stats)
+    out = refine(x, start, cost, candidates=len(x) - 1, prune=False, stats=stats)
     assert sorted(out.tolist()) == list(range(len(x))) and out[0] == start[0]
     assert improving_moves(m, out) == []
     assert total(m, out) < total(m, start) - 1e-6
@@ -99,6 +99,18 @@ def test_refine_keeps_a_permutation_lowers_the_cost_and_asks_each_step_once(cand
     assert len(calls) <= 3 * stats["rounds"] + 1 + stats["rounds"]   # batched: a few calls per round
     # the result is a function of the input alone
     assert np.array_equal(refine(x, start, cost, candidates=candidates), out)
+
+
+def test_the_gain_criterion_prices_fewer_steps_and_still_improves():
+    x = np.random.default_rng(7).normal(size=(400, 4)).astype(np.float32)
+    cost = twisted(x, seed=7)
+    start = tour_for(x)
+    pruned, full = {}, {}
+    a = refine(x, start, cost, candidates=16, stats=pruned)
+    b = refine(x, start, cost, candidates=16, prune=False, stats=full)
+    assert pruned["steps_computed"] < full["steps_computed"]
+    assert path_cost(a, cost) < path_cost(start, cost) and path_cost(b, cost) < path_cost(start, cost)
+    assert sorted(a.tolist()) == sorted(b.tolist()) == list(range(len(x)))
 
 
 def test_refine_leaves_tiny_tours_and_keeps_the_first_datum():
