@@ -55,7 +55,6 @@ def kl_to_unconditional(codes: torch.Tensor, prior: UnconditionalPrior, samples:
     return torch.cat(cross) - unit_gaussian_entropy(codes.shape[-1])
 
 
-
 @torch.no_grad()
 def step_costs(prior, codes, points: int = STEP_COST_POINTS):
     """cost(prev, next) -> KL(q(z|x_next) || p(z|c_prev)) in nats (float64 numpy) for int arrays of indices
