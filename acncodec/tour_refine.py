@@ -11,15 +11,15 @@ under the step cost until none is left:
 - exchange: two adjacent pieces swapped, the 3-opt move that keeps every step's direction.
 
 Moves are looked for only where a new step joins a datum to one of its `candidates` nearest codes (as its
-predecessor or as its successor), and, as in Lin and Kernighan's search, only while the gain so far is positive:
-a move that starts by replacing a datum's step with a candidate step is tried only if the candidate step costs
-less than the one it replaces, and its second new step only if the gain is still positive after it. The
-candidates are sorted by cost, so each search stops at the first that fails. The first datum stays first (it is coded under the unconditional prior).
-The cost is asked for in batches, each step at most once: the candidate steps and the path's own steps up
-front, then, after each pass, the steps the pass needed and did not know (a move needing an unknown step is
-not made in that pass). A round is one pass of each move; with don't-look bits, a round looks only from the data
-the round before touched, and rounds go on until one that looks from every datum makes no move and needs no
-new step, or `max_rounds`.
+predecessor or as its successor), and, as in Lin and Kernighan's search, only while the gain so far is positive: a
+move that starts by replacing a datum's step with a candidate step is tried only if the candidate step costs less
+than the one it replaces, and its second new step only if the gain is still positive after it. The candidates are
+sorted by cost, so each search stops at the first that fails. The first datum stays first (it is coded under the
+unconditional prior). The cost is asked for in batches, each step at most once: the candidate steps and the path's
+own steps up front, then, after each pass, the steps the pass needed and did not know (a move needing an unknown
+step is not made in that pass). A round is one pass of each move; with don't-look bits, a round looks only from
+the data the round before touched, and rounds go on until one that looks from every datum makes no move and needs
+no new step, or `max_rounds`.
 Every move lowers the total by more than 1e-9, so the result never costs more than the input.
 
 On the binarized-MNIST test codes (bench/results/tour-refine-*.md) this takes the tour's KL from 6.49 to 6.31

@@ -4,11 +4,12 @@
                                 [--without-criterion 16]
 
 For the greedy tour, greedy + 2-opt (the distance tour) and the distance tour refined with each number of
-candidates (and, for --without-criterion, without the gain criterion, every move through the candidates tried): the KL along it per image (Gauss-Hermite with 64 points, `evaluate.kl_along`, the chain head left
-out), the seconds it took (one process, the threads torch was given) and the moves made. Two figures no path
-reaches are shown beside them, over the steps to each code's 30 nearest codes either way: each image under its
-cheapest predecessor, and the assignment bound (each image given a predecessor, each used once, cycles
-allowed: scipy's min_weight_full_bipartite_matching). Writes bench/results/tour-refine-<data>-<model hash>.{json,md}.
+candidates (and, for --without-criterion, without the gain criterion: every move through the candidates
+tried): the KL along it per image (Gauss-Hermite with 64 points, `evaluate.kl_along`, the chain head left out),
+the seconds it took (one process, the threads torch was given) and the moves made. Two figures no path reaches
+are shown beside them, over the steps to each code's 30 nearest codes either way: each image under its cheapest
+predecessor, and the assignment bound (each image given a predecessor, each used once, cycles allowed: scipy's
+min_weight_full_bipartite_matching). Writes bench/results/tour-refine-<data>-<model hash>.{json,md}.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from acncodec.data import load  # noqa: E402
-from acncodec.evaluate import encode_all, kl_along  # noqa: E402
+from acncodec.evaluate import kl_along  # noqa: E402
 from acncodec.kl import step_costs  # noqa: E402
 from acncodec.knn import nearest_others  # noqa: E402
-from acncodec.registry import load_model  # noqa: E402
 from acncodec.tour import greedy_tour, two_opt  # noqa: E402
 from acncodec.tour_refine import refine  # noqa: E402
 from machine import provenance  # noqa: E402
+from tour_codes import model_codes, tour_kl  # noqa: E402
 
 BOUND_NEIGHBOURS = 30
 
@@ -74,15 +74,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
-    data = load(args.data)
-    images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2))).long()
-    codes = encode_all(model.net, images)
+    model, data, codes = model_codes(args.model, args.data)
     x = codes.numpy()
     n = len(x)
-
-    def kl(tour) -> float:
-        return float(kl_along(model.net, codes[tour[1:]], codes[tour[:-1]]).sum()) / n
+    kl = lambda tour: tour_kl(model, codes, tour)  # noqa: E731
 
     t0 = time.perf_counter()
     greedy = greedy_tour(x)
@@ -112,8 +107,9 @@ def main() -> int:
              "(rounds) | steps priced |", "|---|---|---|---|---|---|"]
     for r in rows:
         if "rounds" in r:
-            lines.append(f"| {r['tour']} | {r['candidates']} | {r['kl_nats']:.4f} | {r['seconds']} | {r['relocations']}, "
-                         f"{r['reversals']}, {r['exchanges']} ({r['rounds']}) | {r['steps_computed']:,} |")
+            lines.append(f"| {r['tour']} | {r['candidates']} | {r['kl_nats']:.4f} | {r['seconds']} | "
+                         f"{r['relocations']}, {r['reversals']}, {r['exchanges']} ({r['rounds']}) | "
+                         f"{r['steps_computed']:,} |")
         else:
             lines.append(f"| {r['tour']} | | {r['kl_nats']:.4f} | {r['seconds']} | | |")
     stem.with_suffix(".md").write_text(

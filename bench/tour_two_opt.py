@@ -23,12 +23,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from acncodec.data import load  # noqa: E402
-from acncodec.evaluate import encode_all, kl_along  # noqa: E402
+from acncodec.evaluate import kl_along  # noqa: E402
 from acncodec.knn import nearest_others  # noqa: E402
-from acncodec.registry import load_model  # noqa: E402
 from acncodec.tour import greedy_tour, path_length, two_opt  # noqa: E402
 from machine import provenance  # noqa: E402
+from tour_codes import model_codes, tour_kl  # noqa: E402
 
 
 def main() -> int:
@@ -40,15 +39,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
-    data = load(args.data)
-    images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2))).long()
-    codes = encode_all(model.net, images)
+    model, data, codes = model_codes(args.model, args.data)
     x = codes.numpy()
     n = len(x)
-
-    def kl(tour) -> float:
-        return float(kl_along(model.net, codes[tour[1:]], codes[tour[:-1]]).sum()) / n
+    kl = lambda tour: tour_kl(model, codes, tour)  # noqa: E731
 
     nearest = nearest_others(x, np.arange(n), x, 1)[:, 0]
     t0 = time.perf_counter()
