@@ -24,7 +24,9 @@ Every move lowers the total by more than 1e-9, so the result never costs more th
 
 On the binarized-MNIST test codes (bench/results/tour-refine-*.md) this takes the tour's KL from 6.49 to 6.31
 nats/image in about 21 s, where the assignment bound (each datum given a predecessor, each used once, cycles
-allowed) is 5.90. It is the sender's choice alone: the receiver decodes any order.
+allowed) is 5.90. It is the sender's choice alone: the receiver decodes any order. The step costs are float
+arithmetic, so another CPU or library build may price a near tie the other way and refine to another tour
+(another archive, decoded as exactly); on one machine the same input gives the same tour.
 """
 
 from __future__ import annotations
