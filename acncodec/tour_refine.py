@@ -40,7 +40,7 @@ import numpy as np
 #: test codes 32 gave a lower KL than 16 or 48, in about the time 16 took without the gain criterion
 #: (bench/results/tour-refine-*.md).
 CANDIDATES = 32
-#: Most rounds of the three passes (the binarized-MNIST test split's 10,000 codes take about 35).
+#: Most rounds of the three passes (the binarized-MNIST test split's 10,000 codes take about 50).
 MAX_ROUNDS = 200
 #: Longest piece a relocation moves.
 RELOCATE_LONGEST = 3
