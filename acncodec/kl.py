@@ -55,17 +55,19 @@ def kl_to_unconditional(codes: torch.Tensor, prior: UnconditionalPrior, samples:
     return torch.cat(cross) - unit_gaussian_entropy(codes.shape[-1])
 
 
-@torch.no_grad()
 def step_costs(prior, codes, points: int = STEP_COST_POINTS):
     """cost(prev, next) -> KL(q(z|x_next) || p(z|c_prev)) in nats (float64 numpy) for int arrays of indices
-    into `codes` (N, D): what a tour step costs, for `tour_refine`. The prior network runs once per code."""
+    into `codes` (N, D): what a tour step costs, for `tour_refine`. The prior network runs once per code, at the
+    first call: a tour that is not refined (above `tour.APPROXIMATE_ABOVE`) never holds the N mixtures."""
     codes = torch.as_tensor(np.asarray(codes, dtype=np.float32))
-    parts = [prior(codes[i:i + STEP_COST_BATCH]) for i in range(0, len(codes), STEP_COST_BATCH)]
-    log_weights, means, scales = (torch.cat([getattr(m, f) for m in parts])
-                                  for f in ("log_weights", "means", "scales"))
+    mixtures = []
 
     @torch.no_grad()
     def cost(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        if not mixtures:
+            parts = [prior(codes[i:i + STEP_COST_BATCH]) for i in range(0, len(codes), STEP_COST_BATCH)]
+            mixtures.extend(torch.cat([getattr(m, f) for m in parts]) for f in ("log_weights", "means", "scales"))
+        log_weights, means, scales = mixtures
         out = []
         for i in range(0, len(prev), STEP_COST_BATCH):
             a = torch.as_tensor(np.asarray(prev[i:i + STEP_COST_BATCH], dtype=np.int64))
