@@ -348,15 +348,19 @@ def train(data, output, minutes, max_epochs, steps, epochs, batch_size, learning
               help="diag keeps MODEL's p(z); full refits it with full covariances to the codes of all of DATA.")
 @TOUR_PRIOR
 @TOUR_PRIOR_STEPS
+@click.option("--numerics", type=click.Choice(["exact1", "exact2"]), default="exact1", show_default=True,
+              help="exact2: the decoder's maps narrow (10- to 12-bit inputs, their sums below 2^24), which the coder "
+                   "computes in float32, faster than exact1's float64. MODEL may then be an exact1 model: its "
+                   "networks are requantised, its tables kept.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @friendly_errors
-def quantize(model_path, output, data, n_images, prior_covariance, tour_prior, tour_prior_steps, force):
+def quantize(model_path, output, data, n_images, prior_covariance, tour_prior, tour_prior_steps, numerics, force):
     """Make an exact model from MODEL (a file or a shipped name): integer networks and tables, so its
     archives decode bit for bit on any machine."""
     from .quantize import quantise_file
     exact = quantise_file(model_path, data, output, n_images, force, prior_covariance, tour_prior,
-                          tour_prior_steps)
-    click.echo(f"wrote {output} (numerics exact1, hash {exact.hash[:12]}; "
+                          tour_prior_steps, numerics)
+    click.echo(f"wrote {output} (numerics {exact.numerics}, hash {exact.hash[:12]}; "
                f"calibrated on {exact.meta['calibration_images']} images)")
 
 

@@ -46,7 +46,10 @@ FORMAT = "acncodec-model"
 FORMAT_VERSION = 3          # float models (torch.save)
 EXACT_FORMAT_VERSION = 4    # exact models (numpy container)
 READABLE_VERSIONS = (1, 2, 3, 4)
-NUMERICS = ("float32", "exact1")
+NUMERICS = ("float32", "exact1", "exact2")
+#: The exact numerics: "exact2" is "exact1" with narrow decoder maps (inputs rounded to
+#: their own formats first, `quantize.IntAffine.quantise_narrow`), which an exact1 reader would misread.
+EXACT_NUMERICS = ("exact1", "exact2")
 MAGIC = b"ACNMODEL"
 MAX_HEADER = 1 << 22        # a JSON header is a few kB
 #: Array dtypes a model file may hold, with the names the content hash uses for them (torch's, as written
@@ -86,8 +89,8 @@ class Model:
     def hash(self) -> str:
         if self.digest is not None:
             return self.digest
-        head = None if self.numerics == "exact1" else (self.head or _head_tables(self))
-        state = None if self.numerics == "exact1" else self.net.state_dict()
+        head = None if self.numerics in EXACT_NUMERICS else (self.head or _head_tables(self))
+        state = None if self.numerics in EXACT_NUMERICS else self.net.state_dict()
         return content_hash(state, self.spec, self.config, self.unconditional, self.buckets, head,
                             self.numerics, self.exact)
 
@@ -329,7 +332,7 @@ def save(model: Model, path: str | Path, weights: bool = True) -> str:
 
 def to_bytes(model: Model, weights: bool = True) -> tuple[bytes, str]:
     """The model file's bytes (what `save` writes) and its content hash: how a model travels to workers."""
-    if model.numerics == "exact1":
+    if model.numerics in EXACT_NUMERICS:
         return _exact_file(model, weights)
     import torch
     from .buckets import HeadTables
@@ -400,7 +403,7 @@ def _load_exact(data: bytes, where: str) -> StoredModel:
         spec = DataSpec.from_dict(header["spec"], where=where)
         config = ModelConfig.from_dict(header["config"])
         numerics = str(header["numerics"])
-        if numerics != "exact1":
+        if numerics not in EXACT_NUMERICS:
             raise AcnError(f"{where}: model uses numerics {numerics!r}, which this acncodec does not know here")
         meta = header["meta"]
         if not isinstance(meta, dict):
@@ -463,7 +466,7 @@ def _load_torch(source, where: str) -> Model:
                 raise AcnError(f"{where}: model uses numerics {numerics!r}, which this acncodec does not know")
             head = HeadTables.from_dict(unpack_state(payload["head"]))
             exact = {k: v.numpy() for k, v in unpack_state(payload["exact"]).items()} \
-                if numerics == "exact1" else None
+                if numerics in EXACT_NUMERICS else None
         else:
             numerics, head, exact = "float32", None, None
         meta = json.loads(payload.get("meta", "{}"))

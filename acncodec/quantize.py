@@ -39,6 +39,11 @@ MARGIN = 2.0                    # calibrated activation bounds are widened by th
 ACT_FRAC = 14                   # hidden activations: 2^-14 resolution
 TANH_RANGE, SIGMOID_RANGE = 8, 16   # beyond these |x| the functions are saturated below 2^-22
 TABLE_STEP_FRAC = 7             # table knots every 2^-7 of the input, linearly interpolated
+# Narrow maps (numerics "exact2", `IntAffine.quantise_narrow`): inputs within 2^11 where the fan-in allows
+# weights of at least 6 bits beside them, else within 2^9; weights below 2^-24 of their limit round to zero.
+NARROW_INPUTS = (2 ** 11, 2 ** 9)
+NARROW_MIN_WEIGHT = 63
+NARROW_MAX_WEIGHT_FRAC = 24
 
 
 def to_int(x, frac: int) -> torch.Tensor:
@@ -51,20 +56,25 @@ class IntAffine:
     or a pixel, |x| <= 1). `shift` may differ per output (a tensor), for outputs leaving in different formats.
     (`coding.intnet.Affine` computes it.)"""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shift, bound: float, clamp: bool = True):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shift, bound: float, clamp: bool = True,
+                 in_shift: int = 0):
         self.weight = weight.double()
         self.bias = bias.double()
         self.shift = (shift if isinstance(shift, torch.Tensor) else torch.tensor(float(shift))).double()
         self.bound = float(bound)
         self.clamp = bool(clamp)
+        self.in_shift = int(in_shift)
 
     @classmethod
     def quantise(cls, weight: torch.Tensor, bias: torch.Tensor | None, in_frac: int, out_frac,
-                 in_bound_real: float, bounded: bool = False) -> "IntAffine":
+                 in_bound_real: float, bounded: bool = False, narrow: bool = False) -> "IntAffine":
         """weight (out, fan_in) float; out_frac an int or a per-output tensor of ints. `bounded`: the input
-        never exceeds 1 in magnitude (bound 2^in_frac exactly, no clamp needed)."""
+        never exceeds 1 in magnitude (bound 2^in_frac exactly, no clamp needed). `narrow`: a map whose sums
+        stay below 2^24 (`quantise_narrow`)."""
         weight = weight.detach().double()
         bias = torch.zeros(weight.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
+        if narrow:
+            return cls.quantise_narrow(weight, bias, in_frac, out_frac, None if bounded else in_bound_real * MARGIN)
         bound = 2 ** in_frac if bounded else math.ceil(max(in_bound_real, 2.0 ** -in_frac) * MARGIN * 2.0 ** in_frac)
         w_max = max(float(weight.abs().max()), 1e-30)
         w_frac = math.floor(math.log2((WEIGHT_LIMIT - 1) / w_max))
@@ -79,15 +89,55 @@ class IntAffine:
         aff.check_bound()
         return aff
 
+    @classmethod
+    def quantise_narrow(cls, weight, bias, in_frac: int, out_frac, in_bound: float | None) -> "IntAffine":
+        """A map whose sums stay below 2^24, which the coder makes in float32 (`coding.intnet.FLOAT32_LIMIT`):
+        the input, at in_frac, is first rounded to the map's own format, in_frac - in_shift, the most fractional
+        bits that keep in_bound (real units) within NARROW_INPUTS (2^11 where the fan-in allows, else 2^9) and
+        clamped; an input bounded by construction (|x| <= 1, in_bound None) is not clamped, its bound exact;
+        weights take what is left of the budget of 2^23 for fan_in |w| bound, each output with its own scale
+        (the most fractional bits that keep |w| within the limit), and the bias and rounding the other 2^23.
+        On the binarized-MNIST decoder this costs about 0.02 nats per image against 16-bit weights and 14-bit
+        activations (docs/NUMERICS.md)."""
+        from .coding.intnet import FLOAT32_LIMIT
+        fan_in = weight.shape[1]
+        budget = FLOAT32_LIMIT // 2
+        x_limit = next(b for b in NARROW_INPUTS if fan_in * NARROW_MIN_WEIGHT * b < budget or b == NARROW_INPUTS[-1])
+        clamp = in_bound is not None
+        in_bound = max(float(in_bound), 2.0 ** -in_frac) if clamp else 1.0
+        in_shift = max(0, in_frac - math.floor(math.log2(x_limit / in_bound)))
+        map_frac = in_frac - in_shift
+        bound = min(math.ceil(in_bound * 2.0 ** map_frac), x_limit) if clamp else 2.0 ** map_frac
+        w_limit = min(WEIGHT_LIMIT - 1, budget // (fan_in * bound))
+        # per output, the most fractional bits that keep |w| <= w_limit; at most NARROW_MAX_WEIGHT_FRAC, so
+        # that an output of (near) zero weights keeps a bias and a shift of ordinary size
+        w_max = weight.abs().amax(dim=1)
+        w_frac = torch.floor(torch.log2(w_limit / w_max.clamp_min(1e-30))).clamp(max=NARROW_MAX_WEIGHT_FRAC)
+        while True:
+            w = torch.floor(weight * torch.exp2(w_frac)[:, None] + 0.5).clamp(-w_limit, w_limit)
+            b = torch.floor(bias * torch.exp2(w_frac + map_frac) + 0.5)
+            shift = (map_frac + w_frac) - torch.as_tensor(out_frac, dtype=torch.float64)
+            half = torch.where(shift >= 1, torch.exp2(shift - 1), torch.zeros(()))
+            too_big = (b + half).abs() >= budget            # a large bias costs its output a weight bit
+            if not too_big.any():
+                break
+            w_frac = w_frac - too_big.double()
+        aff = cls(w, b, shift, bound, clamp=clamp, in_shift=in_shift)
+        aff.check_bound()
+        return aff
+
     def check_bound(self) -> None:
         """The proof that coding checks again when it reads the map (`coding.intnet.Affine.check_bound`)."""
         from .coding.intnet import Affine
-        Affine(self.weight, self.bias, self.shift, self.bound, self.clamp).check_bound()
+        Affine(self.weight, self.bias, self.shift, self.bound, self.clamp, self.in_shift).check_bound()
 
     def to_dict(self, prefix: str) -> dict:
-        return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias, f"{prefix}.shift": self.shift,
-                f"{prefix}.bound": torch.tensor(self.bound, dtype=torch.float64),
-                f"{prefix}.clamp": torch.tensor(self.clamp)}
+        d = {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias, f"{prefix}.shift": self.shift,
+             f"{prefix}.bound": torch.tensor(self.bound, dtype=torch.float64),
+             f"{prefix}.clamp": torch.tensor(self.clamp)}
+        if self.in_shift:
+            d[f"{prefix}.in_shift"] = torch.tensor(self.in_shift)
+        return d
 
 
 class FunctionTable:
@@ -223,33 +273,33 @@ class IntDecoder:
         self.outputs = outputs
 
     @classmethod
-    def quantise(cls, dec, bounds, tanh, sigmoid, act_frac, code_frac, logit_frac, pixel_in):
+    def quantise(cls, dec, bounds, tanh, sigmoid, act_frac, code_frac, logit_frac, pixel_in, narrow=False):
         b = lambda n: bounds[f"decoder.{n}"]
+        quantise = lambda *a, **k: IntAffine.quantise(*a, **k, narrow=narrow)
         cm = dec.condition_map
         up0, up1 = cm.up[1], cm.up[3]
-        cmap = {"fc": IntAffine.quantise(cm.fc.weight, cm.fc.bias, code_frac, act_frac, b("condition_map.fc")),
-                "up0": IntAffine.quantise(_flat_t(up0), up0.bias, act_frac, act_frac, b("condition_map.up.1")),
-                "up1": IntAffine.quantise(_flat_t(up1), up1.bias, act_frac, act_frac, b("condition_map.up.3"))}
+        cmap = {"fc": quantise(cm.fc.weight, cm.fc.bias, code_frac, act_frac, b("condition_map.fc")),
+                "up0": quantise(_flat_t(up0), up0.bias, act_frac, act_frac, b("condition_map.up.1")),
+                "up1": quantise(_flat_t(up1), up1.bias, act_frac, act_frac, b("condition_map.up.3"))}
         layers = []
         for k, layer in enumerate(dec.layers):
             # bounded by construction: gate outputs (hout; vconv above layer 0) and pixels (layer 0's convs)
             bounded = {"hout", "vconv"} | ({"hconv"} if k == 0 else set())
-            maps = {key: IntAffine.quantise(_flat(getattr(layer, key)), getattr(layer, key).bias, act_frac,
-                                            act_frac, b(f"layers.{k}.{key}"), key in bounded)
+            maps = {key: quantise(_flat(getattr(layer, key)), getattr(layer, key).bias, act_frac, act_frac,
+                                  b(f"layers.{k}.{key}"), key in bounded)
                     for key in IntGatedLayer.KEYS}
             layers.append(IntGatedLayer(maps, layer.first, layer.vconv.kernel_size[1]))
         h = dec.head
         hid = h.features.out_channels // dec.image_channels
         logits_w = _flat(h.logits)
-        head = {"features": IntAffine.quantise(_flat(h.features), h.features.bias, act_frac, act_frac,
-                                               b("head.features")),
-                "logits": [IntAffine.quantise(logits_w[c * h.outputs:(c + 1) * h.outputs], 
-                                              h.logits.bias[c * h.outputs:(c + 1) * h.outputs],
-                                              act_frac, logit_frac, b("head.logits"))
+        head = {"features": quantise(_flat(h.features), h.features.bias, act_frac, act_frac, b("head.features")),
+                "logits": [quantise(logits_w[c * h.outputs:(c + 1) * h.outputs],
+                                    h.logits.bias[c * h.outputs:(c + 1) * h.outputs],
+                                    act_frac, logit_frac, b("head.logits"))
                            for c in range(dec.image_channels)]}
         if dec.image_channels > 1:
-            head["previous"] = IntAffine.quantise(_flat(h.previous) * h.mask[:, :, 0, 0], None, act_frac,
-                                                  act_frac, 1.0, bounded=True)
+            head["previous"] = quantise(_flat(h.previous) * h.mask[:, :, 0, 0], None, act_frac, act_frac, 1.0,
+                                        bounded=True)
         shape = (dec.image_channels, cm.height, cm.width)
         return cls(pixel_in, cmap, (cm.hidden, cm.h0, cm.w0, hid), layers, head, tanh, sigmoid, act_frac,
                    code_frac, shape, h.outputs)
@@ -303,8 +353,10 @@ class IntNetworks:
 
 
 def quantise_networks(net: ACN, calibration: torch.Tensor, code_frac: int, raw_frac: int, logit_frac: int,
-                      act_frac: int = ACT_FRAC) -> IntNetworks:
-    """Integer networks from a float ACN, bounds calibrated on images `calibration` (N, C, H, W) levels."""
+                      act_frac: int = ACT_FRAC, narrow: bool = False) -> IntNetworks:
+    """Integer networks from a float ACN, bounds calibrated on images `calibration` (N, C, H, W) levels.
+    `narrow`: the decoder's maps made narrow (`IntAffine.quantise_narrow`), the decoder being where the coder
+    spends its time; the encoder and prior keep 16-bit weights."""
     if act_frac < code_frac:
         raise ValueError("hidden activations need at least the codes' fractional bits")
     net.eval()
@@ -316,23 +368,32 @@ def quantise_networks(net: ACN, calibration: torch.Tensor, code_frac: int, raw_f
     return IntNetworks(IntEncoder.quantise(net.encoder, bounds, act_frac, code_frac, pixel_in),
                        IntPrior.quantise(net.prior, bounds, tanh, act_frac, code_frac, raw_frac),
                        IntDecoder.quantise(net.decoder, bounds, tanh, sigmoid, act_frac, code_frac, logit_frac,
-                                           pixel_in),
+                                           pixel_in, narrow),
                        {"act_frac": act_frac, "code_frac": code_frac, "raw_frac": raw_frac,
                         "logit_frac": logit_frac})
 
 
-def quantise_model(model, calibration: torch.Tensor, unconditional=None, selection: dict | None = None):
+def quantise_model(model, calibration: torch.Tensor, unconditional=None, selection: dict | None = None,
+                   numerics: str = "exact1"):
     """A model with numerics "exact1": the float model's networks quantised (bounds calibrated on images
     `calibration` (N, C, H, W) levels, a few hundred training images), and its bucket and head tables as
     integers. The float weights stay in the file (training and evaluation use them); coding uses only the
     integer parts. `unconditional`: a p(z) to use in place of the model's (a full-covariance one, which only
     the exact numerics code; `train.refit_unconditional`), `selection` its fit's record; the bucket table stays
-    the model's."""
+    the model's. `numerics` "exact2": the decoder's maps narrow (`IntAffine.quantise_narrow`), their sums
+    below 2^24, which the coder makes in float32. An exact model is requantised: its networks made anew from the float networks it stands for, its tables kept as they are."""
     from .coding import exact_tables
-    from .coding.exact_numerics import join_parts
-    from .modelfile import Model
+    from .coding.exact_numerics import join_parts, split_parts
+    from .modelfile import EXACT_NUMERICS, Model
     nets = quantise_networks(model.net, calibration, exact_tables.CODE_FRAC, exact_tables.RAW_FRAC,
-                             exact_tables.LOGIT_FRAC)
+                             exact_tables.LOGIT_FRAC, narrow=numerics == "exact2")
+    if model.numerics in EXACT_NUMERICS:
+        _, latent, pixel = split_parts(model.exact)
+        parts = {f"net.{k}": v for k, v in nets.to_dict().items()}
+        parts.update({f"latent.{k}": v for k, v in latent.items()})
+        parts.update({f"pixel.{k}": v for k, v in pixel.items()})
+        meta = dict(model.meta, requantised_from=model.hash, calibration_images=int(len(calibration)))
+        return Model(model.net, model.spec, model.unconditional, model.buckets, meta, None, numerics, parts)
     prior = model.unconditional if unconditional is None else unconditional
     latent = exact_tables.LatentTables.build(model.buckets, prior)
     pixel = exact_tables.PixelTables.build(model.spec.levels)
@@ -340,7 +401,7 @@ def quantise_model(model, calibration: torch.Tensor, unconditional=None, selecti
     if selection is not None:
         meta["unconditional_selection"] = selection
     return Model(model.net, model.spec, prior, model.buckets, meta, model.head if unconditional is None else None,
-                 "exact1", join_parts(nets, latent, pixel))
+                 numerics, join_parts(nets, latent, pixel))
 
 
 def dequantised_state(parts: dict, layout: dict) -> dict:
@@ -405,10 +466,13 @@ def calibration_set(images, n: int = CALIBRATION_IMAGES) -> torch.Tensor:
 
 
 def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: bool = False,
-                  prior_covariance: str = "diag", tour_prior: int = 0, tour_prior_steps: int = 1000):
+                  prior_covariance: str = "diag", tour_prior: int = 0, tour_prior_steps: int = 1000,
+                  numerics: str = "exact1"):
     """`acncodec quantize`: read a model, calibrate on DATA (training images), write the exact model.
     prior_covariance "full": p(z) refitted with full covariances to the codes of all of DATA; tour_prior N:
-    the conditional prior first fitted to tours through N of those codes at a time (`train.refit_prior_to_tours`)."""
+    the conditional prior first fitted to tours through N of those codes at a time (`train.refit_prior_to_tours`).
+    numerics "exact2": narrow decoder maps (`quantise_model`); an exact1 MODEL may then be given, and its networks
+    are requantised, its tables kept."""
     from . import data as datamod
     from . import modelfile, registry
     from .codec import match_model
@@ -416,8 +480,12 @@ def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: 
     from .fileio import check_writable
     check_writable(output, force)
     model = registry.load_model(model_path)
-    if model.numerics == "exact1":
-        raise AcnError(f"{model_path}: already an exact model (numerics exact1)")
+    if numerics not in ("exact1", "exact2"):
+        raise AcnError(f"unknown numerics {numerics!r} (exact1 or exact2)")
+    if model.numerics != "float32" and not (numerics == "exact2" and model.numerics == "exact1"):
+        raise AcnError(f"{model_path}: already an exact model (numerics {model.numerics})")
+    if model.numerics != "float32" and (tour_prior or prior_covariance != "diag"):
+        raise AcnError(f"{model_path}: an exact model is requantised with its prior as it is")
     images = match_model(datamod.load(data, levels=model.spec.levels), model)
     if len(images) == 0:
         raise AcnError(f"{data}: no images to calibrate on")
@@ -428,10 +496,11 @@ def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: 
     if prior_covariance != "diag":
         from .train import refit_unconditional
         prior, selection = refit_unconditional(model, images, prior_covariance)
-    exact = quantise_model(model, calibration_set(images, n), prior, selection)
+    exact = quantise_model(model, calibration_set(images, n), prior, selection, numerics)
     exact.meta["quantize_command"] = f"acncodec quantize {model_path} -o {output} --data {data}" + \
         (f" --images {n}" if n != CALIBRATION_IMAGES else "") + \
         (f" --prior-covariance {prior_covariance}" if prior_covariance != "diag" else "") + \
-        (f" --tour-prior {tour_prior} --tour-prior-steps {tour_prior_steps}" if tour_prior else "")
+        (f" --tour-prior {tour_prior} --tour-prior-steps {tour_prior_steps}" if tour_prior else "") + \
+        (f" --numerics {numerics}" if numerics != "exact1" else "")
     modelfile.save(exact, output)
     return exact

@@ -423,7 +423,7 @@ def refit_prior_to_tours(model: modelfile.Model, data: ImageSet, set_size: int, 
     its codes of `data` (`tour_prior.fit_prior_to_tours`); the fit's record is in meta["tour_prior"]. Done
     before quantising: an exact model's integer maps are the quantised prior."""
     from .tour_prior import fit_prior_to_tours
-    if model.numerics == "exact1":
+    if model.numerics != "float32":
         raise AcnError("fit the prior to tours before quantising: this model is already exact")
     codes = encode_all(model.net, to_tensor(data.images), progress=progress)
     prior, record = fit_prior_to_tours(model.net.prior, codes, set_size, steps, seed=seed, progress=progress)

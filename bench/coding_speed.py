@@ -40,11 +40,12 @@ CHILD = r"""
 import hashlib, json, resource, sys, time
 import numpy as np
 import acncodec
-from acncodec import codec, registry
+from acncodec import codec, modelfile, registry
 phase, data, model_name, archive, order = sys.argv[1:6]
 chains = int(sys.argv[6]) if len(sys.argv) > 6 else None
 images = acncodec.load(data)
-model = registry.by_name(model_name).load()
+shipped = registry.by_name(model_name)     # a shipped model's name, or a model file (bench/narrow_maps.py)
+model = shipped.load() if shipped is not None else modelfile.load(model_name)
 started = time.perf_counter()
 if phase == "compress":
     blob, report = codec.compress(images, model, order=order, chains=chains, progress=False)

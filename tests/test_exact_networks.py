@@ -204,17 +204,20 @@ def test_accumulators_are_proven_below_2_to_the_53(quantised):
 
 
 # ----------------------------------------------------------------------------------------------- the codec
-@pytest.fixture(scope="module", params=list(SPECS))
+@pytest.fixture(scope="module", params=[(name, numerics) for numerics in ("exact1", "exact2") for name in SPECS],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def exact_model(request, tmp_path_factory):
-    """A tiny exact model, saved and loaded back (the integer parts travel through the model file)."""
+    """A tiny exact model, saved and loaded back (the integer parts travel through the model file); exact2's
+    decoder maps are narrow (tests/test_narrow_maps.py)."""
     from acncodec import modelfile
     from acncodec.quantize import quantise_model
-    spec = SPECS[request.param]
-    model = quantise_model(tiny_model(spec), to_tensor(random_images(spec, 64, seed=5).images))
+    name, numerics = request.param
+    spec = SPECS[name]
+    model = quantise_model(tiny_model(spec), to_tensor(random_images(spec, 64, seed=5).images), numerics=numerics)
     path = tmp_path_factory.mktemp("exact") / "m.acn"
     assert modelfile.save(model, path) == model.hash
     loaded = modelfile.load(path)
-    assert loaded.numerics == "exact1" and loaded.hash == model.hash
+    assert loaded.numerics == numerics and loaded.hash == model.hash
     return spec, loaded
 
 
@@ -266,11 +269,13 @@ def test_integer_outputs_are_identical_under_other_cpu_settings(tmp_path):
     from tests.exact_check import network_digests
     from tests.test_portability import outputs_everywhere
     for name, spec in SPECS.items():
-        model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 64, seed=5)))
-        modelfile.save(model, tmp_path / f"{name}.acnm")
-        np.save(tmp_path / f"{name}.npy", to_tensor(random_images(spec, 64, seed=9).images).numpy())
+        for numerics in ("exact1", "exact2"):     # exact2: float32 sums (tests/test_narrow_maps.py)
+            model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 64, seed=5)),
+                                   numerics=numerics)
+            modelfile.save(model, tmp_path / f"{name}-{numerics}.acnm")
+            np.save(tmp_path / f"{name}-{numerics}.npy", to_tensor(random_images(spec, 64, seed=9).images).numpy())
     here = network_digests(str(tmp_path))
-    assert len(here) == len(SPECS)
+    assert len(here) == 2 * len(SPECS)
     reports = outputs_everywhere("tests.exact_check:network_digests", str(tmp_path))
     differing = sorted(name for name, r in reports.items() if r["result"] != here)
     assert not differing, f"integer network outputs changed under {differing}"

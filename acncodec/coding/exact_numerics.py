@@ -119,7 +119,8 @@ class ExactModel(ProbabilityModel):
 
     def __init__(self, model):
         if model.exact is None:
-            raise ValueError("model has numerics 'exact1' but no integer networks")
+            raise ValueError(f"model has numerics {model.numerics!r} but no integer networks")
+        self.numerics = model.numerics
         net_part, latent_part, pixel_part = split_parts(model.exact)
         self.nets = IntNetworks.from_dict(net_part)
         self.latent = tables.LatentTables.from_dict(latent_part)

@@ -54,44 +54,92 @@ class Affine:
     one times 2^-s, exactly (all below 2^53 times it, `check_bound`): the result is (W x + b + 2^(s-1)) 2^-s in
     every bit, whatever the summation order."""
 
-    def __init__(self, weight, bias, shift, bound: float, clamp: bool = True):
+    def __init__(self, weight, bias, shift, bound: float, clamp: bool = True, in_shift: int = 0):
         self.weight = _array(weight)
         self.bias = _array(bias)
         self.shift = _array(shift)
         self.bound, self.clamp = float(bound), bool(clamp)
+        self.in_shift = int(in_shift)
+        if not 0 <= self.in_shift <= 52:
+            raise ValueError(f"integer layer's input shift {self.in_shift} is out of range")
         half = np.where(self.shift >= 1, np.exp2(self.shift - 1), 0.0)
         self.bias_rounding = np.ascontiguousarray(self.bias + half)
         inv = np.exp2(-self.shift)
         self.scaled_weight_t = np.ascontiguousarray(self.weight.T * inv)
         self.scaled_bias = np.ascontiguousarray(self.bias_rounding * inv)
         self._windows: dict = {}    # the scaled weight as convolutions read it, per (cin, kh, kw)
+        # sums below 2^24 (inputs within the bound: clamped, or bounded by construction): float32 computes them
+        # exactly, twice as fast
+        self.float32 = self.worst_sum() < FLOAT32_LIMIT
+        self.scaled_bias32 = self.scaled_bias.astype(np.float32) if self.float32 else None
 
     def sliced(self, rows=slice(None), cols=slice(None), clamp: bool | None = None) -> "Affine":
         """The map restricted to some outputs and inputs (the unused inputs held at zero)."""
         shift = self.shift if self.shift.ndim == 0 else self.shift[rows]
         return Affine(self.weight[rows, cols], self.bias[rows], shift, self.bound,
-                      self.clamp if clamp is None else clamp)
+                      self.clamp if clamp is None else clamp, self.in_shift)
+
+    def worst_sum(self) -> float:
+        """The largest |W x + b + rounding| any clamped input can give (x within the bound)."""
+        if not self.weight.size:
+            return float(np.abs(self.bias_rounding).max(initial=0.0))
+        return self.weight.shape[1] * float(np.abs(self.weight).max()) * self.bound \
+            + float(np.abs(self.bias_rounding).max())
 
     def check_bound(self) -> None:
-        worst = self.weight.shape[1] * float(np.abs(self.weight).max()) * self.bound \
-            + float(np.abs(self.bias_rounding).max())
+        worst = self.worst_sum()
         if not worst < EXACT_LIMIT:
             raise ValueError(f"integer layer may exceed 2^53 in its accumulator ({worst:.3g})")
 
-    def clamped(self, x: np.ndarray) -> np.ndarray:
-        if not self.clamp:
-            return x
-        # two ufuncs: np.clip's Python wrapper costs more than the clamp on small rows
-        return np.minimum(np.maximum(x, -self.bound), self.bound)
+    def clamped(self, x: np.ndarray, dtype=None) -> np.ndarray:
+        """The input as the map reads it: moved to the map's input format (rounded, halves up) when it has
+        one, then clamped to the bound; in `dtype` (float32 holds every clamped input of a float32 map)."""
+        if self.clamp:
+            # clamped first, to the bound in the input's own format (an integer, so the rounding of the clamped
+            # input gives the clamp of the rounded one); every value is then below 2^24, which float32 holds
+            limit = self.bound * 2.0 ** self.in_shift
+            # two ufuncs: np.clip's Python wrapper costs more than the clamp on small rows
+            out = np.maximum(x, -limit, dtype=dtype)
+            np.minimum(out, limit, out=out)
+            if not self.in_shift:
+                return out
+            out *= 2.0 ** -self.in_shift
+        elif self.in_shift:
+            out = np.multiply(x, 2.0 ** -self.in_shift, dtype=dtype)    # bounded by construction
+        else:
+            return x if dtype is None else x.astype(dtype)
+        out += 0.5
+        return np.floor(out, out=out)
+
+    def products(self, x: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+        """(W x) 2^-s (..., out) for a raw input x (..., fan_in): the sums before bias and rounding, in
+        float32 where the map's sums stay below 2^24 (`float32`), else in float64; the same numbers either way.
+        `weight` is the scaled weight in the layout x is flattened in (default: the map's own)."""
+        weight = self.scaled_weight_t if weight is None else weight
+        if self.float32:
+            return self.clamped(x, np.float32) @ self.weight32(weight)
+        return self.clamped(x) @ weight
+
+    def weight32(self, weight: np.ndarray) -> np.ndarray:
+        """A scaled weight of this map in float32 (exact: integers below 2^24 times a power of two)."""
+        key = ("float32", id(weight))
+        if key not in self._windows:
+            self._windows[key] = (weight, weight.astype(np.float32))   # the original kept, so its id stays its
+        return self._windows[key][1]
 
     def finish(self, acc: np.ndarray) -> np.ndarray:
-        """(W x) 2^-s (..., out), from the scaled weight -> the map's output, in place: bias and rounding."""
-        acc += self.scaled_bias
-        return np.floor(acc, out=acc)
+        """(W x) 2^-s (..., out), from the scaled weight -> the map's output (float64): bias and rounding, in
+        place where the sums are float64 (float32 sums plus the bias are exact in float64)."""
+        if acc.dtype == np.float64:
+            acc += self.scaled_bias
+            return np.floor(acc, out=acc)
+        # float32 sums: adding the bias and rounding are exact in float32 too (`worst_sum` < 2^24)
+        acc += self.scaled_bias32
+        return np.floor(acc, out=acc).astype(np.float64)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x (..., fan_in) integers -> (..., out) integers."""
-        return self.finish(self.clamped(x) @ self.scaled_weight_t)
+        return self.finish(self.products(x))
 
     def window_weight(self, cin: int, kh: int, kw: int) -> np.ndarray:
         """The scaled weight as a convolution's (kh * kw * cin, out), windows flattened (row, column, channel):
@@ -108,13 +156,20 @@ class Affine:
         if key not in self._windows:
             out = self.weight.shape[0]
             w = self.weight.reshape(out, cin, kh, kw)[:, :, rows][:, :, :, cols]
-            self._windows[key] = Affine(w.reshape(out, -1), self.bias, self.shift, self.bound, self.clamp)
+            self._windows[key] = Affine(w.reshape(out, -1), self.bias, self.shift, self.bound, self.clamp,
+                                        self.in_shift)
         return self._windows[key]
 
     @classmethod
     def from_dict(cls, d: dict, prefix: str) -> "Affine":
+        in_shift = int(_array(d[f"{prefix}.in_shift"], np.int64)) if f"{prefix}.in_shift" in d else 0
         return cls(d[f"{prefix}.weight"], d[f"{prefix}.bias"], d[f"{prefix}.shift"],
-                   float(_array(d[f"{prefix}.bound"])), bool(_array(d[f"{prefix}.clamp"], bool)))
+                   float(_array(d[f"{prefix}.bound"])), bool(_array(d[f"{prefix}.clamp"], bool)), in_shift)
+
+
+#: float32 computes a map exactly when every |partial sum| stays below 2^24 (its significand): the products and
+#: sums are integers times the map's power of two, so any order, blocking or FMA gives the same number.
+FLOAT32_LIMIT = 2.0 ** 24
 
 
 class Table:
@@ -148,14 +203,15 @@ def joined(maps: list[Affine]) -> list[Affine]:
     out = []
     for m in maps:
         last = out[-1][-1] if out else None
-        if last is not None and (last.clamp, last.bound) == (m.clamp, m.bound) \
+        if last is not None and (last.clamp, last.bound, last.in_shift) == (m.clamp, m.bound, m.in_shift) \
                 and last.weight.shape[1] == m.weight.shape[1]:
             out[-1].append(m)
         else:
             out.append([m])
     return [group[0] if len(group) == 1 else Affine(
         np.concatenate([m.weight for m in group]), np.concatenate([m.bias for m in group]),
-        np.concatenate([np.broadcast_to(m.shift, m.bias.shape) for m in group]), group[0].bound, group[0].clamp)
+        np.concatenate([np.broadcast_to(m.shift, m.bias.shape) for m in group]), group[0].bound, group[0].clamp,
+        group[0].in_shift)
         for group in out]
 
 
@@ -188,10 +244,13 @@ def conv_sums(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int =
     kh, kw = kernel
     ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
     weight = aff.window_weight(cin, kh, kw)
-    x = aff.clamped(x)
-    out = np.empty((n, ho, wo, weight.shape[1]))
+    dtype = np.float32 if aff.float32 else np.float64
+    if aff.float32:
+        weight = aff.weight32(weight)
+    x = aff.clamped(x, dtype)
+    out = np.empty((n, ho, wo, weight.shape[1]), dtype=dtype)
     block = max(1, min(n, CONV_BLOCK // (ho * wo)))
-    cols = np.empty((block, ho, wo, kh * kw * cin))
+    cols = np.empty((block, ho, wo, kh * kw * cin), dtype=dtype)
     for start in range(0, n, block):
         part = x[start:start + block]
         m = len(part)
@@ -523,7 +582,7 @@ class Stepper:
             if n > 0:
                 buf[:, j + kw - 1] = h
             hconv, weight = self.hconv[n]
-            h_pre = hconv.finish(hconv.clamped(buf[:, j:j + kw].reshape(self.B, -1)) @ weight)
+            h_pre = hconv.finish(hconv.products(buf[:, j:j + kw].reshape(self.B, -1), weight))
             h_pre += self.vrow[n][j]
             out = layer.maps["hout"](gate(h_pre))
             h = out if layer.first else out + buf[:, j + kw - 1]

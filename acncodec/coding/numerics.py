@@ -98,7 +98,7 @@ def for_model(model) -> ProbabilityModel:
     if numerics == "float32":
         from .float_numerics import FloatModel
         return FloatModel(model)
-    if numerics == "exact1":
+    if numerics in ("exact1", "exact2"):
         from .exact_numerics import ExactModel
         return ExactModel(model)
     raise ValueError(f"unknown numerics {numerics!r}")

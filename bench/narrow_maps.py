@@ -1,0 +1,100 @@
+"""What narrow decoder maps (numerics exact2) cost and give: each shipped model requantised to exact2, then both
+compress and decompress the same images, side by side.
+
+    python bench/narrow_maps.py [--data binarized-mnist:test:1000,fashion-mnist:test:1000]
+                                [--json bench/results/narrow-maps.json]
+
+For each data set the shipped model of its name (exact1) is requantised with `acncodec quantize NAME --numerics
+exact2 --data NAME:train` (calibrated on 256 training images; its tables kept) into ~/.cache/acncodec-runs/
+narrow/ (made once, reused after). Both models then compress (`codec.compress`, the estimate included) and
+decompress the images in fresh processes, alternating (bench/coding_speed.py's children), every decoded image
+checked. Reported: the archive's bytes and nats/image (the rate narrow maps cost), each phase's seconds and
+peak memory, and exact2's speed over exact1's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE / "bench"))
+from coding_speed import child  # noqa: E402
+from machine import provenance  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "acncodec-runs" / "narrow"
+
+
+def narrow_model(name: str) -> Path:
+    """The shipped model NAME requantised to exact2 (made on first use)."""
+    from acncodec import registry
+    from acncodec.quantize import quantise_file
+    path = CACHE / f"{name}-{registry.by_name(name).hash[:12]}-exact2.acn"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        quantise_file(name, f"{name}:train", path, numerics="exact2")
+    return path
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="binarized-mnist:test:1000,fashion-mnist:test:1000")
+    ap.add_argument("--order", default="tour")
+    ap.add_argument("--json", type=Path, default=HERE / "bench" / "results" / "narrow-maps.json")
+    args = ap.parse_args(argv)
+    rows = []
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"narrow-maps-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for data in args.data.split(","):
+        name = data.split(":")[0]
+        models = {"exact1": name, "exact2": str(narrow_model(name))}
+        row = {"data": data, "model": name, "exact2_model": Path(models["exact2"]).name, "numerics": {}}
+        for numerics, model in models.items():
+            archive = str(tmp / f"{numerics}.acnz")
+            c = child(HERE, "compress", data, model, archive, args.order)
+            d = child(HERE, "decompress", data, model, archive, args.order)
+            if not d["exact"]:
+                raise SystemExit(f"{data}: {numerics} did not decode to its input")
+            c["nats_per_image"] = c["bytes"] * 8 * math.log(2) / c["n"]
+            row["numerics"][numerics] = {"compress": c, "decompress": d}
+            print(f"[{data}] {numerics}: {c['bytes']:,} B ({c['nats_per_image']:.2f} nats/image), compress "
+                  f"{c['seconds']:.1f} s, decompress {d['seconds']:.1f} s ({d['peak_mib']:.0f} MiB), exact",
+                  flush=True)
+        one, two = row["numerics"]["exact1"], row["numerics"]["exact2"]
+        row["speedup"] = {p: one[p]["seconds"] / two[p]["seconds"] for p in ("compress", "decompress")}
+        row["rate_change"] = two["compress"]["bytes"] / one["compress"]["bytes"] - 1
+        print(f"[{data}] exact2: compress {row['speedup']['compress']:.2f}x, decompress "
+              f"{row['speedup']['decompress']:.2f}x, bytes {100 * row['rate_change']:+.2f}%", flush=True)
+        rows.append(row)
+    record = {**provenance([sys.argv[0], *argv]), "order": args.order, "results": rows}
+    args.json.write_text(json.dumps(record, indent=2) + "\n")
+    args.json.with_suffix(".md").write_text(markdown(record))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    lines = ["# Narrow decoder maps (exact2) against exact1", "",
+             f"Made by `{r['command']}` at {r['git_commit'][:12]} on {r['machine_provenance']}. Order "
+             f"{r['order']}, default chains and threads, compress with its estimate; every decoded image checked. "
+             "exact2: the shipped model requantised with `acncodec quantize NAME --numerics exact2 --data "
+             "NAME:train`.", "",
+             "| data | numerics | bytes | nats/image | compress s | decompress s | decompress peak MiB |",
+             "|---|---|---|---|---|---|---|"]
+    for row in r["results"]:
+        for numerics, t in row["numerics"].items():
+            c, d = t["compress"], t["decompress"]
+            lines.append(f"| {row['data']} | {numerics} | {c['bytes']:,} | {c['nats_per_image']:.2f} | "
+                         f"{c['seconds']:.1f} | {d['seconds']:.1f} | {d['peak_mib']:.0f} |")
+    lines += ["", "| data | exact2 compress speed-up | exact2 decompress speed-up | bytes |", "|---|---|---|---|"]
+    for row in r["results"]:
+        lines.append(f"| {row['data']} | {row['speedup']['compress']:.2f}x | {row['speedup']['decompress']:.2f}x | "
+                     f"{100 * row['rate_change']:+.2f}% |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
