@@ -1,9 +1,9 @@
-"""The integer networks of numerics "exact1" at coding time: encoder, conditional prior and Gated PixelCNN
-decoder (full pass and incremental stepper), in numpy alone.
+"""The integer networks of numerics "exact1" and "exact2" at coding time: encoder, conditional prior and Gated
+PixelCNN decoder (full pass and incremental stepper), in numpy (and numba for the stepper's per-pixel step).
 
 `acncodec/quantize.py` makes these networks from a float model and stores them in the model file; this module
 reads them back and runs them. It imports no torch: decoding an archive of an exact model needs numpy and
-constriction only, which is why it starts quickly.
+constriction only (numba where present), which is why it starts quickly.
 
 Every activation is an integer held in a float64 array, standing for value / 2^frac. Why the results are the
 same on every machine (Balle, Johnston, Minnen 2019, "Integer networks for data compression with latent-variable
@@ -11,8 +11,9 @@ models"; docs/NUMERICS.md):
 
 * a linear map (a matmul, or a convolution done as im2col + matmul) of integer weights and integer activations
   is computed exactly by float64 hardware in any summation order, blocking, thread split or FMA use, as long as
-  every partial sum stays below 2^53. Each map clamps its input to a bound fixed at quantisation time, and
-  `Affine.check_bound` proves fan_in * max|w| * bound + max|bias| < 2^53 for it;
+  every partial sum stays below 2^53 (by float32 hardware below 2^24: exact2's narrow maps, `Affine.float32`).
+  Each map clamps its input to a bound fixed at quantisation time, and `Affine.check_bound` proves
+  fan_in * max|w| * bound + max|bias| < 2^53 for it;
 * rescaling multiplies by an exact power of two and rounds with floor(x + 0.5): exact in float64;
 * tanh and sigmoid come from integer tables stored in the model file, read with integer-only interpolation;
   ReLU, clamps, adds of aligned integers and the gates' products (both factors below 2^15) are exact.
@@ -499,9 +500,20 @@ class Decoder:
 HELPER_MIN_MACS = 1 << 20
 
 
+def _kernels():
+    """The compiled step (`kernels.py`), or None where numba is missing: the numpy step gives the same numbers."""
+    try:
+        from . import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
 class Stepper:
     """Incremental decoding (the caching of `incremental.py`): per row, every layer's vertical stack and the
-    horizontal stack's row terms; per pixel, one window matmul per layer.
+    horizontal stack's row terms; per pixel, one window matmul per layer. The per-pixel work runs compiled
+    (`kernels.py`: one call per layer and two for the head, where numpy makes some thirty) unless `compiled` is
+    False or numba is missing; the numbers are the same.
 
     With `threads` > 1 a helper thread computes, while the pixels of row i are decoded, the part of row i + 1's
     vertical convolutions that reads the rows above i + 1 only (kernel rows 0 .. kh - 2, already known), and
@@ -509,7 +521,7 @@ class Stepper:
     so the logits are the same in every bit; two thirds of the vertical stack's multiply-adds (kh = 3) leave
     the decoding thread."""
 
-    def __init__(self, dec: Decoder, z: np.ndarray, threads: int = 1):
+    def __init__(self, dec: Decoder, z: np.ndarray, threads: int = 1, compiled: bool = True):
         self.dec = dec
         self.B, self.C, self.W = len(z), dec.C, dec.W
         l0 = dec.layers[0]
@@ -532,6 +544,8 @@ class Stepper:
             from concurrent.futures import ThreadPoolExecutor
             self.helper = ThreadPoolExecutor(1, thread_name_prefix="acncodec-rows")
         self.ahead = None              # (row, future of its vertical sums over the rows above)
+        self.kernels = _kernels() if compiled else None
+        self.compiled = self._compile() if self.kernels is not None else None
         self.row, self.col, self.next = -1, -1, (0, 0)
 
     def _sums_above(self, i: int) -> tuple[list, list]:
@@ -576,6 +590,50 @@ class Stepper:
             self.helper = None
 
     def _stack(self, j: int) -> None:
+        if self.compiled is None:
+            return self._stack_numpy(j)
+        h = self.compiled[0]
+        for n, (head, tail, out) in enumerate(self.compiled[1]):
+            h = self.kernels.layer_step(self.hin[n], j, self.kw, h, n > 0, *head, self.vrow[n][j], *tail, out)
+        self.top = h                    # the head reads relu(top)
+        self.col = j
+
+    def _compile(self):
+        """The compiled step's fixed arguments per layer (`kernels.layer_step`): (the layer-0 input placeholder,
+        [(the arguments before the row terms, those after, the output buffer)])."""
+        gate, B = self.dec.gate, self.B
+        reads = lambda a: (a.clamp, a.bound * 2.0 ** a.in_shift, 2.0 ** -a.in_shift, a.in_shift > 0)
+        layers = []
+        for n, layer in enumerate(self.dec.layers):
+            hconv, weight = self.hconv[n]
+            hout = layer.maps["hout"]
+            if hconv.float32 != hout.float32:
+                return None         # one scratch type per layer (never so in exact1 or exact2 models)
+            dtype = np.float32 if hconv.float32 else np.float64
+            weights = (hconv.weight32(weight), hout.weight32(hout.scaled_weight_t)) if hconv.float32 \
+                else (weight, hout.scaled_weight_t)
+            biases = (hconv.scaled_bias32, hout.scaled_bias32) if hconv.float32 \
+                else (hconv.scaled_bias, hout.scaled_bias)
+            channels, width = hout.weight.shape[1], hout.weight.shape[0]
+            head = (*reads(hconv), weights[0], biases[0])
+            tail = (gate.tables[0], gate.offsets[0], gate.tables[1], gate.offsets[1], float(gate.half),
+                    2.0 ** -gate.act_frac, *reads(hout), weights[1], biases[1], layer.first,
+                    np.empty((B, weights[0].shape[0]), dtype), np.empty((B, 2 * channels), dtype),
+                    np.empty((B, channels), dtype), np.empty((B, width), dtype))
+            layers.append((head, tail, np.empty((B, width))))
+        return np.zeros((B, self.C)), layers, [(self._compiled_map(f, B), self._compiled_map(l, B))
+                                               for f, l in zip(self.dec.features_c, self.dec.head["logits"])]
+
+    @staticmethod
+    def _compiled_map(a: Affine, B: int) -> tuple:
+        """`kernels.affine`'s arguments between relu and the output for map a on B rows."""
+        dtype = np.float32 if a.float32 else np.float64
+        weight, bias = (a.weight32(a.scaled_weight_t), a.scaled_bias32) if a.float32 else (a.scaled_weight_t,
+                                                                                            a.scaled_bias)
+        return (a.clamp, a.bound * 2.0 ** a.in_shift, 2.0 ** -a.in_shift, a.in_shift > 0, weight, bias,
+                np.empty((B, weight.shape[0]), dtype), np.empty((B, weight.shape[1]), dtype))
+
+    def _stack_numpy(self, j: int) -> None:
         kw, h, gate = self.kw, None, self.dec.gate
         for n, layer in enumerate(self.dec.layers):
             buf = self.hin[n]
@@ -586,7 +644,7 @@ class Stepper:
             h_pre += self.vrow[n][j]
             out = layer.maps["hout"](gate(h_pre))
             h = out if layer.first else out + buf[:, j + kw - 1]
-        self.top = np.maximum(h, 0.0)
+        self.top = h                    # the head reads relu(top)
         self.col = j
 
     def logits(self, i: int, j: int, c: int, pixel) -> np.ndarray:
@@ -598,7 +656,13 @@ class Stepper:
         if self.col != j:
             self._stack(j)
         xs = self.dec.pixel_in[np.asarray(pixel, dtype=np.int64)] if c > 0 else None
-        return self.dec.head_logits(self.top, xs, c)
+        if self.compiled is None:
+            return self.dec.head_logits(np.maximum(self.top, 0.0), xs, c)
+        features, logits = self.compiled[2][c]
+        hidden = self.kernels.affine(self.top, True, *features, np.empty((self.B, features[4].shape[1])))
+        if c > 0:
+            hidden += self.dec.previous_c[c](xs[..., :c])
+        return self.kernels.affine(hidden, True, *logits, np.empty((self.B, logits[4].shape[1])))
 
     def set_pixel(self, i: int, j: int, values) -> None:
         if (i, j) != self.next or self.col != j or self.row != i:

@@ -1,0 +1,99 @@
+"""A compiled (numba) kernel for the decoder's per-pixel step: one call does a gated layer's whole horizontal
+step, which numpy spends some thirty calls on (`intnet.Stepper._stack_numpy`).
+
+Why compiled: at a round of a few dozen images the step is overhead-bound (bench/results/speed-coding.md):
+each numpy call costs about a microsecond whatever its size. Here the input's rounding and clamp, the window
+gather, the bias and rounding, the gate's table reads and the residual add are loops in one call; the two
+matrix products are BLAS products of the same operands (float32 for narrow maps, float64 otherwise).
+
+Why the numbers are `intnet`'s, bit for bit: every value is an integer (times a power of two), every
+operation is exact (integers below 2^24 in float32, below 2^53 in float64; the gate's product below 2^31),
+so the order and the type an operation is done in cannot change its result (docs/NUMERICS.md).
+tests/test_kernels.py compares the kernel with the numpy step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _read(input_, clamp, limit, scale, rounds):
+    # a map's input as it reads it (`intnet.Affine.clamped`): clamped, then rounded to its format
+    x = input_
+    if clamp:
+        x = min(max(x, -limit), limit)
+    if rounds:
+        x = np.floor(x * scale + 0.5)
+    return x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _table(table, offset, x):
+    # a gate table read clipped to its ends (`intnet.Gate._read`: np.take mode "clip")
+    k = np.intp(x + offset)
+    if k < 0:
+        k = 0
+    elif k >= table.shape[0]:
+        k = table.shape[0] - 1
+    return np.float64(table[k])
+
+
+@njit(cache=True, nogil=True)
+def layer_step(buf, j, kw, h_in, write_input,
+               hc_clamp, hc_limit, hc_scale, hc_rounds, hc_weight, hc_bias, vrow,
+               tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
+               ho_clamp, ho_limit, ho_scale, ho_rounds, ho_weight, ho_bias, first,
+               window, pre, gated, acc, out):
+    """One gated layer's horizontal step at column j for a round of B images; returns `out` (B, Cout).
+
+    buf (B, kw - 1 + W + 1, Cin) float64: the layer's horizontal input row; h_in (B, Cin), the layer below's
+    output, is written at column j + kw - 1 first when `write_input`. vrow (B, 2C) float64: the row terms.
+    hconv and hout: clamp flag, clamp limit (in the input's format), 2^-in_shift, whether it rounds, the scaled
+    weight (fan_in, out) and the scaled bias with its rounding, float32 or float64 alike. Scratch in the
+    maps' types: window (B, kw Cin), pre (B, 2C), gated (B, C), acc (B, Cout)."""
+    B = buf.shape[0]
+    cin = buf.shape[2]
+    if write_input:
+        for b in range(B):
+            for c in range(cin):
+                buf[b, j + kw - 1, c] = h_in[b, c]
+    for b in range(B):
+        for a in range(kw):
+            for c in range(cin):
+                window[b, a * cin + c] = _read(buf[b, j + a, c], hc_clamp, hc_limit, hc_scale, hc_rounds)
+    np.dot(window, hc_weight, pre)
+    channels = gated.shape[1]
+    for b in range(B):
+        for o in range(channels):
+            p = np.floor(np.float64(pre[b, o]) + np.float64(hc_bias[o])) + vrow[b, o]
+            q = np.floor(np.float64(pre[b, o + channels]) + np.float64(hc_bias[o + channels])) \
+                + vrow[b, o + channels]
+            g = np.floor((_table(tanh, tanh_offset, p) * _table(sigmoid, sigmoid_offset, q) + half) * inv)
+            gated[b, o] = _read(g, ho_clamp, ho_limit, ho_scale, ho_rounds)
+    np.dot(gated, ho_weight, acc)
+    for b in range(B):
+        for o in range(out.shape[1]):
+            y = np.floor(np.float64(acc[b, o]) + np.float64(ho_bias[o]))
+            if not first:
+                y += buf[b, j + kw - 1, o]
+            out[b, o] = y
+    return out
+
+
+@njit(cache=True, nogil=True)
+def affine(x, relu, clamp, limit, scale, rounds, weight, bias, window, acc, out):
+    """One map (`intnet.Affine`) on rows x (B, fan_in) float64, relu(x) first when `relu`: out (B, out) float64.
+    weight, bias, window (B, fan_in) and acc (B, out) in the map's type."""
+    for b in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            v = x[b, k]
+            if relu:
+                v = max(v, 0.0)
+            window[b, k] = _read(v, clamp, limit, scale, rounds)
+    np.dot(window, weight, acc)
+    for b in range(x.shape[0]):
+        for o in range(out.shape[1]):
+            out[b, o] = np.floor(np.float64(acc[b, o]) + np.float64(bias[o]))
+    return out
