@@ -5,8 +5,8 @@ compress and decompress the same images, side by side.
                                 [--json bench/results/narrow-maps.json]
 
 For each data set the shipped model of its name (exact1) is requantised with `acncodec quantize NAME --numerics
-exact2 --data NAME:train` (calibrated on 256 training images; its tables kept) into ~/.cache/acncodec-runs/
-narrow/ (made once, reused after). Both models then compress (`codec.compress`, the estimate included) and
+exact2 --data NAME:train` (calibrated on 256 training images; its tables kept; made anew each run, so that it
+is this tree's quantisation). Both models then compress (`codec.compress`, the estimate included) and
 decompress the images in fresh processes, alternating (bench/coding_speed.py's children), every decoded image
 checked. Reported: the archive's bytes and nats/image (the rate narrow maps cost), each phase's seconds and
 peak memory, and exact2's speed over exact1's.
@@ -26,17 +26,11 @@ sys.path.insert(0, str(HERE / "bench"))
 from coding_speed import child  # noqa: E402
 from machine import provenance  # noqa: E402
 
-CACHE = Path.home() / ".cache" / "acncodec-runs" / "narrow"
-
-
-def narrow_model(name: str) -> Path:
-    """The shipped model NAME requantised to exact2 (made on first use)."""
-    from acncodec import registry
+def narrow_model(name: str, folder: Path) -> Path:
+    """The shipped model NAME requantised to exact2."""
     from acncodec.quantize import quantise_file
-    path = CACHE / f"{name}-{registry.by_name(name).hash[:12]}-exact2.acn"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        quantise_file(name, f"{name}:train", path, numerics="exact2")
+    path = folder / f"{name}-exact2.acn"
+    quantise_file(name, f"{name}:train", path, force=True, numerics="exact2")
     return path
 
 
@@ -51,7 +45,7 @@ def main(argv: list[str]) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     for data in args.data.split(","):
         name = data.split(":")[0]
-        models = {"exact1": name, "exact2": str(narrow_model(name))}
+        models = {"exact1": name, "exact2": str(narrow_model(name, tmp))}
         row = {"data": data, "model": name, "exact2_model": Path(models["exact2"]).name, "numerics": {}}
         for numerics, model in models.items():
             archive = str(tmp / f"{numerics}.acnz")

@@ -81,11 +81,12 @@ class Affine:
                       self.clamp if clamp is None else clamp, self.in_shift)
 
     def worst_sum(self) -> float:
-        """The largest |W x + b + rounding| any clamped input can give (x within the bound)."""
-        if not self.weight.size:
-            return float(np.abs(self.bias_rounding).max(initial=0.0))
-        return self.weight.shape[1] * float(np.abs(self.weight).max()) * self.bound \
-            + float(np.abs(self.bias_rounding).max())
+        """A bound on |W x + b + rounding|, and on every partial sum of it, for any input within the bound:
+        each output's sum of |weights| times the bound, plus its |bias and rounding|."""
+        if not self.bias_rounding.size:
+            return 0.0
+        l1 = np.abs(self.weight).sum(axis=1) if self.weight.size else np.zeros(len(self.bias_rounding))
+        return float((l1 * self.bound + np.abs(self.bias_rounding)).max())
 
     def check_bound(self) -> None:
         worst = self.worst_sum()
