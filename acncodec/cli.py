@@ -743,18 +743,22 @@ def estimate(data, model_path, levels, as_json, quiet):
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 @friendly_errors
 def models(as_json):
-    """List the reference models shipped with acncodec (usable by name wherever a model is asked for)."""
+    """List the reference models shipped with acncodec (usable by name wherever a model is asked for), then
+    the superseded ones, kept to decode the archives made with them."""
     from . import registry
-    entries = registry.shipped()
+    entries = registry.all_shipped()
     if as_json:
         click.echo(json.dumps([{**e.to_dict(), "path": str(e.path)} for e in entries], indent=2))
         return
     if not entries:
         click.echo("no shipped models in this installation")
-    for e in entries:
+    for e in sorted(entries, key=lambda e: e.superseded_by is not None):
         size = e.path.stat().st_size / 1e6 if e.path.exists() else float("nan")
-        click.echo(f"{e.name:16} {str(e.spec):24} hash {e.hash[:12]}  {size:.1f} MB  {e.description}")
-        click.echo(f"{'':16} trained on {e.trained_on}: {e.command}")
+        click.echo(f"{e.name:22} {str(e.spec):24} hash {e.hash[:12]}  {size:.1f} MB  {e.description}")
+        if e.superseded_by:
+            click.echo(f"{'':22} superseded by {e.superseded_by}; never picked for new data")
+        else:
+            click.echo(f"{'':22} trained on {e.trained_on}: {e.command}")
 
 
 @main.command(name="model-info")

@@ -438,8 +438,13 @@ def dequantised_state(parts: dict, layout: dict) -> dict:
 
     def real(stored, in_frac, out_frac):
         w, b = np.asarray(net[f"{stored}.weight"]), np.asarray(net[f"{stored}.bias"])
-        w_frac = float(np.asarray(net[f"{stored}.shift"]).reshape(-1)[0]) + out_frac - in_frac
-        return np.ldexp(w, -int(w_frac)), np.ldexp(b, -int(w_frac + in_frac))
+        in_frac -= int(np.asarray(net.get(f"{stored}.in_shift", 0)))    # the map's own input format (exact2)
+        shift = np.asarray(net[f"{stored}.shift"], dtype=np.float64).reshape(-1)
+        # one weight format per map (exact1: the first output's, whatever format the others leave in), or one
+        # per output where every output leaves in the same format (exact2's decoder maps)
+        w_frac = (shift if stored.startswith("decoder.") else shift[:1]) + out_frac - in_frac
+        w_frac = np.broadcast_to(w_frac, b.shape).astype(np.int64)
+        return np.ldexp(w, -w_frac[:, None]), np.ldexp(b, -(w_frac + in_frac))
 
     for stored, module, in_frac, out_frac in maps:
         w, b = real(stored, in_frac, out_frac)
@@ -500,7 +505,9 @@ def quantise_file(model_path, data, output, n: int = CALIBRATION_IMAGES, force: 
         from .train import refit_unconditional
         prior, selection = refit_unconditional(model, images, prior_covariance)
     exact = quantise_model(model, calibration_set(images, n), prior, selection, numerics)
-    exact.meta["quantize_command"] = f"acncodec quantize {model_path} -o {output} --data {data}" + \
+    # a requantised exact model keeps the record of its first quantisation beside this one
+    key = "requantize_command" if model.numerics != "float32" else "quantize_command"
+    exact.meta[key] = f"acncodec quantize {model_path} -o {output} --data {data}" + \
         (f" --images {n}" if n != CALIBRATION_IMAGES else "") + \
         (f" --prior-covariance {prior_covariance}" if prior_covariance != "diag" else "") + \
         (f" --tour-prior {tour_prior} --tour-prior-steps {tour_prior_steps}" if tour_prior else "") + \

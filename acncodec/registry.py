@@ -1,7 +1,9 @@
 """The reference models shipped inside the package: found by name, by data spec or by content hash.
 
 `reference/index.json` lists them (bench/ship_models.py writes it from trained model files); each entry holds
-what is needed to choose a model without loading it: its data spec, content hash and training command.
+what is needed to choose a model without loading it: its data spec, content hash and training command. An entry
+`superseded_by` another is kept so that the archives written with it still decode (found by hash, or by name):
+it is never chosen for new data.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ShippedModel:
     trained_on: str
     command: str
     description: str
+    superseded_by: str | None = None
 
     @property
     def path(self) -> Path:
@@ -42,17 +45,25 @@ class ShippedModel:
         return model
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "file": self.file, "hash": self.hash, "spec": self.spec.to_dict(),
-                "trained_on": self.trained_on, "command": self.command, "description": self.description}
+        d = {"name": self.name, "file": self.file, "hash": self.hash, "spec": self.spec.to_dict(),
+             "trained_on": self.trained_on, "command": self.command, "description": self.description}
+        if self.superseded_by:
+            d["superseded_by"] = self.superseded_by
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ShippedModel":
         return cls(d["name"], d["file"], d["hash"], DataSpec.from_dict(d["spec"], where=INDEX), d["trained_on"],
-                   d["command"], d["description"])
+                   d["command"], d["description"], d.get("superseded_by"))
 
 
 def shipped() -> list[ShippedModel]:
-    """The shipped models, in index order (empty if the package holds none)."""
+    """The shipped models for new data, in index order (empty if the package holds none)."""
+    return [m for m in all_shipped() if not m.superseded_by]
+
+
+def all_shipped() -> list[ShippedModel]:
+    """Every shipped model, the superseded ones too (they decode the archives written with them)."""
     path = REFERENCE_DIR / INDEX
     if not path.is_file():
         return []
@@ -64,11 +75,11 @@ def shipped() -> list[ShippedModel]:
 
 
 def by_name(name: str) -> ShippedModel | None:
-    return next((m for m in shipped() if m.name == name), None)
+    return next((m for m in all_shipped() if m.name == name), None)
 
 
 def by_hash(digest: str) -> ShippedModel | None:
-    return next((m for m in shipped() if m.hash == digest), None)
+    return next((m for m in all_shipped() if m.hash == digest), None)
 
 
 def for_archive(header: dict, where: str) -> ShippedModel:

@@ -1,12 +1,15 @@
 """Copy trained model files into the package as its shipped reference models and write their index.
 
     python bench/ship_models.py digits=runs/ref/digits.acn binarized-mnist=runs/bmnist-L4K5.acn \
-        mnist=runs/grey-mnist.acn fashion-mnist=runs/ref/fashion-mnist.acn
+        mnist=runs/grey-mnist.acn fashion-mnist=runs/ref/fashion-mnist.acn \
+        [binarized-mnist-exact1=OLD.acn fashion-mnist-exact1=OLD.acn]
 
 Each model is re-saved in the current model-file format and must be at most 10 MB, all together at most 20 MB.
 Exact models (`acncodec quantize`) are shipped with their integer networks only: their float network, for
 training further, evaluating and estimating, is the one the integer maps stand for (`quantize.dequantised_state`).
-The training (and quantisation) command is taken from each model's own record.
+The training (and quantisation) command is taken from each model's own record. NAME-exact1 entries are the
+exact1 models an exact2 model of NAME superseded: shipped so that archives written with them still decode,
+never chosen for new data (`registry.ShippedModel.superseded_by`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ ABOUT = {
     "fashion-mnist": ("fashion-mnist:train, the 60,000 Fashion-MNIST training images (8-bit)",
                       "8-bit grey 28x28 images (Fashion-MNIST)"),
 }
+SUPERSEDED = {f"{name}-exact1": name for name in ("binarized-mnist", "fashion-mnist")}
+for _old, _new in SUPERSEDED.items():
+    ABOUT[_old] = (ABOUT[_new][0], f"the exact1 model {_new} was before exact2: decodes the archives made with it")
 
 
 def main(pairs: list[str]) -> int:
@@ -53,14 +59,15 @@ def main(pairs: list[str]) -> int:
             return 1
         trained_on, description = ABOUT[name]
         command = model.meta.get("command", "?")
-        if "quantize_command" in model.meta:
-            command += "; " + model.meta["quantize_command"]
+        for step in ("quantize_command", "requantize_command"):
+            if step in model.meta:
+                command += "; " + model.meta[step]
         start = model.meta.get("initialised_from")
         while start:   # a name given to --init may since name another model: say which one it was, and so on
             command += f" (--init: model {start['hash'][:12]}, made by: {start.get('command')})"
             start = start.get("initialised_from")
         entries.append(registry.ShippedModel(name, file, digest, model.spec, trained_on, command,
-                                             description).to_dict())
+                                             description, SUPERSEDED.get(name)).to_dict())
     if total > MAX_TOTAL:
         print(f"{total:,} bytes in all is over the {MAX_TOTAL:,}-byte limit", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from acncodec.evaluate import unordered_cost
 from helpers import tiny_model
 
 SHIPPED = registry.shipped()
+ALL_SHIPPED = registry.all_shipped()
 
 
 def run(args):
@@ -26,9 +27,15 @@ def run(args):
 
 def test_the_four_reference_models_are_shipped():
     assert {m.name for m in SHIPPED} == {"digits", "binarized-mnist", "mnist", "fashion-mnist"}
+    # the exact1 models the exact2 ones superseded stay, found by name and by hash, never picked for new data
+    old = {m.name: m for m in ALL_SHIPPED if m.superseded_by}
+    assert set(old) == {"binarized-mnist-exact1", "fashion-mnist-exact1"}
+    for m in old.values():
+        assert registry.by_hash(m.hash) == m == registry.by_name(m.name)
+        assert registry.by_name(m.superseded_by).spec == m.spec
 
 
-@pytest.mark.parametrize("entry", SHIPPED, ids=lambda m: m.name)
+@pytest.mark.parametrize("entry", ALL_SHIPPED, ids=lambda m: m.name)
 def test_shipped_model_matches_its_index_entry(entry):
     assert entry.path.stat().st_size <= 10_000_000   # bench/ship_models.py MAX_BYTES
     model = entry.load()
@@ -36,12 +43,16 @@ def test_shipped_model_matches_its_index_entry(entry):
     assert entry.command.startswith("acncodec train ")
     # shipped exact (archives decode on any machine), with the recipe: training, then quantisation (a separate
     # command for models trained before `train` quantised its output itself)
-    assert model.numerics == "exact1" and not model.has_weights
+    assert model.numerics in ("exact1", "exact2") and not model.has_weights
+    assert (model.numerics == "exact2") == (entry.name in ("binarized-mnist", "fashion-mnist"))
     recipe = model.meta["command"]
     if "quantize_command" in model.meta:
         recipe += f"; {model.meta['quantize_command']}"
     else:
         assert "quantised_from" in model.meta
+    if model.numerics == "exact2":      # requantised from the exact1 model it superseded
+        assert model.meta["requantised_from"] == registry.by_name(f"{entry.name}-exact1").hash
+        recipe += f"; {model.meta['requantize_command']}"
     start = model.meta.get("initialised_from")
     while start:   # trained further from another model: the index names it (and its own start, and so on)
         recipe += f" (--init: model {start['hash'][:12]}, made by: {start.get('command')})"
@@ -50,7 +61,7 @@ def test_shipped_model_matches_its_index_entry(entry):
 
 
 def test_shipped_models_fit_the_size_budget():
-    assert sum(m.path.stat().st_size for m in SHIPPED) <= 20_000_000
+    assert sum(m.path.stat().st_size for m in ALL_SHIPPED) <= 20_000_000
 
 
 def test_a_damaged_shipped_model_is_refused(tmp_path, monkeypatch):
@@ -156,10 +167,12 @@ def test_models_command_lists_every_shipped_model():
     r = run(["models", "--json"])
     assert r.exit_code == 0
     listed = json.loads(r.output)
-    assert [m["name"] for m in listed] == [m.name for m in SHIPPED]
+    assert [m["name"] for m in listed] == [m.name for m in ALL_SHIPPED]
+    assert [m.get("superseded_by") for m in listed] == [m.superseded_by for m in ALL_SHIPPED]
     assert all(os.path.isfile(m["path"]) for m in listed)
     text = run(["models"]).output
-    assert all(m.name in text and m.hash[:12] in text for m in SHIPPED)
+    assert all(m.name in text and m.hash[:12] in text for m in ALL_SHIPPED)
+    assert "superseded by binarized-mnist" in text
 
 
 def test_a_shipped_name_works_wherever_a_model_is_asked_for(tmp_path):
