@@ -1,4 +1,5 @@
-"""Post-training quantisation of the ACN's networks into integer networks (numerics "exact1").
+"""Post-training quantisation of the ACN's networks into integer networks (numerics "exact1"; "exact2" with
+narrow decoder maps, `IntAffine.quantise_narrow`).
 
 Every value on the coding path is an integer, held in a float64 tensor, standing for value / 2^frac. Why that
 is exact on every machine (Balle, Johnston, Minnen 2019, "Integer networks for data compression with

@@ -1,5 +1,6 @@
-"""The exact implementation of the seam (numerics "exact1"): integer networks (`quantize.py`) and integer
-probability tables (`exact_tables.py`), so an archive decodes bit-exactly on any machine.
+"""The exact implementation of the seam (numerics "exact1", and "exact2", whose decoder maps are narrow):
+integer networks (`quantize.py`) and integer probability tables (`exact_tables.py`), so an archive decodes
+bit-exactly on any machine.
 
 Every number on the coding path is an integer: the networks' activations are integer-valued float64 whose
 accumulations are proven exact when the model is quantised, the nonlinearities and every probability come
@@ -53,10 +54,13 @@ _blas = None
 
 
 def _blas_pool():
-    """numpy's BLAS, as threadpoolctl controls it (found once: numpy loads it at import)."""
+    """The BLAS libraries, as threadpoolctl controls them (found once): numpy's, loaded at its import, and the
+    one the compiled stepper's products call (scipy's, loaded by `kernels`), which may be another."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController
+        from .intnet import _kernels
+        _kernels()
         _blas = ThreadpoolController().select(user_api="blas")
     return _blas
 

@@ -510,6 +510,13 @@ def _kernels():
     return kernels
 
 
+def _reads(a: Affine) -> tuple[float, float, float]:
+    """How map a reads its input, as `kernels._read` takes it: the clamp limit in the input's own format (inf
+    where it does not clamp), the scale 2^-in_shift and the rounding offset (0 where it does not round)."""
+    limit = a.bound * 2.0 ** a.in_shift if a.clamp else np.inf
+    return limit, 2.0 ** -a.in_shift, 0.5 if a.in_shift else 0.0
+
+
 class Stepper:
     """Incremental decoding (the caching of `incremental.py`): per row, every layer's vertical stack and the
     horizontal stack's row terms; per pixel, one window matmul per layer. The per-pixel work runs compiled
@@ -603,7 +610,7 @@ class Stepper:
         """The compiled step's fixed arguments per layer (`kernels.layer_step`): (the layer-0 input placeholder,
         [(the arguments before the row terms, those after, the output buffer)])."""
         gate, B = self.dec.gate, self.B
-        reads = lambda a: (a.clamp, a.bound * 2.0 ** a.in_shift, 2.0 ** -a.in_shift, a.in_shift > 0)
+        reads = _reads
         layers = []
         for n, layer in enumerate(self.dec.layers):
             hconv, weight = self.hconv[n]
@@ -631,7 +638,7 @@ class Stepper:
         dtype = np.float32 if a.float32 else np.float64
         weight, bias = (a.weight32(a.scaled_weight_t), a.scaled_bias32) if a.float32 else (a.scaled_weight_t,
                                                                                             a.scaled_bias)
-        return (a.clamp, a.bound * 2.0 ** a.in_shift, 2.0 ** -a.in_shift, a.in_shift > 0, weight, bias,
+        return (*_reads(a), weight, bias,
                 np.empty((B, weight.shape[0]), dtype), np.empty((B, weight.shape[1]), dtype))
 
     def _stack_numpy(self, j: int) -> None:
@@ -660,10 +667,10 @@ class Stepper:
         if self.compiled is None:
             return self.dec.head_logits(np.maximum(self.top, 0.0), xs, c)
         features, logits = self.compiled[2][c]
-        hidden = self.kernels.affine(self.top, True, *features, np.empty((self.B, features[4].shape[1])))
+        hidden = self.kernels.affine(self.top, True, *features, np.empty((self.B, features[3].shape[1])))
         if c > 0:
             hidden += self.dec.previous_c[c](xs[..., :c])
-        return self.kernels.affine(hidden, True, *logits, np.empty((self.B, logits[4].shape[1])))
+        return self.kernels.affine(hidden, True, *logits, np.empty((self.B, logits[3].shape[1])))
 
     def set_pixel(self, i: int, j: int, values) -> None:
         if (i, j) != self.next or self.col != j or self.row != i:

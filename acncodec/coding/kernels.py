@@ -15,18 +15,16 @@ tests/test_kernels.py compares the kernel with the numpy step.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this BLAS: loaded now, so that
+from numba import njit           # `exact_numerics.side_by_side` finds it and holds it at one thread too)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _read(input_, clamp, limit, scale, rounds):
-    # a map's input as it reads it (`intnet.Affine.clamped`): clamped, then rounded to its format
-    x = input_
-    if clamp:
-        x = min(max(x, -limit), limit)
-    if rounds:
-        x = np.floor(x * scale + 0.5)
-    return x
+def _read(x, limit, scale, offset):
+    # a map's input as it reads it (`intnet.Affine.clamped`), without branches so that loops vectorise:
+    # clamped (limit inf where the map does not clamp), then rounded to its format (scale 2^-in_shift and
+    # offset 0.5; scale 1 and offset 0 leave an integer as it is)
+    return np.floor(min(max(x, -limit), limit) * scale + offset)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -42,16 +40,16 @@ def _table(table, offset, x):
 
 @njit(cache=True, nogil=True)
 def layer_step(buf, j, kw, h_in, write_input,
-               hc_clamp, hc_limit, hc_scale, hc_rounds, hc_weight, hc_bias, vrow,
+               hc_limit, hc_scale, hc_offset, hc_weight, hc_bias, vrow,
                tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
-               ho_clamp, ho_limit, ho_scale, ho_rounds, ho_weight, ho_bias, first,
+               ho_limit, ho_scale, ho_offset, ho_weight, ho_bias, first,
                window, pre, gated, acc, out):
     """One gated layer's horizontal step at column j for a round of B images; returns `out` (B, Cout).
 
     buf (B, kw - 1 + W + 1, Cin) float64: the layer's horizontal input row; h_in (B, Cin), the layer below's
     output, is written at column j + kw - 1 first when `write_input`. vrow (B, 2C) float64: the row terms.
-    hconv and hout: clamp flag, clamp limit (in the input's format), 2^-in_shift, whether it rounds, the scaled
-    weight (fan_in, out) and the scaled bias with its rounding, float32 or float64 alike. Scratch in the
+    hconv and hout: how the map reads its input (`_read`: clamp limit in the input's format, scale, offset),
+    the scaled weight (fan_in, out) and the scaled bias with its rounding, float32 or float64 alike. Scratch in the
     maps' types: window (B, kw Cin), pre (B, 2C), gated (B, C), acc (B, Cout)."""
     B = buf.shape[0]
     cin = buf.shape[2]
@@ -59,10 +57,11 @@ def layer_step(buf, j, kw, h_in, write_input,
         for b in range(B):
             for c in range(cin):
                 buf[b, j + kw - 1, c] = h_in[b, c]
+    flat = buf.reshape(B, -1)            # a window's kw columns are kw Cin consecutive values
+    start = j * cin
     for b in range(B):
-        for a in range(kw):
-            for c in range(cin):
-                window[b, a * cin + c] = _read(buf[b, j + a, c], hc_clamp, hc_limit, hc_scale, hc_rounds)
+        for k in range(kw * cin):
+            window[b, k] = _read(flat[b, start + k], hc_limit, hc_scale, hc_offset)
     np.dot(window, hc_weight, pre)
     channels = gated.shape[1]
     for b in range(B):
@@ -71,7 +70,7 @@ def layer_step(buf, j, kw, h_in, write_input,
             q = np.floor(np.float64(pre[b, o + channels]) + np.float64(hc_bias[o + channels])) \
                 + vrow[b, o + channels]
             g = np.floor((_table(tanh, tanh_offset, p) * _table(sigmoid, sigmoid_offset, q) + half) * inv)
-            gated[b, o] = _read(g, ho_clamp, ho_limit, ho_scale, ho_rounds)
+            gated[b, o] = _read(g, ho_limit, ho_scale, ho_offset)
     np.dot(gated, ho_weight, acc)
     for b in range(B):
         for o in range(out.shape[1]):
@@ -83,7 +82,7 @@ def layer_step(buf, j, kw, h_in, write_input,
 
 
 @njit(cache=True, nogil=True)
-def affine(x, relu, clamp, limit, scale, rounds, weight, bias, window, acc, out):
+def affine(x, relu, limit, scale, offset, weight, bias, window, acc, out):
     """One map (`intnet.Affine`) on rows x (B, fan_in) float64, relu(x) first when `relu`: out (B, out) float64.
     weight, bias, window (B, fan_in) and acc (B, out) in the map's type."""
     for b in range(x.shape[0]):
@@ -91,7 +90,7 @@ def affine(x, relu, clamp, limit, scale, rounds, weight, bias, window, acc, out)
             v = x[b, k]
             if relu:
                 v = max(v, 0.0)
-            window[b, k] = _read(v, clamp, limit, scale, rounds)
+            window[b, k] = _read(v, limit, scale, offset)
     np.dot(window, weight, acc)
     for b in range(x.shape[0]):
         for o in range(out.shape[1]):
