@@ -18,8 +18,9 @@ coder takes that count as its own number of threads, each on a one-thread BLAS p
 side_by_side`), so this is also its speed against its thread count.
 
 The roofline: multiply-adds per image of the integer networks (counted while they run on one image), this
-machine's float64 matrix-multiply rate (the exact numerics compute integer-valued float64: BLAS gives the
-same bits in any order, since every sum stays below 2^53), and the images/s that rate allows.
+machine's matrix-multiply rate in the type the decoder's products run in (float64 for exact1: integer-valued,
+every sum below 2^53; float32 for exact2's narrow maps, every sum below 2^24; BLAS gives the same bits in any
+order either way), and the images/s that rate allows.
 """
 
 from __future__ import annotations
@@ -81,16 +82,22 @@ def child(tree: Path, *args: str, blas_threads: int | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def matmul_rate(threads: int | None) -> float:
-    """float64 GFLOP/s of a 2048-square matrix product, best of 3, in a child with `threads` BLAS threads."""
+def matmul_rate(threads: int | None, dtype: str = "float64") -> float:
+    """GFLOP/s of a 2048-square matrix product in `dtype`, best of 3, in a child with `threads` BLAS threads."""
     env = dict(os.environ)
     if threads:
         env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    code = ("import numpy as np, time\na = np.random.rand(2048, 2048)\nbest = 1e9\na @ a\n"
+    code = (f"import numpy as np, time\na = np.random.rand(2048, 2048).astype('{dtype}')\nbest = 1e9\na @ a\n"
             "for _ in range(3):\n    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
             "print(2 * 2048 ** 3 / best / 1e9)")
     return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                 check=True).stdout)
+
+
+def decoder_arithmetic(model_name: str) -> str:
+    """The type the decoder's matrix products run in: float32 where its maps are narrow (exact2), else float64."""
+    from acncodec import registry
+    return "float32" if registry.by_name(model_name).load().numerics == "exact2" else "float64"
 
 
 def multiply_adds(model_name: str) -> dict:
@@ -144,9 +151,11 @@ def main(argv: list[str]) -> int:
     if args.other is None:
         ap.error("give OTHER_TREE, or --chains")
     other = args.other.resolve()
-    rates = {"one_thread": matmul_rate(1), "all_threads": matmul_rate(None)}
-    print(f"float64 matrix product: {rates['one_thread']:.1f} GFLOP/s on one thread, "
-          f"{rates['all_threads']:.1f} on all {os.cpu_count()}", flush=True)
+    rates = {dtype: {"one_thread": matmul_rate(1, dtype), "all_threads": matmul_rate(None, dtype)}
+             for dtype in ("float64", "float32")}
+    for dtype, r in rates.items():
+        print(f"{dtype} matrix product: {r['one_thread']:.1f} GFLOP/s on one thread, "
+              f"{r['all_threads']:.1f} on all {os.cpu_count()}", flush=True)
     rows = []
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -167,8 +176,10 @@ def main(argv: list[str]) -> int:
         row["speedup"] = {p: oth[p]["seconds"] / this[p]["seconds"] for p in ("compress", "decompress")}
         macs = multiply_adds(model_name)
         n = this["compress"]["n"]
-        ceiling = {k: v * 1e9 / (2 * macs["decoder"]) for k, v in rates.items()}
-        row["roofline"] = {"multiply_adds_per_image": macs, "ceiling_images_per_second": ceiling,
+        arithmetic = decoder_arithmetic(model_name)
+        ceiling = {k: v * 1e9 / (2 * macs["decoder"]) for k, v in rates[arithmetic].items()}
+        row["roofline"] = {"multiply_adds_per_image": macs, "decoder_arithmetic": arithmetic,
+                           "ceiling_images_per_second": ceiling,
                            "compress_images_per_second": n / this["compress"]["seconds"],
                            "decompress_images_per_second": n / this["decompress"]["seconds"]}
         print(f"[{data}] compress {row['speedup']['compress']:.2f}x, decompress {row['speedup']['decompress']:.2f}x "
@@ -176,7 +187,7 @@ def main(argv: list[str]) -> int:
               f"ceiling {ceiling['one_thread']:.0f} images/s on one thread", flush=True)
         rows.append(row)
     record = {**provenance([sys.argv[0], *argv]), "other_commit": commit_of(other), "order": args.order,
-              "float64_gflops": rates, "results": rows}
+              "gflops": rates, "results": rows}
     args.json.write_text(json.dumps(record, indent=2) + "\n")
     args.json.with_suffix(".md").write_text(markdown(record))
     return 0
@@ -282,16 +293,19 @@ def markdown(r: dict) -> str:
                      f"({o['decompress']['seconds']:.1f}) | {row['speedup']['decompress']:.2f}x | "
                      f"{t['compress']['bytes']:,} ({o['compress']['bytes']:,}) | "
                      f"{t['decompress']['peak_mib']:.0f} ({o['decompress']['peak_mib']:.0f}) |")
-    g = r["float64_gflops"]
-    lines += ["", f"Roofline: float64 matrix product {g['one_thread']:.1f} GFLOP/s on one thread, "
-              f"{g['all_threads']:.1f} on all cores (this machine, measured by the script).", "",
-              "| data | M multiply-adds/image (encoder, prior, decoder) | ceiling images/s (1 thread, all) | "
-              "compress images/s | decompress images/s |", "|---|---|---|---|---|"]
+    g = r["gflops"]
+    lines += ["", "Roofline: matrix products at " + ", ".join(
+              f"{d} {g[d]['one_thread']:.1f} GFLOP/s on one thread and {g[d]['all_threads']:.1f} on all cores"
+              for d in g) + " (this machine, measured by the script); the ceiling is the decoder's multiply-adds "
+              "at the rate of the type its products run in (float32 for exact2 models).", "",
+              "| data | M multiply-adds/image (encoder, prior, decoder) | decoder products | ceiling images/s "
+              "(1 thread, all) | compress images/s | decompress images/s |", "|---|---|---|---|---|---|"]
     for row in r["results"]:
         f = row["roofline"]
         m = f["multiply_adds_per_image"]
         c = f["ceiling_images_per_second"]
         lines.append(f"| {row['data']} | {m['encoder'] / 1e6:.1f}, {m['prior'] / 1e6:.2f}, {m['decoder'] / 1e6:.1f} | "
+                     f"{f.get('decoder_arithmetic', 'float64')} | "
                      f"{c['one_thread']:.0f}, {c['all_threads']:.0f} | {f['compress_images_per_second']:.0f} | "
                      f"{f['decompress_images_per_second']:.0f} |")
     return "\n".join(lines) + "\n"
