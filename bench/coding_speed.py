@@ -82,6 +82,16 @@ def child(tree: Path, *args: str, blas_threads: int | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def coded(tree: Path, data: str, model: str, archive: str, order: str, what: str) -> tuple[dict, dict]:
+    """DATA compressed with MODEL (a shipped name or a file) and decompressed, in fresh children of `tree`: the
+    two reports, every decoded image checked (`what` names the run in the error)."""
+    c = child(tree, "compress", data, model, archive, order)
+    d = child(tree, "decompress", data, model, archive, order)
+    if not d["exact"]:
+        raise SystemExit(f"{what}: {data} did not decode to its input")
+    return c, d
+
+
 def matmul_rate(threads: int | None, dtype: str = "float64") -> float:
     """GFLOP/s of a 2048-square matrix product in `dtype`, best of 3, in a child with `threads` BLAS threads."""
     env = dict(os.environ)
@@ -163,11 +173,7 @@ def main(argv: list[str]) -> int:
         model_name = data.split(":")[0]
         row = {"data": data, "model": model_name, "trees": {}}
         for role, tree in (("this", HERE), ("other", other)):
-            archive = str(tmp / f"{role}.acnz")
-            c = child(tree, "compress", data, model_name, archive, args.order)
-            d = child(tree, "decompress", data, model_name, archive, args.order)
-            if not d["exact"]:
-                raise SystemExit(f"{tree}: {data} did not decode to its input")
+            c, d = coded(tree, data, model_name, str(tmp / f"{role}.acnz"), args.order, str(tree))
             row["trees"][role] = {"compress": c, "decompress": d}
             print(f"[{data}] {role}: compress {c['seconds']:.1f} s ({c['bytes']:,} B, {c['chains']} chains, "
                   f"{c['peak_mib']:.0f} MiB), decompress {d['seconds']:.1f} s ({d['peak_mib']:.0f} MiB), exact",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "bench"))
-from coding_speed import child  # noqa: E402
+from coding_speed import coded  # noqa: E402
 from machine import provenance  # noqa: E402
 
 def main(argv: list[str]) -> int:
@@ -40,11 +40,7 @@ def main(argv: list[str]) -> int:
         models = {"exact1": f"{name}-exact1", "exact2": name}
         row = {"data": data, "model": name, "numerics": {}}
         for numerics, model in models.items():
-            archive = str(tmp / f"{numerics}.acnz")
-            c = child(HERE, "compress", data, model, archive, args.order)
-            d = child(HERE, "decompress", data, model, archive, args.order)
-            if not d["exact"]:
-                raise SystemExit(f"{data}: {numerics} did not decode to its input")
+            c, d = coded(HERE, data, model, str(tmp / f"{numerics}.acnz"), args.order, numerics)
             c["nats_per_image"] = c["bytes"] * 8 * math.log(2) / c["n"]
             row["numerics"][numerics] = {"compress": c, "decompress": d}
             print(f"[{data}] {numerics}: {c['bytes']:,} B ({c['nats_per_image']:.2f} nats/image), compress "

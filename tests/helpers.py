@@ -42,6 +42,18 @@ SPECS = {"binary": DataSpec(5, 6, 1, 2), "digits-like": DataSpec(4, 4, 1, 17), "
          "rgb": DataSpec(3, 4, 3, 256)}
 
 
+def step_through(stepper, x: np.ndarray, outputs: int) -> np.ndarray:
+    """A decoder stepper's logits (N, C, H, W, outputs) for images x (N, C, H, W) level indices, pixel by pixel."""
+    n, channels, height, width = x.shape
+    out = np.zeros((n, channels, height, width, outputs))
+    for i in range(height):
+        for j in range(width):
+            for c in range(channels):
+                out[:, c, i, j] = stepper.logits(i, j, c, x[:, :, i, j])
+            stepper.set_pixel(i, j, x[:, :, i, j])
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def tiny_exact_model(spec: DataSpec, seed: int = 0) -> modelfile.Model:
     """`tiny_model` quantised to numerics "exact1" (calibrated on random images of the spec)."""

@@ -11,7 +11,7 @@ from acncodec.coding import intnet
 from acncodec.quantize import quantise_networks
 from acncodec.train import to_tensor
 
-from helpers import SPECS, random_images, tiny_model
+from helpers import SPECS, random_images, step_through, tiny_model
 
 FRAC = 12   # output formats used here: codes, prior outputs and logits at 2^-12
 
@@ -26,15 +26,7 @@ def quantised(request):
 
 
 def incremental_logits(decoder, x: np.ndarray, z: np.ndarray, threads: int = 1) -> np.ndarray:
-    stepper = decoder.stepper(z, threads)
-    n, channels, height, width = x.shape
-    out = np.zeros((n, channels, height, width, decoder.outputs))
-    for i in range(height):
-        for j in range(width):
-            for c in range(channels):
-                out[:, c, i, j] = stepper.logits(i, j, c, x[:, :, i, j])
-            stepper.set_pixel(i, j, x[:, :, i, j])
-    return out
+    return step_through(decoder.stepper(z, threads), x, decoder.outputs)
 
 
 def test_values_are_integers_and_close_to_the_float_network(quantised):

@@ -9,7 +9,7 @@ from acncodec.coding import intnet
 from acncodec.quantize import quantise_networks
 from acncodec.train import to_tensor
 
-from helpers import SPECS, random_images, tiny_model
+from helpers import SPECS, random_images, step_through, tiny_model
 
 FRAC = 12
 
@@ -17,14 +17,7 @@ FRAC = 12
 def stepped_logits(decoder, x, z, compiled):
     stepper = intnet.Stepper(decoder, z, compiled=compiled)
     assert (stepper.compiled is not None) == compiled
-    n, channels, height, width = x.shape
-    out = np.zeros((n, channels, height, width, decoder.outputs))
-    for i in range(height):
-        for j in range(width):
-            for c in range(channels):
-                out[:, c, i, j] = stepper.logits(i, j, c, x[:, :, i, j])
-            stepper.set_pixel(i, j, x[:, :, i, j])
-    return out
+    return step_through(stepper, x, decoder.outputs)
 
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["exact1", "exact2"])
