@@ -121,7 +121,7 @@ def results():
               f"N^{tour['exponent']:.2f} over {tour['rows'][0]['n']:,}..{last['n']:,}.")
     coding = load("speed-coding.json")
     if coding:
-        g = coding["float64_gflops"]
+        g = coding["gflops"]
         print(f"\nCoding speed against {coding['other_commit'][:7]} (float coding, before the exact numerics), side by "
               f"side in one script (`{coding['command']}`, at {coding['git_commit'][:7]}; the other tree is a "
               f"`git worktree` of {coding['other_commit'][:7]}), {coding['order']} order, each tree's defaults, "
@@ -138,9 +138,11 @@ def results():
                   f"{f['multiply_adds_per_image']['decoder'] / 1e6:.0f} M/image | "
                   f"{f['ceiling_images_per_second']['all_threads']:.0f} images/s | "
                   f"{f['compress_images_per_second']:.0f}, {f['decompress_images_per_second']:.0f} images/s |")
-        print(f"\nThe ceiling is the decoder's multiply-adds at this machine's float64 matrix-product rate "
-              f"({g['all_threads']:.0f} GFLOP/s on both cores, {g['one_thread']:.0f} on one): the exact numerics "
-              "compute integer-valued float64, at half the float32 rate.")
+        kinds = sorted({row["roofline"]["decoder_arithmetic"] for row in coding["results"]})
+        print(f"\nThe ceiling is the decoder's multiply-adds at this machine's matrix-product rate in "
+              f"{' and '.join(kinds)}, the type its products run in (" + "; ".join(
+                  f"{d}: {g[d]['all_threads']:.0f} GFLOP/s on both cores, {g[d]['one_thread']:.0f} on one"
+                  for d in g) + ", measured by the script).")
     if summary.get("runs"):
         m = summary["runs"][-1]["machine"]
         print(f"\nMade by `python bench/benchmark.py` (all four datasets, then speed and scaling): "
