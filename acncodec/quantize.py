@@ -8,7 +8,7 @@ latent-variable models"):
 * a linear map (matmul, or a convolution done as im2col + matmul) of integer weights and integer activations
   is computed exactly by float64 hardware in any summation order, blocking, thread split or FMA use, as long
   as every partial sum stays below 2^53. Each map clamps its input to a bound fixed at quantisation time and
-  `IntAffine.check_bound` proves fan_in * max|w| * bound + max|bias| < 2^53 for it;
+  `IntAffine.check_bound` proves, for each output, sum |w| * bound + |bias| < 2^53 for it;
 * rescaling multiplies by an exact power of two and rounds with floor(x + 0.5): exact in float64;
 * tanh and sigmoid come from integer tables (`FunctionTable`) computed once here with float math and stored in
   the model file; at coding time they are read with integer-only linear interpolation. ReLU, clamps, adds of

@@ -12,8 +12,8 @@ models"; docs/NUMERICS.md):
 * a linear map (a matmul, or a convolution done as im2col + matmul) of integer weights and integer activations
   is computed exactly by float64 hardware in any summation order, blocking, thread split or FMA use, as long as
   every partial sum stays below 2^53 (by float32 hardware below 2^24: exact2's narrow maps, `Affine.float32`).
-  Each map clamps its input to a bound fixed at quantisation time, and `Affine.check_bound` proves
-  fan_in * max|w| * bound + max|bias| < 2^53 for it;
+  Each map clamps its input to a bound fixed at quantisation time, and `Affine.check_bound` proves, for each
+  output, sum |w| * bound + |bias| < 2^53 (a bound on every partial sum);
 * rescaling multiplies by an exact power of two and rounds with floor(x + 0.5): exact in float64;
 * tanh and sigmoid come from integer tables stored in the model file, read with integer-only interpolation;
   ReLU, clamps, adds of aligned integers and the gates' products (both factors below 2^15) are exact.
@@ -158,8 +158,12 @@ class Affine:
         if key not in self._windows:
             out = self.weight.shape[0]
             w = self.weight.reshape(out, cin, kh, kw)[:, :, rows][:, :, :, cols]
-            self._windows[key] = Affine(w.reshape(out, -1), self.bias, self.shift, self.bound, self.clamp,
-                                        self.in_shift)
+            part = Affine(w.reshape(out, -1), self.bias, self.shift, self.bound, self.clamp, self.in_shift)
+            # parts' sums are added before the whole map's bias and rounding (`Stepper`): they take the whole
+            # map's type, whose proof covers their total
+            part.float32 = self.float32
+            part.scaled_bias32 = self.scaled_bias32
+            self._windows[key] = part
         return self._windows[key]
 
     @classmethod
@@ -610,7 +614,6 @@ class Stepper:
         """The compiled step's fixed arguments per layer (`kernels.layer_step`): (the layer-0 input placeholder,
         [(the arguments before the row terms, those after, the output buffer)])."""
         gate, B = self.dec.gate, self.B
-        reads = _reads
         layers = []
         for n, layer in enumerate(self.dec.layers):
             hconv, weight = self.hconv[n]
@@ -623,9 +626,9 @@ class Stepper:
             biases = (hconv.scaled_bias32, hout.scaled_bias32) if hconv.float32 \
                 else (hconv.scaled_bias, hout.scaled_bias)
             channels, width = hout.weight.shape[1], hout.weight.shape[0]
-            head = (*reads(hconv), weights[0], biases[0])
+            head = (*_reads(hconv), weights[0], biases[0])
             tail = (gate.tables[0], gate.offsets[0], gate.tables[1], gate.offsets[1], float(gate.half),
-                    2.0 ** -gate.act_frac, *reads(hout), weights[1], biases[1], layer.first,
+                    2.0 ** -gate.act_frac, *_reads(hout), weights[1], biases[1], layer.first,
                     np.empty((B, weights[0].shape[0]), dtype), np.empty((B, 2 * channels), dtype),
                     np.empty((B, channels), dtype), np.empty((B, width), dtype))
             layers.append((head, tail, np.empty((B, width))))
