@@ -89,3 +89,21 @@ def test_a_stored_input_shift_out_of_range_is_refused():
     key = next(k for k in stored if k.endswith(".in_shift"))
     with pytest.raises(ValueError, match="input shift"):
         intnet.IntNetworks.from_dict(dict(stored, **{key: torch.tensor(-1)}))
+
+
+def test_a_kernel_part_takes_the_whole_maps_type():
+    """The stepper adds a convolution's part sums before the whole map's rounding, so a part is float32 only
+    where the whole map is: here each of 3 kernel rows alone would fit 2^24, the whole kernel does not."""
+    rng = np.random.default_rng(2)
+    cin, kh, kw, out = 4, 3, 3, 5
+    weight = np.full((out, cin * kh * kw), 60.0)
+    bound = 2.0 ** 24 / (60 * cin * kw) * 0.9          # one kernel row's sum of |w| times bound < 2^24
+    whole = intnet.Affine(weight, np.zeros(out), 8, bound)
+    part = whole.taps(cin, kh, kw, [0], list(range(kw)))
+    assert not whole.float32 and not part.float32
+    assert intnet.Affine(part.weight, part.bias, part.shift, part.bound).float32   # on its own it would be
+    x = rng.integers(-int(bound), int(bound), (2, kh, kw + 2, cin)).astype(np.float64)
+    sums = sum(intnet.conv_sums(x[:, r:r + 1], whole.taps(cin, kh, kw, [r], list(range(kw))), (1, kw))
+               for r in range(kh))
+    assert sums.dtype == np.float64
+    assert np.array_equal(whole.finish(sums), intnet.conv(x, whole, (kh, kw)))
