@@ -40,12 +40,21 @@ def numpy_avx512_targets() -> list[str]:
     return [t for t in __cpu_dispatch__ if __cpu_features__.get(t) and (t.startswith("AVX512") or t == "X86_V4")]
 
 
+def openblas_cores() -> list[str]:
+    """The cores the loaded OpenBLAS libraries picked kernels for (lower case)."""
+    from threadpoolctl import threadpool_info
+    return sorted({str(i.get("architecture", "")).lower() for i in threadpool_info() if i["internal_api"] == "openblas"})
+
+
 def settings() -> dict[str, tuple[dict[str, str], int]]:
     """name -> (environment overrides, torch threads) of every fresh process a portability check runs."""
     out = {"DNNL_MAX_CPU_ISA=SSE41": ({"DNNL_MAX_CPU_ISA": "SSE41"}, 1),
            "DNNL_MAX_CPU_ISA=AVX2": ({"DNNL_MAX_CPU_ISA": "AVX2"}, 1),
            "MKL_CBWR=COMPATIBLE": ({"MKL_CBWR": "COMPATIBLE"}, 1),
-           "ATEN_CPU_CAPABILITY=default": ({"ATEN_CPU_CAPABILITY": "default"}, 1)}
+           "ATEN_CPU_CAPABILITY=default": ({"ATEN_CPU_CAPABILITY": "default"}, 1),
+           # OpenBLAS's kernels for another CPU (exact2's float32 products and every float64 one run there)
+           "OPENBLAS_CORETYPE=Prescott": ({"OPENBLAS_CORETYPE": "Prescott"}, 1),
+           "OPENBLAS_CORETYPE=Sandybridge": ({"OPENBLAS_CORETYPE": "Sandybridge"}, 1)}
     avx512 = numpy_avx512_targets()
     if avx512:
         out["NPY_DISABLE_CPU_FEATURES=" + ",".join(avx512)] = ({"NPY_DISABLE_CPU_FEATURES": ",".join(avx512)}, 1)
@@ -59,8 +68,8 @@ import importlib, json, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
 module, name = sys.argv[2].rsplit(":", 1)
 result = getattr(importlib.import_module(module), name)(*sys.argv[3:])
-from tests.test_portability import numpy_avx512_targets
-print(json.dumps({"result": result, "numpy_avx512": numpy_avx512_targets(),
+from tests.test_portability import numpy_avx512_targets, openblas_cores
+print(json.dumps({"result": result, "numpy_avx512": numpy_avx512_targets(), "openblas": openblas_cores(),
                   "aten": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}))
 """
 
@@ -68,7 +77,8 @@ print(json.dumps({"result": result, "numpy_avx512": numpy_avx512_targets(),
 def run_fresh(workload: str, args: tuple[str, ...], env: dict[str, str], threads: int) -> dict:
     """Run `workload(*args)` in a fresh Python with `env` added to a clean copy of the environment."""
     base = {k: v for k, v in os.environ.items()
-            if k not in ("DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "NPY_DISABLE_CPU_FEATURES")}
+            if k not in ("DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "NPY_DISABLE_CPU_FEATURES",
+                         "OPENBLAS_CORETYPE")}
     base.update(env, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(threads), workload, *map(str, args)], cwd=ROOT,
                           env=base, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -91,6 +101,9 @@ def outputs_everywhere(workload: str, *args) -> dict[str, dict]:
             assert report["aten"].upper() == "DEFAULT", report["aten"]
         if "NPY_DISABLE_CPU_FEATURES" in env:
             assert report["numpy_avx512"] == [], report["numpy_avx512"]
+        if "OPENBLAS_CORETYPE" in env and env["OPENBLAS_CORETYPE"].lower() not in openblas_cores():
+            # the libraries report the core they picked (Prescott's kernels are called Katmai): not this one's
+            assert report["openblas"] and not set(report["openblas"]) & set(openblas_cores()), report["openblas"]
     return reports
 
 
