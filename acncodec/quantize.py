@@ -94,16 +94,17 @@ class IntAffine:
     def quantise_narrow(cls, weight, bias, in_frac: int, out_frac, in_bound: float | None) -> "IntAffine":
         """A map whose sums stay below 2^24, which the coder makes in float32 (`coding.intnet.FLOAT32_LIMIT`):
         the input, at in_frac, is first rounded to the map's own format, in_frac - in_shift, the most fractional
-        bits that keep in_bound (real units) within NARROW_INPUTS (2^11 where the fan-in allows, else 2^9) and
-        clamped; an input bounded by construction (|x| <= 1, in_bound None) is not clamped, its bound exact;
-        each output's weights take the most fractional bits that keep the sum of their magnitudes times the
-        bound within a budget of 2^23 (and each below 2^15), the bias and rounding within the rest of 2^24.
-        The input's range is 2^11 where the weights keep 6 bits or more beside it, else 2^9."""
+        bits that keep in_bound (real units) within NARROW_INPUTS (2^11 where the weights keep 6 bits or more
+        beside it, else 2^9) and clamped; an input bounded by construction (|x| <= 1, in_bound None) is not
+        clamped, its bound exact. Each output's weights take the most fractional bits that keep the sum of their
+        magnitudes times the bound within a budget of 2^23 (and each below 2^15), the bias and rounding within
+        the rest of 2^24."""
         from .coding.intnet import FLOAT32_LIMIT
         budget = FLOAT32_LIMIT / 2
         # each output's sum of |weights| over its largest: the fan-in that counts for the budget
         spread = float((weight.abs().sum(dim=1) / weight.abs().amax(dim=1).clamp_min(1e-30)).max())
-        x_limit = next(b for b in NARROW_INPUTS if spread * NARROW_MIN_WEIGHT * b < budget or b == NARROW_INPUTS[-1])
+        x_limit = next(b for b in NARROW_INPUTS
+                       if spread * NARROW_MIN_WEIGHT * b < budget or b == NARROW_INPUTS[-1])
         clamp = in_bound is not None
         in_bound = max(float(in_bound), 2.0 ** -in_frac) if clamp else 1.0
         in_shift = max(0, in_frac - math.floor(math.log2(x_limit / in_bound)))
@@ -122,7 +123,8 @@ class IntAffine:
             shift = (map_frac + w_frac) - torch.as_tensor(out_frac, dtype=torch.float64)
             half = torch.where(shift >= 1, torch.exp2(shift - 1), torch.zeros(()))
             # rounding can push a row past the budget, a large bias past the rest: such an output gives up a bit
-            too_big = (w.abs().sum(dim=1) * bound + (b + half).abs() >= FLOAT32_LIMIT) | (w.abs() >= WEIGHT_LIMIT).any(1)
+            too_big = (w.abs().sum(dim=1) * bound + (b + half).abs() >= FLOAT32_LIMIT) \
+                | (w.abs() >= WEIGHT_LIMIT).any(1)
             if not too_big.any():
                 break
             w_frac = w_frac - too_big.double()
@@ -385,7 +387,8 @@ def quantise_model(model, calibration: torch.Tensor, unconditional=None, selecti
     integer parts. `unconditional`: a p(z) to use in place of the model's (a full-covariance one, which only
     the exact numerics code; `train.refit_unconditional`), `selection` its fit's record; the bucket table stays
     the model's. `numerics` "exact2": the decoder's maps narrow (`IntAffine.quantise_narrow`), their sums
-    below 2^24, which the coder makes in float32. An exact model is requantised: its networks made anew from the float networks it stands for, its tables kept as they are."""
+    below 2^24, which the coder makes in float32. An exact model is requantised: its networks made anew from
+    the float networks it stands for, its tables kept as they are."""
     from .coding import exact_tables
     from .coding.exact_numerics import join_parts, split_parts
     from .modelfile import EXACT_NUMERICS, Model

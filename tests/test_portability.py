@@ -43,7 +43,8 @@ def numpy_avx512_targets() -> list[str]:
 def openblas_cores() -> list[str]:
     """The cores the loaded OpenBLAS libraries picked kernels for (lower case)."""
     from threadpoolctl import threadpool_info
-    return sorted({str(i.get("architecture", "")).lower() for i in threadpool_info() if i["internal_api"] == "openblas"})
+    return sorted({str(i.get("architecture", "")).lower() for i in threadpool_info()
+                   if i["internal_api"] == "openblas"})
 
 
 def settings() -> dict[str, tuple[dict[str, str], int]]:
