@@ -390,15 +390,13 @@ def quantise_model(model, calibration: torch.Tensor, unconditional=None, selecti
     below 2^24, which the coder makes in float32. An exact model is requantised: its networks made anew from
     the float networks it stands for, its tables kept as they are."""
     from .coding import exact_tables
-    from .coding.exact_numerics import join_parts, split_parts
+    from .coding.exact_numerics import join_parts
     from .modelfile import EXACT_NUMERICS, Model
     nets = quantise_networks(model.net, calibration, exact_tables.CODE_FRAC, exact_tables.RAW_FRAC,
                              exact_tables.LOGIT_FRAC, narrow=numerics == "exact2")
     if model.numerics in EXACT_NUMERICS:
-        _, latent, pixel = split_parts(model.exact)
-        parts = {f"net.{k}": v for k, v in nets.to_dict().items()}
-        parts.update({f"latent.{k}": v for k, v in latent.items()})
-        parts.update({f"pixel.{k}": v for k, v in pixel.items()})
+        parts = {k: v for k, v in model.exact.items() if not k.startswith("net.")}     # its tables, as they are
+        parts.update({f"net.{k}": v for k, v in nets.to_dict().items()})
         meta = dict(model.meta, requantised_from=model.hash, calibration_images=int(len(calibration)))
         return Model(model.net, model.spec, model.unconditional, model.buckets, meta, None, numerics, parts)
     prior = model.unconditional if unconditional is None else unconditional

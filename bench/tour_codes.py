@@ -18,6 +18,14 @@ def model_codes(model_name: str, data_name: str):
     return model, data, encode_all(model.net, images)
 
 
+def setup(args):
+    """What a tour benchmark starts from, after its --threads, --model and --data: (model, data, codes, the codes
+    as a numpy array, the KL along a tour through them)."""
+    torch.set_num_threads(args.threads)
+    model, data, codes = model_codes(args.model, args.data)
+    return model, data, codes, codes.numpy(), lambda tour: tour_kl(model, codes, tour)
+
+
 def tour_kl(model, codes: torch.Tensor, tour) -> float:
     """KL(q(z|x_t) || p(z|c_{t-1})) summed along `tour` per image of `codes`, the chain head left out."""
     tour = torch.as_tensor(np.asarray(tour))

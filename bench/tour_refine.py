@@ -33,7 +33,7 @@ from acncodec.knn import nearest_others  # noqa: E402
 from acncodec.tour import greedy_tour, two_opt  # noqa: E402
 from acncodec.tour_refine import refine  # noqa: E402
 from machine import provenance  # noqa: E402
-from tour_codes import model_codes, tour_kl  # noqa: E402
+from tour_codes import setup  # noqa: E402
 
 BOUND_NEIGHBOURS = 30
 
@@ -73,11 +73,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    model, data, codes = model_codes(args.model, args.data)
-    x = codes.numpy()
+    model, data, codes, x, kl = setup(args)
     n = len(x)
-    kl = lambda tour: tour_kl(model, codes, tour)  # noqa: E731
 
     t0 = time.perf_counter()
     greedy = greedy_tour(x)

@@ -27,7 +27,7 @@ from acncodec.evaluate import kl_along  # noqa: E402
 from acncodec.knn import nearest_others  # noqa: E402
 from acncodec.tour import greedy_tour, path_length, two_opt  # noqa: E402
 from machine import provenance  # noqa: E402
-from tour_codes import model_codes, tour_kl  # noqa: E402
+from tour_codes import setup  # noqa: E402
 
 
 def main() -> int:
@@ -38,11 +38,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    model, data, codes = model_codes(args.model, args.data)
-    x = codes.numpy()
+    model, data, codes, x, kl = setup(args)
     n = len(x)
-    kl = lambda tour: tour_kl(model, codes, tour)  # noqa: E731
 
     nearest = nearest_others(x, np.arange(n), x, 1)[:, 0]
     t0 = time.perf_counter()

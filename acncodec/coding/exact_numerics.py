@@ -55,12 +55,14 @@ _blas = None
 
 def _blas_pool():
     """The BLAS libraries, as threadpoolctl controls them (found once): numpy's, loaded at its import, and the
-    one the compiled stepper's products call (scipy's, loaded by `kernels`), which may be another."""
+    one the compiled stepper's products call (scipy's, through numba's np.dot), which may be another. That one is
+    loaded here on its own: a compress, which never steps, need not load numba and its compiler."""
     global _blas
     if _blas is None:
+        import importlib.util
         from threadpoolctl import ThreadpoolController
-        from .intnet import _kernels
-        _kernels()
+        if importlib.util.find_spec("numba") is not None:
+            import scipy.linalg.cython_blas  # noqa: F401
         _blas = ThreadpoolController().select(user_api="blas")
     return _blas
 

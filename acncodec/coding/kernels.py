@@ -15,8 +15,7 @@ tests/test_kernels.py compares the kernel with the numpy step.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this BLAS: loaded now, so that
-from numba import njit           # `exact_numerics.side_by_side` finds it and holds it at one thread too)
+from numba import njit      # numba's np.dot calls scipy's BLAS, which `exact_numerics._blas_pool` loads and holds
 
 
 @njit(cache=True, nogil=True, inline="always")
