@@ -61,31 +61,39 @@ def test_incremental_and_full_pass_agree_bit_for_bit(quantised, batch):
 
 
 def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypatch):
-    """With two threads the stepper computes each next row's vertical sums over the rows above it on a helper
-    thread while the current row is decoded, and adds the last kernel row's at the row's start: the same exact
-    sums, so every logit equals the full pass's, and the helper did the work for every row but the first."""
+    """With two threads the stepper computes each next row's vertical stack on a helper thread while the
+    current row is decoded, column by column as the pixels it reads come, and finishes it at the row's start:
+    every logit equals the full pass's, every layer's columns of every row are computed once, and the helper
+    did some of every row but the first."""
     import threading
     _, q, images, _ = quantised
     x = images[:7]
     codes = q.encoder(x)
     where = []
-    real = intnet.Stepper._sums_above
+    real = intnet.Stepper._vertical
 
-    def watched(self, i):
-        where.append((i, threading.current_thread().name))
-        return real(self, i)
-    monkeypatch.setattr(intnet.Stepper, "_sums_above", watched)
+    def watched(self, work, n, end):
+        if end > work.done[n]:
+            where.append((work.row, n, work.done[n], end, threading.current_thread().name))
+        return real(self, work, n, end)
+    monkeypatch.setattr(intnet.Stepper, "_vertical", watched)
     monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 0)     # these tiny rows are below the size that pays
     assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
-    height = x.shape[2]
-    assert [i for i, _ in where] == list(range(1, height))
-    assert all(name.startswith("acncodec-rows") for _, name in where)
+    height, width, layers = x.shape[2], x.shape[3], len(q.decoder.layers)
+    for row in range(height):
+        for n in range(layers):
+            spans = sorted((c0, end) for r, m, c0, end, _ in where if (r, m) == (row, n))
+            assert spans[0][0] == 0 and spans[-1][1] == width
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    helped = {r for r, _, _, _, name in where if name.startswith("acncodec-rows")}
+    assert helped == set(range(1, height))
     where.clear()
     incremental_logits(q.decoder, x, codes, threads=1)
-    assert where == []
+    assert {name for *_, name in where} == {threading.current_thread().name}
+    where.clear()
     monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 1 << 40)
     assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
-    assert where == []
+    assert {name for *_, name in where} == {threading.current_thread().name}
 
 
 def test_blocks_side_by_side_give_the_same_arrays(quantised, monkeypatch):

@@ -499,10 +499,12 @@ class Decoder:
         return cls(pixel_in, cmap, tuple(dims[:4]), layers, head, gate, (C, H, W), outputs)
 
 
-#: A helper thread pays only where a row's work is worth handing over: on 60 8x8 digits in one chain (a few
-#: thousand multiply-adds a row) it made decompress 1.6x slower; on binarized MNIST in 31 chains (53 million a
-#: row) 1.2x faster (bench/results/speed-threads.md).
-HELPER_MIN_MACS = 1 << 20
+#: A helper thread pays only where a row's vertical stack is worth handing over (multiply-adds per row, the round's
+#: images times the vconv and v2h weights times the width). Decompress with the helper against without it
+#: (bench/results/speed-helper.md): scikit-learn's digits, 16 chains (4.8 million a row), 1.66 s against 1.53;
+#: 56 chains (16.7 million), 1.17 s against 1.38; binarized MNIST, 4 chains (12.3 million), 1.51 s against
+#: 1.24; 16 chains (49 million), 1.55-1.74 s against 1.79.
+HELPER_MIN_MACS = 14 << 20
 
 
 def _kernels():
@@ -521,17 +523,28 @@ def _reads(a: Affine) -> tuple[float, float, float]:
     return limit, 2.0 ** -a.in_shift, 0.5 if a.in_shift else 0.0
 
 
+class _NextRow:
+    """The next row's vertical stack while the current row is decoded: the columns each layer has done, its
+    conditioning terms, its row-terms buffers, and the helper's task in flight."""
+
+    def __init__(self, row: int, layers: int, vrow: list):
+        self.row, self.done, self.vrow = row, [0] * layers, vrow
+        self.cond = None
+        self.futures, self.asked = [], 0       # the helper's tasks for the row, and the pixels they were given
+
+
 class Stepper:
     """Incremental decoding (the caching of `incremental.py`): per row, every layer's vertical stack and the
-    horizontal stack's row terms; per pixel, one window matmul per layer. The per-pixel work runs compiled
-    (`kernels.py`: one call per layer and two for the head, where numpy makes some thirty) unless `compiled` is
+    horizontal stack's row terms; per pixel, one window matmul per layer. The per-pixel work and the vertical
+    stack run compiled (`kernels.py`: one call per layer, where numpy makes some thirty) unless `compiled` is
     False or numba is missing; the numbers are the same.
 
-    With `threads` > 1 a helper thread computes, while the pixels of row i are decoded, the part of row i + 1's
-    vertical convolutions that reads the rows above i + 1 only (kernel rows 0 .. kh - 2, already known), and
-    its conditioning terms; the row's start then adds the last kernel row's sums. Both are exact integer sums,
-    so the logits are the same in every bit; two thirds of the vertical stack's multiply-adds (kh = 3) leave
-    the decoding thread."""
+    With `threads` > 1 a helper thread computes row i + 1's vertical stack while row i is decoded, column by
+    column as the pixels it reads come: layer 0's column j reads row i's pixels j - half .. j + half, and layer
+    n's reads layer n - 1's columns j - half .. j + half, so once row i's first d pixels are decoded, layer n's
+    columns below d - (n + 1) half are known. At row i + 1's start only the columns the last pixels hold back
+    are left. Each column's sums are the same exact sums, so the logits are the same in every bit; the decoding
+    thread keeps the per-pixel work."""
 
     def __init__(self, dec: Decoder, z: np.ndarray, threads: int = 1, compiled: bool = True):
         self.dec = dec
@@ -540,68 +553,103 @@ class Stepper:
         self.kh, self.kw, self.half = l0.kh, l0.kh, l0.half
         self.cmap = dec.condition(z)
         self.ins = [self.C] + [l.maps["hout"].weight.shape[0] for l in dec.layers[:-1]]
-        # vertical inputs, the rows above each decoded row (channels-last)
-        self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin)) for cin in self.ins]
         # hconv with its weight as `conv` reads it, (kw Cin, out): a (B, kw, Cin) window flattened times it
         self.hconv = [(l.maps["hconv"], l.maps["hconv"].window_weight(cin, 1, l.kh))
                       for l, cin in zip(dec.layers, self.ins)]
-        # each vertical convolution split into the kernel rows above a row's last input row, and that row
-        kh = self.kh
-        self.vsplit = [(l.maps["vconv"].taps(cin, kh, l.kernel, list(range(kh - 1)), list(range(l.kernel))),
-                        l.maps["vconv"].taps(cin, kh, l.kernel, [kh - 1], list(range(l.kernel))))
-                       for l, cin in zip(dec.layers, self.ins)]
+        # two sets of row terms, (W, B, 2C) per layer: the current row's, and the next row's being made
+        widths = [l.maps["v2h"].weight.shape[0] for l in dec.layers]
+        self.vrows = [[np.empty((self.W, self.B, w)) for w in widths] for _ in range(2)]
         self.helper = None
-        ahead = self.B * self.W * sum(above.weight.size for above, _ in self.vsplit)   # multiply-adds per row
-        if threads > 1 and kh > 1 and dec.H > 1 and ahead >= HELPER_MIN_MACS:
+        per_row = self.B * self.W * sum(l.maps["vconv"].weight.size + l.maps["v2h"].weight.size
+                                        for l in dec.layers)                # multiply-adds per row
+        if threads > 1 and dec.H > 1 and per_row >= HELPER_MIN_MACS:
             from concurrent.futures import ThreadPoolExecutor
             self.helper = ThreadPoolExecutor(1, thread_name_prefix="acncodec-rows")
-        self.ahead = None              # (row, future of its vertical sums over the rows above)
+        self.pending = None            # the next row's `_NextRow`, where a helper makes it
         self.kernels = _kernels() if compiled else None
         self.compiled = self._compile() if self.kernels is not None else None
+        # vertical inputs, the rows above each decoded row (channels-last); compiled, as each vconv reads them
+        # (rounded and clamped once, when written, in the map's type), so that a window is a plain copy
+        vconvs = [l.maps["vconv"] for l in dec.layers]
+        self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin),
+                             np.float32 if self.compiled is not None and v.float32 else np.float64)
+                    for cin, v in zip(self.ins, vconvs)]
+        self.vin0 = vconvs[0] if self.compiled is not None else None
         self.row, self.col, self.next = -1, -1, (0, 0)
+        self.current = None            # this row's `_NextRow`
 
-    def _sums_above(self, i: int) -> tuple[list, list]:
-        """Row i's vertical sums from kernel rows 0 .. kh - 2 of every layer (inputs written by rows < i), and
-        its conditioning terms (from z alone)."""
-        sums = [conv_sums(self.vin[n][:, i:i + self.kh - 1], above, (self.kh - 1, layer.kernel))[:, 0]
-                for n, (layer, (above, _)) in enumerate(zip(self.dec.layers, self.vsplit))]
-        return sums, self.dec.cond_terms(self.cmap[:, i])
+    def _vertical(self, work: _NextRow, n: int, end: int) -> None:
+        """Layer n's vertical stack for row work.row at its columns work.done[n] .. end - 1: the gated output
+        into the next layer's vertical input, the row terms into work.vrow[n]."""
+        c0, i = work.done[n], work.row
+        if end <= c0:
+            return
+        layer, kh, half = self.dec.layers[n], self.kh, self.half
+        m, (cond_v, cond_h), last = layer.maps, work.cond[n], n + 1 == len(self.vin)
+        if self.compiled is not None:
+            vconv, v2h, gate, following = self.compiled[3][n]
+            self.kernels.vertical(self.vin[n], i, c0, end, kh, layer.kernel, *vconv, cond_v, *gate, not last,
+                                  self.vin[0 if last else n + 1], half, *following, *v2h, cond_h, work.vrow[n])
+        else:
+            v_pre = conv(self.vin[n][:, i:i + kh, c0:end + 2 * half], m["vconv"], (kh, layer.kernel))[:, 0]
+            v_pre += cond_v[:, c0:end]
+            if not last:
+                self.vin[n + 1][:, i + kh - 1, half + c0:half + end] = self.dec.gate(v_pre)
+            vh = m["v2h"](v_pre)
+            vh += cond_h[:, c0:end]
+            work.vrow[n][c0:end] = vh.transpose(1, 0, 2)
+        work.done[n] = end
+
+    def _advance(self, work: _NextRow, decoded: int) -> None:
+        """Row work.row's vertical stack as far as the previous row's first `decoded` pixels allow (all of it
+        once the row is decoded: the columns past the edge read padding)."""
+        if work.cond is None:
+            work.cond = self.dec.cond_terms(self.cmap[:, work.row])      # (B, W, 2C) per layer
+        for n in range(len(self.dec.layers)):
+            end = self.W if decoded >= self.W else max(0, decoded - (n + 1) * self.half)
+            self._vertical(work, n, end)
 
     def _start_row(self, i: int) -> None:
-        kh, half, W, gate = self.kh, self.half, self.W, self.dec.gate
-        above = None
-        if self.ahead is not None:
-            row, future = self.ahead
-            above, cond = future.result() if row == i else (None, None)
-            self.ahead = None
-        if above is None:
-            cond = self.dec.cond_terms(self.cmap[:, i])              # (B, W, 2C) per layer
-        self.vrow = []
-        for n, layer in enumerate(self.dec.layers):
-            cond_v, cond_h = cond[n]
-            m = layer.maps
-            if above is None:
-                v_pre = conv(self.vin[n][:, i:i + kh], m["vconv"], (kh, layer.kernel))[:, 0]   # (B, W, 2C)
-            else:
-                sums = conv_sums(self.vin[n][:, i + kh - 1:i + kh], self.vsplit[n][1], (1, layer.kernel))[:, 0]
-                sums += above[n]
-                v_pre = m["vconv"].finish(sums)
-            v_pre += cond_v
-            if n + 1 < len(self.vin):
-                self.vin[n + 1][:, i + kh - 1, half:half + W] = gate(v_pre)
-            vh = m["v2h"](v_pre)
-            vh += cond_h
-            self.vrow.append(vh.transpose(1, 0, 2).copy())          # (W, B, 2C)
-        self.hin = [np.zeros((self.B, self.kw - 1 + W + 1, cin)) for cin in self.ins]
+        work = self.pending
+        if work is None or work.row != i:
+            work = _NextRow(i, len(self.dec.layers), self.vrows[i % 2])
+            self._advance(work, self.W)
+        else:
+            # the helper finishes the row's columns, after the task it may have in flight; the pixels wait for
+            # them only when they reach the columns the last pixels of the row above held back
+            work.futures.append(self.helper.submit(self._advance, work, self.W))
+        self.current = work
+        self.vrow = work.vrow
+        self.hin = [np.zeros((self.B, self.kw - 1 + self.W + 1, cin)) for cin in self.ins]
         self.row, self.col = i, -1
+        self.pending = None
         if self.helper is not None and i + 1 < self.dec.H:
-            # rows i + 1 .. i + kh - 1 of every vin are final now; decoding row i writes only vin[0]'s row i + kh
-            self.ahead = (i + 1, self.helper.submit(self._sums_above, i + 1))
+            self.pending = _NextRow(i + 1, len(self.dec.layers), self.vrows[(i + 1) % 2])
         elif self.helper is not None:
-            self.helper.shutdown(wait=False)
+            self.helper.shutdown(wait=False)        # its last task (this row's columns) still runs
             self.helper = None
 
+    def _columns_ready(self, j: int) -> None:
+        """Wait, if need be, until every layer's row terms of this row are known at column j."""
+        work = self.current
+        if work.futures and min(work.done) <= j:
+            for future in work.futures:
+                future.result()         # raises the helper's exception, if it raised one
+            work.futures.clear()
+
+    def _hand_over(self, decoded: int) -> None:
+        """Give the helper the next row's columns that the first `decoded` pixels of this row make known, when
+        it is free and at least `half` more are known than it was last given (it finishes the row's end)."""
+        work = self.pending
+        if decoded >= self.W or decoded - work.asked < max(1, self.half) or decoded <= self.half:
+            return
+        if any(not f.done() for f in work.futures + self.current.futures):
+            return
+        work.asked = decoded
+        work.futures.append(self.helper.submit(self._advance, work, decoded))
+
     def _stack(self, j: int) -> None:
+        self._columns_ready(j)
         if self.compiled is None:
             return self._stack_numpy(j)
         h = self.compiled[0]
@@ -632,8 +680,23 @@ class Stepper:
                     np.empty((B, weights[0].shape[0]), dtype), np.empty((B, 2 * channels), dtype),
                     np.empty((B, channels), dtype), np.empty((B, width), dtype))
             layers.append((head, tail, np.empty((B, width))))
-        return np.zeros((B, self.C)), layers, [(self._compiled_map(f, B), self._compiled_map(l, B))
-                                               for f, l in zip(self.dec.features_c, self.dec.head["logits"])]
+        heads = [(self._compiled_map(f, B), self._compiled_map(l, B))
+                 for f, l in zip(self.dec.features_c, self.dec.head["logits"])]
+        gate_args = (gate.tables[0], gate.offsets[0], gate.tables[1], gate.offsets[1], float(gate.half),
+                     2.0 ** -gate.act_frac)
+        vertical = []
+        for n, (layer, cin) in enumerate(zip(self.dec.layers, self.ins)):
+            vconv, v2h = layer.maps["vconv"], layer.maps["v2h"]
+            window = vconv.window_weight(cin, layer.kh, layer.kernel)
+            following = self.dec.layers[min(n + 1, len(self.ins) - 1)].maps["vconv"]  # the last writes none
+            vertical.append((self._weights(vconv, window), (*_reads(v2h), *self._weights(v2h, v2h.scaled_weight_t)),
+                             gate_args, _reads(following)))
+        return np.zeros((B, self.C)), layers, heads, vertical
+
+    @staticmethod
+    def _weights(a: Affine, weight: np.ndarray) -> tuple:
+        """A map's scaled weight (in the layout given) and bias with its rounding, in the map's type."""
+        return (a.weight32(weight), a.scaled_bias32) if a.float32 else (weight, a.scaled_bias)
 
     @staticmethod
     def _compiled_map(a: Affine, B: int) -> tuple:
@@ -680,8 +743,10 @@ class Stepper:
             raise ValueError(f"set_pixel({i}, {j}) out of order: expected {self.next} after its logits")
         xs = self.dec.pixel_in[np.asarray(values, dtype=np.int64)]
         self.hin[0][:, j + self.kw] = xs
-        self.vin[0][:, i + self.kh, self.half + j] = xs
+        self.vin[0][:, i + self.kh, self.half + j] = xs if self.vin0 is None else self.vin0.clamped(xs)
         self.next = (i, j + 1) if j + 1 < self.W else (i + 1, 0)
+        if self.pending is not None:
+            self._hand_over(j + 1)
 
 
 # ------------------------------------------------------------------------------------------ the whole

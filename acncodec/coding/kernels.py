@@ -95,3 +95,57 @@ def affine(x, relu, limit, scale, offset, weight, bias, window, acc, out):
         for o in range(out.shape[1]):
             out[b, o] = np.floor(np.float64(acc[b, o]) + np.float64(bias[o]))
     return out
+
+
+@njit(cache=True, nogil=True)
+def vertical(vin, row, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
+             tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
+             write_next, vnext, pad, nx_limit, nx_scale, nx_offset,
+             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_h, vrow):
+    """A gated layer's vertical stack for row `row` at columns c0 .. c1 - 1, for a round of B images
+    (`intnet.Stepper._vertical`): the gated output written, as the next layer's vconv reads it, into its
+    vertical input vnext (when `write_next`), the row terms (v2h plus conditioning) into vrow (W, B, 2C).
+
+    vin (B, H + kh, W + 2 pad, Cin), in vconv's type: the layer's vertical input as vconv reads it (rounded and
+    clamped when written), so a window is kh runs of kernel Cin consecutive values, copied as they are: row
+    `row`'s window is rows row .. row + kh - 1, columns c .. c + kernel - 1. vconv's scaled weight is in the
+    window's (kh kernel Cin, out) layout; nx_*: how the next layer's vconv reads its input (`_read`); v2h: how
+    it reads its input, its scaled weight (2C, 2C). Biases carry their rounding; weights and biases are
+    float32 or float64 alike. cond_v, cond_h (B, W, 2C) float64: the conditioning terms of the row."""
+    B = vin.shape[0]
+    cin = vin.shape[3]
+    n = c1 - c0
+    span = kernel * cin
+    window = np.empty((B * n, kh * span), vc_weight.dtype)
+    for b in range(B):
+        for r in range(kh):
+            src = vin[b, row + r]
+            for c in range(n):
+                q = b * n + c
+                for k in range(kernel):
+                    for ch in range(cin):
+                        window[q, r * span + k * cin + ch] = src[c0 + c + k, ch]
+    sums = np.empty((B * n, vc_weight.shape[1]), vc_weight.dtype)
+    np.dot(window, vc_weight, sums)
+    channels = vc_weight.shape[1] // 2
+    reads = np.empty((B * n, 2 * channels), v2_weight.dtype)
+    pre = np.empty(2 * channels)
+    for b in range(B):
+        for c in range(n):
+            q = b * n + c
+            for o in range(2 * channels):
+                v = np.floor(np.float64(sums[q, o]) + np.float64(vc_bias[o])) + cond_v[b, c0 + c, o]
+                pre[o] = v
+                reads[q, o] = _read(v, v2_limit, v2_scale, v2_offset)
+            if write_next:
+                for o in range(channels):
+                    g = np.floor((_table(tanh, tanh_offset, pre[o]) * _table(sigmoid, sigmoid_offset, pre[o + channels])
+                                  + half) * inv)
+                    vnext[b, row + kh - 1, pad + c0 + c, o] = _read(g, nx_limit, nx_scale, nx_offset)
+    acc = np.empty((B * n, v2_weight.shape[1]), v2_weight.dtype)
+    np.dot(reads, v2_weight, acc)
+    for b in range(B):
+        for c in range(n):
+            q = b * n + c
+            for o in range(acc.shape[1]):
+                vrow[c0 + c, b, o] = np.floor(np.float64(acc[q, o]) + np.float64(v2_bias[o])) + cond_h[b, c0 + c, o]
