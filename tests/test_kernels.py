@@ -44,3 +44,26 @@ def test_without_numba_the_stepper_runs_numpy(monkeypatch):
     stepper = intnet.Stepper(nets.decoder, z)
     assert stepper.compiled is None
     assert np.array_equal(stepped_logits(nets.decoder, x, z, False), nets.decoder.logits(x, z))
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_compiled_probabilities_equal_the_tables(levels):
+    """`kernels.pixel_probs` gives `exact_tables.pixel_probs`' numbers, bit for bit: logits anywhere (beyond the
+    exp table's ends too), ties for the likeliest level."""
+    from acncodec.coding import exact_tables as tables
+    from acncodec.coding import kernels
+    pixel = tables.PixelTables.build(levels)
+    rng = np.random.default_rng(levels)
+    outputs = 1 if levels == 2 else levels
+    logits = rng.integers(-2 ** 18, 2 ** 18, (300, outputs)).astype(np.float64)
+    logits[:40] = rng.integers(-2 ** 12, 2 ** 12, (40, outputs))         # near one another: many levels count
+    logits[40:50] = 7.0                                                   # all tied
+    logits[50:60, :outputs // 2 + 1] = 2 ** 17                           # ties for the top, far from the rest
+    logits[60] = 0.0
+    exp = pixel.exp
+    got = kernels.pixel_probs(logits, exp.dense, exp.start, tables.MASS_BITS, tables.EXP_BITS,
+                              tables.raw_shift(tables.EXP_BITS + 1), np.empty(logits.shape))
+    want = tables.pixel_probs(pixel, logits.astype(np.int64))
+    assert np.array_equal(got[:, 0] if levels == 2 else got, want)
+    if levels > 2:
+        assert np.all(got.sum(1) == 1.0) and got.min() > 0

@@ -109,9 +109,22 @@ def _ints(a: np.ndarray) -> np.ndarray:
 class ExactStepper(PixelStepper):
     def __init__(self, stepper, pixel_tables):
         self.stepper, self.pixel_tables = stepper, pixel_tables
+        # the compiled stepper's kernels turn logits into probabilities in one call (the same numbers)
+        self.kernels = stepper.kernels if stepper.compiled is not None else None
+        exp = pixel_tables.exp
+        if exp.dense is None:
+            self.kernels = None
+        else:
+            self.probs_args = (exp.dense, exp.start, tables.MASS_BITS, tables.EXP_BITS,
+                               tables.raw_shift(tables.EXP_BITS + 1))
 
     def predict(self, i, j, c, pixel):
-        return tables.pixel_probs(self.pixel_tables, self.stepper.logits(i, j, c, pixel).astype(np.int64))
+        logits = self.stepper.logits(i, j, c, pixel)
+        if self.kernels is None:
+            return tables.pixel_probs(self.pixel_tables, logits.astype(np.int64))
+        tables.check_outputs(self.pixel_tables, logits.shape[-1])
+        out = self.kernels.pixel_probs(logits, *self.probs_args, np.empty(logits.shape))
+        return out[:, 0] if self.pixel_tables.levels == 2 else out
 
     def set_pixel(self, i, j, pixel):
         self.stepper.set_pixel(i, j, pixel)

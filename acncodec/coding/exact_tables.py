@@ -115,6 +115,11 @@ class LookupTable:
         # interpolation, so the function is unchanged): one gather per call instead of six operations.
         self._dense = self._interpolate(np.arange(self._span + 1, dtype=_INT)) if self._span < DENSE_LIMIT else None
 
+    @property
+    def dense(self) -> np.ndarray | None:
+        """Every input's value from `start` on (None for a table over too many inputs to expand)."""
+        return self._dense
+
     @classmethod
     def build(cls, fn: Callable[[float], float], lo: float, hi: float, in_frac: int, grid_frac: int,
               out_bits: int) -> "LookupTable":
@@ -183,6 +188,11 @@ def inv_scale_table(min_scale: float) -> LookupTable:
 # Masses
 # ----------------------------------------------------------------------------------------------------------------
 
+def raw_shift(raw_bits: int) -> int:
+    """How far `normalise_masses` shifts weights below 2^raw_bits, so that r_i F fits int64."""
+    return max(0, int(raw_bits) - (_MAX_PRODUCT_BITS - MASS_BITS))
+
+
 def normalise_masses(raw: np.ndarray, raw_bits: int) -> np.ndarray:
     """Integer masses from non-negative integer weights raw (..., n), each < 2^raw_bits: (..., n) int64, every
     entry >= 1, every row summing to exactly 2^MASS_BITS.
@@ -197,8 +207,7 @@ def normalise_masses(raw: np.ndarray, raw_bits: int) -> np.ndarray:
     n = raw.shape[-1]
     if n >= 2 ** MASS_BITS:
         raise ValueError(f"{n} symbols do not fit masses summing to 2^{MASS_BITS}")
-    shift = max(0, int(raw_bits) - (_MAX_PRODUCT_BITS - MASS_BITS))
-    r = raw >> shift
+    r = raw >> raw_shift(raw_bits)
     total = r.sum(-1, keepdims=True)
     empty = total == 0
     if empty.any():
@@ -591,10 +600,15 @@ def pixel_probs(tables: PixelTables, logits_int: np.ndarray) -> np.ndarray:
     """Constriction-ready float64 probabilities from logits (..., outputs) ints at LOGIT_FRAC: P(1) (...,) for
     binary data (one output, the logit of P(1)), a categorical (..., L) over L levels otherwise."""
     logits = np.asarray(logits_int, dtype=_INT)
+    check_outputs(tables, logits.shape[-1])
     if tables.levels == 2:
-        if logits.shape[-1] != 1:
-            raise ValueError(f"binary pixels need one logit, got {logits.shape[-1]}")
         return to_constriction(bernoulli_masses(tables, logits[..., 0]))
-    if logits.shape[-1] != tables.levels:
-        raise ValueError(f"logits have {logits.shape[-1]} levels, tables {tables.levels}")
     return to_constriction(pixel_masses(tables, logits))
+
+
+def check_outputs(tables: PixelTables, outputs: int) -> None:
+    """Logits of `outputs` per pixel channel fit the tables: one (of P(1)) for binary data, else one per level."""
+    if tables.levels == 2 and outputs != 1:
+        raise ValueError(f"binary pixels need one logit, got {outputs}")
+    if tables.levels != 2 and outputs != tables.levels:
+        raise ValueError(f"logits have {outputs} levels, tables {tables.levels}")

@@ -625,6 +625,8 @@ class Stepper:
         self.pending = None
         if self.helper is not None and i + 1 < self.dec.H:
             self.pending = _NextRow(i + 1, len(self.dec.layers), self.vrows[(i + 1) % 2])
+            # its conditioning terms (from z alone) here: the helper has the larger share of a row's work
+            self.pending.cond = self.dec.cond_terms(self.cmap[:, i + 1])
         elif self.helper is not None:
             self.helper.shutdown(wait=False)        # its last task (this row's columns) still runs
             self.helper = None

@@ -27,14 +27,9 @@ def _read(x, limit, scale, offset):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _table(table, offset, x):
-    # a gate table read clipped to its ends (`intnet.Gate._read`: np.take mode "clip")
-    k = np.intp(x + offset)
-    if k < 0:
-        k = 0
-    elif k >= table.shape[0]:
-        k = table.shape[0] - 1
-    return np.float64(table[k])
+def _index(table, offset, x):
+    # where a gate table is read for input x, clipped to its ends (`intnet.Gate._read`: np.take mode "clip")
+    return min(max(np.intp(x + offset), 0), table.shape[0] - 1)
 
 
 @njit(cache=True, nogil=True)
@@ -63,12 +58,18 @@ def layer_step(buf, j, kw, h_in, write_input,
             window[b, k] = _read(flat[b, start + k], hc_limit, hc_scale, hc_offset)
     np.dot(window, hc_weight, pre)
     channels = gated.shape[1]
+    at = np.empty(channels, np.intp)
+    st = np.empty(channels, np.intp)
     for b in range(B):
+        # the table indices first, then the reads and products: the arithmetic loops vectorise apart from the
+        # gathers
         for o in range(channels):
-            p = np.floor(np.float64(pre[b, o]) + np.float64(hc_bias[o])) + vrow[b, o]
-            q = np.floor(np.float64(pre[b, o + channels]) + np.float64(hc_bias[o + channels])) \
-                + vrow[b, o + channels]
-            g = np.floor((_table(tanh, tanh_offset, p) * _table(sigmoid, sigmoid_offset, q) + half) * inv)
+            at[o] = _index(tanh, tanh_offset,
+                           np.floor(np.float64(pre[b, o]) + np.float64(hc_bias[o])) + vrow[b, o])
+            st[o] = _index(sigmoid, sigmoid_offset, np.floor(np.float64(pre[b, o + channels])
+                                                             + np.float64(hc_bias[o + channels])) + vrow[b, o + channels])
+        for o in range(channels):
+            g = np.floor((np.float64(tanh[at[o]]) * np.float64(sigmoid[st[o]]) + half) * inv)
             gated[b, o] = _read(g, ho_limit, ho_scale, ho_offset)
     np.dot(gated, ho_weight, acc)
     for b in range(B):
@@ -130,6 +131,8 @@ def vertical(vin, row, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
     channels = vc_weight.shape[1] // 2
     reads = np.empty((B * n, 2 * channels), v2_weight.dtype)
     pre = np.empty(2 * channels)
+    at = np.empty(channels, np.intp)
+    st = np.empty(channels, np.intp)
     for b in range(B):
         for c in range(n):
             q = b * n + c
@@ -139,8 +142,10 @@ def vertical(vin, row, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
                 reads[q, o] = _read(v, v2_limit, v2_scale, v2_offset)
             if write_next:
                 for o in range(channels):
-                    g = np.floor((_table(tanh, tanh_offset, pre[o]) * _table(sigmoid, sigmoid_offset, pre[o + channels])
-                                  + half) * inv)
+                    at[o] = _index(tanh, tanh_offset, pre[o])
+                    st[o] = _index(sigmoid, sigmoid_offset, pre[o + channels])
+                for o in range(channels):
+                    g = np.floor((np.float64(tanh[at[o]]) * np.float64(sigmoid[st[o]]) + half) * inv)
                     vnext[b, row + kh - 1, pad + c0 + c, o] = _read(g, nx_limit, nx_scale, nx_offset)
     acc = np.empty((B * n, v2_weight.shape[1]), v2_weight.dtype)
     np.dot(reads, v2_weight, acc)
@@ -149,3 +154,49 @@ def vertical(vin, row, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
             q = b * n + c
             for o in range(acc.shape[1]):
                 vrow[c0 + c, b, o] = np.floor(np.float64(acc[q, o]) + np.float64(v2_bias[o])) + cond_h[b, c0 + c, o]
+
+
+@njit(cache=True, nogil=True)
+def pixel_probs(logits, dense, start, mass_bits, exp_bits, shift, out):
+    """`exact_tables.pixel_probs` of integer logits (B, outputs) float64 at LOGIT_FRAC, in one call: constriction's
+    float64 probabilities out (B,) (P(1), from the one logit of binary data) or (B, L). `dense` is the exp
+    table expanded to every input from `start` (`LookupTable._dense`); `shift` the categorical's raw shift
+    (`normalise_masses`). All integer arithmetic, on non-negative numbers where it divides or shifts: the
+    masses are exact_tables' in every bit (tests/test_kernels.py)."""
+    span = dense.shape[0] - 1
+    scale = 2.0 ** -mass_bits
+    one = np.int64(1) << mass_bits
+    B, L = logits.shape
+    if L == 1:
+        # `bernoulli_masses`: the less likely symbol gets 1 + floor(e F / (2^exp_bits + e)), e = exp(-|l|)
+        for b in range(B):
+            l = np.int64(logits[b, 0])
+            e = dense[min(max(-abs(l) - start, 0), span)]
+            small = 1 + (e * (one - 2)) // ((np.int64(1) << exp_bits) + e)
+            out[b, 0] = (one - small if l > 0 else small) * scale
+        return out
+    raw = np.empty(L, np.int64)
+    free = one - L
+    for b in range(B):
+        top = np.int64(logits[b, 0])
+        for i in range(1, L):
+            top = max(top, np.int64(logits[b, i]))
+        total = np.int64(0)
+        for i in range(L):
+            raw[i] = dense[min(max(np.int64(logits[b, i]) - top - start, 0), span)] >> shift
+            total += raw[i]
+        if total == 0:
+            raw[:] = 1
+            total = L
+        left = one
+        best, where = np.int64(-1), 0
+        for i in range(L):
+            m = 1 + (raw[i] * free) // total
+            raw[i] = m
+            left -= m
+            if m > best:
+                best, where = m, i
+        raw[where] += left
+        for i in range(L):
+            out[b, i] = raw[i] * scale
+    return out
