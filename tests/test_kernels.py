@@ -1,6 +1,6 @@
-"""The compiled per-pixel step (acncodec/coding/kernels.py, numba) gives the numpy step's logits bit for bit,
-for exact1's wide maps (float64) and exact2's narrow ones (float32), every kind of image; without numba the
-stepper runs the numpy step."""
+"""The compiled kernels (acncodec/coding/kernels.py, numba) give numpy's numbers bit for bit: the per-pixel step
+and the full pass, for exact1's wide maps (float64) and exact2's narrow ones (float32), every kind of image, and
+the pixel probabilities; without numba the stepper runs the numpy step."""
 
 import numpy as np
 import pytest
@@ -31,7 +31,9 @@ def test_compiled_step_equals_the_numpy_step(name, narrow):
     z = nets.encoder(x)
     compiled = stepped_logits(nets.decoder, x, z, True)
     assert np.array_equal(compiled, stepped_logits(nets.decoder, x, z, False))
-    assert np.array_equal(compiled, nets.decoder.logits(x, z))
+    full = nets.decoder.logits(x, z)
+    assert np.array_equal(compiled, full)
+    assert np.array_equal(full, nets.decoder.logits(x, z, compiled=False))
 
 
 def test_without_numba_the_stepper_runs_numpy(monkeypatch):

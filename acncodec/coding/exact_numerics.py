@@ -55,8 +55,8 @@ _blas = None
 
 def _blas_pool():
     """The BLAS libraries, as threadpoolctl controls them (found once): numpy's, loaded at its import, and the
-    one the compiled stepper's products call (scipy's, through numba's np.dot), which may be another. That one is
-    loaded here on its own: a compress, which never steps, need not load numba and its compiler."""
+    one the compiled kernels' products call (scipy's, through numba's np.dot), which may be another. That one is
+    loaded here, before the kernels are: the pool must be held at one thread before their first product."""
     global _blas
     if _blas is None:
         import importlib.util

@@ -434,6 +434,7 @@ class Decoder:
         self.previous_c = [None] + [head["previous"].sliced(slice(c * hid, (c + 1) * hid), slice(0, c))
                                     for c in range(1, self.C)]
         self.cond_maps = joined([layer.maps["cond"] for layer in layers])
+        self._args = None           # `_compiled_args`, made at first use
 
     def condition(self, z: np.ndarray) -> np.ndarray:
         """The conditioning map (N, H, W, channels) from latents z (N, D) at code_frac."""
@@ -463,9 +464,15 @@ class Decoder:
             hidden += self.previous_c[c](xs[..., :c])
         return self.head["logits"][c](np.maximum(hidden, 0.0))
 
-    def logits(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """x level indices (N, C, H, W), z (N, D) at code_frac -> integer logits (N, C, H, W, outputs)."""
+    def logits(self, x: np.ndarray, z: np.ndarray, compiled: bool = True) -> np.ndarray:
+        """x level indices (N, C, H, W), z (N, D) at code_frac -> integer logits (N, C, H, W, outputs). The gated
+        layers run compiled (`kernels.vertical` and `kernels.horizontal`) unless `compiled` is False or numba is
+        missing; the numbers are the same."""
         xs = self.pixel_in[np.asarray(x, dtype=np.int64).transpose(0, 2, 3, 1)]     # (N, H, W, C)
+        kernels = _kernels() if compiled else None
+        if kernels is not None:
+            top = np.maximum(self._layers_compiled(kernels, xs, z), 0.0)
+            return np.stack([self.head_logits(top, xs, c) for c in range(self.C)], 1)
         v = pad(xs, top=1)[:, :-1]
         h = pad(xs, left=1)[:, :, :-1]
         for layer, (cond_v, cond_h) in zip(self.layers, self.cond_terms(self.condition(z))):
@@ -480,6 +487,62 @@ class Decoder:
             v = self.gate(v_pre)
         top = np.maximum(h, 0.0)
         return np.stack([self.head_logits(top, xs, c) for c in range(self.C)], 1)
+
+    def _layers_compiled(self, kernels, xs: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The gated layers' output (N, H, W, channels) for pixels xs (N, H, W, C), compiled: each layer's
+        vertical stack over every row in one call, then its horizontal stack over every position. The inputs
+        are kept as the next map reads them and laid out as `Stepper` keeps them (vertical: pixel row i at row
+        i + kh; horizontal: pixel column j at column j + kw, a layer's output at j + kw - 1)."""
+        N, H, W = xs.shape[:3]
+        l0 = self.layers[0]
+        kh, kw, half = l0.kh, l0.kh, l0.half
+        args = self._compiled_args()
+        vin = np.zeros((N, H + kh, W + 2 * half, self.C), args[0]["vin"])
+        vin[:, kh:, half:half + W] = self.layers[0].maps["vconv"].clamped(xs)
+        hin = np.zeros((N, H, kw + W, self.C), args[0]["hin"])
+        hin[:, :, kw:] = self.layers[0].maps["hconv"].clamped(xs)
+        raw = xs
+        for n, (layer, (cond_v, cond_h)) in enumerate(zip(self.layers, self.cond_terms(self.condition(z)))):
+            a, last = args[n], n + 1 == len(self.layers)
+            channels = a["hout"][3].shape[1]
+            vrow = np.empty((H, W, N, a["v2h"][3].shape[1]))
+            vnext = vin if last else np.zeros((N, H + kh, W + 2 * half, channels), args[n + 1]["vin"])
+            kernels.vertical(vin, 0, H, 0, W, kh, layer.kernel, *a["vconv"], cond_v, *a["gate"], not last, vnext,
+                             half, *a["next_v"], *a["v2h"], cond_h, 0, vrow)
+            out = np.empty((N, H, W, channels))
+            hnext = np.zeros((N, H, kw + W, channels), a["next_h_type"])
+            kernels.horizontal(hin, raw, vrow, kw, *a["hconv"], *a["gate"], *a["hout"], layer.first, *a["next_h"],
+                               out, hnext)
+            vin, hin, raw = vnext, hnext, out
+        return raw
+
+    def _compiled_args(self) -> list[dict]:
+        """Per gated layer, the compiled kernels' fixed arguments (made once): each map's scaled weight (in the
+        layout its kernel reads) and bias in the map's type, with how it reads its input (`_reads`); the gate's
+        tables; how the next layer's maps read this layer's outputs; the types of the input buffers."""
+        if self._args is not None:
+            return self._args
+        gate = self.gate
+        gate_args = (gate.tables[0], gate.offsets[0], gate.tables[1], gate.offsets[1], float(gate.half),
+                     2.0 ** -gate.act_frac)
+        ins = [self.C] + [l.maps["hout"].weight.shape[0] for l in self.layers[:-1]]
+        dtype = lambda a: np.float32 if a.float32 else np.float64
+        out = []
+        for n, (layer, cin) in enumerate(zip(self.layers, ins)):
+            m = layer.maps
+            following = self.layers[n + 1].maps if n + 1 < len(self.layers) else None
+            out.append({
+                "vconv": _weights(m["vconv"], m["vconv"].window_weight(cin, layer.kh, layer.kernel)),
+                "v2h": (*_reads(m["v2h"]), *_weights(m["v2h"], m["v2h"].scaled_weight_t)),
+                "hconv": _weights(m["hconv"], m["hconv"].window_weight(cin, 1, layer.kh)),
+                "hout": (*_reads(m["hout"]), *_weights(m["hout"], m["hout"].scaled_weight_t)),
+                "gate": gate_args,
+                "next_v": _reads(following["vconv"]) if following else (np.inf, 1.0, 0.0),
+                "next_h": _reads(following["hconv"]) if following else (np.inf, 1.0, 0.0),
+                "next_h_type": dtype(following["hconv"]) if following else np.float64,
+                "vin": dtype(m["vconv"]), "hin": dtype(m["hconv"])})
+        self._args = out
+        return out
 
     def stepper(self, z: np.ndarray, threads: int = 1) -> "Stepper":
         return Stepper(self, z, threads)
@@ -514,6 +577,11 @@ def _kernels():
     except ImportError:
         return None
     return kernels
+
+
+def _weights(a: Affine, weight: np.ndarray) -> tuple:
+    """A map's scaled weight (in the layout given) and bias with its rounding, in the map's type."""
+    return (a.weight32(weight), a.scaled_bias32) if a.float32 else (weight, a.scaled_bias)
 
 
 def _reads(a: Affine) -> tuple[float, float, float]:
@@ -558,7 +626,7 @@ class Stepper:
                       for l, cin in zip(dec.layers, self.ins)]
         # two sets of row terms, (W, B, 2C) per layer: the current row's, and the next row's being made
         widths = [l.maps["v2h"].weight.shape[0] for l in dec.layers]
-        self.vrows = [[np.empty((self.W, self.B, w)) for w in widths] for _ in range(2)]
+        self.vrows = [[np.empty((1, self.W, self.B, w)) for w in widths] for _ in range(2)]
         self.helper = None
         per_row = self.B * self.W * sum(l.maps["vconv"].weight.size + l.maps["v2h"].weight.size
                                         for l in dec.layers)                # multiply-adds per row
@@ -588,23 +656,23 @@ class Stepper:
         m, (cond_v, cond_h), last = layer.maps, work.cond[n], n + 1 == len(self.vin)
         if self.compiled is not None:
             vconv, v2h, gate, following = self.compiled[3][n]
-            self.kernels.vertical(self.vin[n], i, c0, end, kh, layer.kernel, *vconv, cond_v, *gate, not last,
-                                  self.vin[0 if last else n + 1], half, *following, *v2h, cond_h, work.vrow[n])
+            self.kernels.vertical(self.vin[n], i, 1, c0, end, kh, layer.kernel, *vconv, cond_v, *gate, not last,
+                                  self.vin[0 if last else n + 1], half, *following, *v2h, cond_h, 0, work.vrow[n])
         else:
             v_pre = conv(self.vin[n][:, i:i + kh, c0:end + 2 * half], m["vconv"], (kh, layer.kernel))[:, 0]
-            v_pre += cond_v[:, c0:end]
+            v_pre += cond_v[:, 0, c0:end]
             if not last:
                 self.vin[n + 1][:, i + kh - 1, half + c0:half + end] = self.dec.gate(v_pre)
             vh = m["v2h"](v_pre)
-            vh += cond_h[:, c0:end]
-            work.vrow[n][c0:end] = vh.transpose(1, 0, 2)
+            vh += cond_h[:, 0, c0:end]
+            work.vrow[n][0, c0:end] = vh.transpose(1, 0, 2)
         work.done[n] = end
 
     def _advance(self, work: _NextRow, decoded: int) -> None:
         """Row work.row's vertical stack as far as the previous row's first `decoded` pixels allow (all of it
         once the row is decoded: the columns past the edge read padding)."""
         if work.cond is None:
-            work.cond = self.dec.cond_terms(self.cmap[:, work.row])      # (B, W, 2C) per layer
+            work.cond = self.dec.cond_terms(self.cmap[:, work.row:work.row + 1])      # (B, 1, W, 2C) per layer
         for n in range(len(self.dec.layers)):
             end = self.W if decoded >= self.W else max(0, decoded - (n + 1) * self.half)
             self._vertical(work, n, end)
@@ -619,14 +687,14 @@ class Stepper:
             # them only when they reach the columns the last pixels of the row above held back
             work.futures.append(self.helper.submit(self._advance, work, self.W))
         self.current = work
-        self.vrow = work.vrow
+        self.vrow = [v[0] for v in work.vrow]       # (W, B, 2C) per layer
         self.hin = [np.zeros((self.B, self.kw - 1 + self.W + 1, cin)) for cin in self.ins]
         self.row, self.col = i, -1
         self.pending = None
         if self.helper is not None and i + 1 < self.dec.H:
             self.pending = _NextRow(i + 1, len(self.dec.layers), self.vrows[(i + 1) % 2])
             # its conditioning terms (from z alone) here: the helper has the larger share of a row's work
-            self.pending.cond = self.dec.cond_terms(self.cmap[:, i + 1])
+            self.pending.cond = self.dec.cond_terms(self.cmap[:, i + 1:i + 2])
         elif self.helper is not None:
             self.helper.shutdown(wait=False)        # its last task (this row's columns) still runs
             self.helper = None
@@ -691,14 +759,10 @@ class Stepper:
             vconv, v2h = layer.maps["vconv"], layer.maps["v2h"]
             window = vconv.window_weight(cin, layer.kh, layer.kernel)
             following = self.dec.layers[min(n + 1, len(self.ins) - 1)].maps["vconv"]  # the last writes none
-            vertical.append((self._weights(vconv, window), (*_reads(v2h), *self._weights(v2h, v2h.scaled_weight_t)),
+            vertical.append((_weights(vconv, window), (*_reads(v2h), *_weights(v2h, v2h.scaled_weight_t)),
                              gate_args, _reads(following)))
         return np.zeros((B, self.C)), layers, heads, vertical
 
-    @staticmethod
-    def _weights(a: Affine, weight: np.ndarray) -> tuple:
-        """A map's scaled weight (in the layout given) and bias with its rounding, in the map's type."""
-        return (a.weight32(weight), a.scaled_bias32) if a.float32 else (weight, a.scaled_bias)
 
     @staticmethod
     def _compiled_map(a: Affine, B: int) -> tuple:
