@@ -111,7 +111,8 @@ def decoder_arithmetic(model_name: str) -> str:
 
 
 def multiply_adds(model_name: str) -> dict:
-    """Multiply-adds per image of each integer network, counted on one image."""
+    """Multiply-adds per image of each integer network, counted on one image (the decoder's numpy pass, whose
+    maps finish in `Affine.finish`; the compiled pass does the same products)."""
     import numpy as np
     from acncodec import registry
     from acncodec.coding import intnet
@@ -132,7 +133,8 @@ def multiply_adds(model_name: str) -> dict:
     try:
         for name, run in (("encoder", lambda: nets.encoder(x)),
                           ("prior", lambda: nets.prior(np.zeros((1, model.config.latent_dim)))),
-                          ("decoder", lambda: nets.decoder.logits(x, np.zeros((1, model.config.latent_dim))))):
+                          ("decoder", lambda: nets.decoder.logits(x, np.zeros((1, model.config.latent_dim)),
+                                                                  compiled=False))):
             count[0] = 0
             run()
             out[name] = count[0]

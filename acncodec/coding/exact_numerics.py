@@ -17,6 +17,7 @@ import numpy as np
 
 from . import exact_tables as tables
 from .codecs import DimByDim, components
+from . import intnet
 from .intnet import IntNetworks
 from .numerics import PixelStepper, ProbabilityModel
 
@@ -106,25 +107,26 @@ def _ints(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def pixel_probs(pixel_tables: "tables.PixelTables", logits: np.ndarray, kernels) -> np.ndarray:
+    """`exact_tables.pixel_probs` of integer-valued float64 logits (..., outputs), in one compiled call
+    (`kernels.pixel_probs`, the same numbers) where `kernels` is given and the exp table is expanded."""
+    exp = pixel_tables.exp
+    if kernels is None or exp.dense is None:
+        return tables.pixel_probs(pixel_tables, _ints(logits))
+    tables.check_outputs(pixel_tables, logits.shape[-1])
+    flat = np.ascontiguousarray(logits).reshape(-1, logits.shape[-1])
+    out = kernels.pixel_probs(flat, exp.dense, exp.start, tables.MASS_BITS, tables.EXP_BITS,
+                              tables.raw_shift(tables.EXP_BITS + 1), np.empty(flat.shape))
+    return out.reshape(logits.shape[:-1] if pixel_tables.levels == 2 else logits.shape)
+
+
 class ExactStepper(PixelStepper):
     def __init__(self, stepper, pixel_tables):
         self.stepper, self.pixel_tables = stepper, pixel_tables
-        # the compiled stepper's kernels turn logits into probabilities in one call (the same numbers)
         self.kernels = stepper.kernels if stepper.compiled is not None else None
-        exp = pixel_tables.exp
-        if exp.dense is None:
-            self.kernels = None
-        else:
-            self.probs_args = (exp.dense, exp.start, tables.MASS_BITS, tables.EXP_BITS,
-                               tables.raw_shift(tables.EXP_BITS + 1))
 
     def predict(self, i, j, c, pixel):
-        logits = self.stepper.logits(i, j, c, pixel)
-        if self.kernels is None:
-            return tables.pixel_probs(self.pixel_tables, logits.astype(np.int64))
-        tables.check_outputs(self.pixel_tables, logits.shape[-1])
-        out = self.kernels.pixel_probs(logits, *self.probs_args, np.empty(logits.shape))
-        return out[:, 0] if self.pixel_tables.levels == 2 else out
+        return pixel_probs(self.pixel_tables, self.stepper.logits(i, j, c, pixel), self.kernels)
 
     def set_pixel(self, i, j, pixel):
         self.stepper.set_pixel(i, j, pixel)
@@ -189,6 +191,8 @@ class ExactModel(ProbabilityModel):
         return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets), pass_threads()), self.pixels)
 
     def score(self, x, buckets):
-        logits = _blocks(self.nets.decoder.logits, len(x), SCORE_BLOCK, np.asarray(x),
-                         self.latent_values(buckets))                                # (B, C, H, W, outputs)
-        return tables.pixel_probs(self.pixels, _ints(logits))
+        kernels = intnet._kernels()
+
+        def block(x, z):    # each block's probabilities in its own thread
+            return pixel_probs(self.pixels, self.nets.decoder.logits(x, z), kernels)    # logits (B, C, H, W, out)
+        return _blocks(block, len(x), SCORE_BLOCK, np.asarray(x), self.latent_values(buckets))

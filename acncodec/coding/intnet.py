@@ -571,7 +571,7 @@ HELPER_MIN_MACS = 14 << 20
 
 
 def _kernels():
-    """The compiled step (`kernels.py`), or None where numba is missing: the numpy step gives the same numbers."""
+    """The compiled kernels (`kernels.py`), or None where numba is missing: numpy gives the same numbers."""
     try:
         from . import kernels
     except ImportError:

@@ -175,13 +175,19 @@ def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
     reads its input, its scaled weight (2C, 2C). Biases carry their rounding; weights and biases are float32 or
     float64 alike. cond_v, cond_h (B, rows', W, 2C) float64: the conditioning terms, row r's at crow + r - row0.
     Rows go in blocks of about BLOCK_POSITIONS positions."""
-    step = max(1, BLOCK_POSITIONS // max(1, (c1 - c0) * vin.shape[0]))
+    B = vin.shape[0]
+    width = max(1, c1 - c0)
+    images = max(1, min(B, BLOCK_POSITIONS // width))           # a row of many images goes in parts too
+    step = max(1, BLOCK_POSITIONS // (width * images))
     for r in range(0, rows, step):
         take = min(step, rows - r)
-        _vertical_rows(vin, row0 + r, take, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
-                       tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
-                       write_next, vnext, pad, nx_limit, nx_scale, nx_offset,
-                       v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_h, crow + r, vrow[r:r + take])
+        for b in range(0, B, images):
+            e = min(B, b + images)
+            _vertical_rows(vin[b:e], row0 + r, take, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v[b:e],
+                           tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
+                           write_next, vnext[b:e], pad, nx_limit, nx_scale, nx_offset,
+                           v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_h[b:e], crow + r,
+                           vrow[r:r + take, :, b:e])
 
 
 @njit(cache=True, nogil=True)
