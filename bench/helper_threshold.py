@@ -1,14 +1,15 @@
 """Where the decoder's helper thread pays: decompress with it and without it, at several chain counts, alternating
-in one process (the measurements behind `intnet.HELPER_MIN_MACS`).
+in one process (the measurements behind `intnet.HELPER_MIN_MACS` and `intnet.SHARE_MIN_IMAGES`).
 
-    python bench/helper_threshold.py [--data digits:4,16,56;binarized-mnist:test:256:4,8,16]
+    python bench/helper_threshold.py [--data "digits:4,16,56;binarized-mnist:test:256:4,8,16;..."]
                                      [--repeats 3] [--json bench/results/speed-helper.json]
 
 `--data` is a list of `DATA:CHAINS` separated by ';' (CHAINS a comma list). Each data set is compressed once per
 chain count (tour order, its shipped model of the same name); each archive is then decompressed `repeats` times
-each way, the two ways alternating: with a helper (HELPER_MIN_MACS 0) and without (HELPER_MIN_MACS beyond any
-row). Every decoded image is compared with the input. Reported: the best time each way, the row's multiply-adds
-(the threshold's measure) and whether the default threshold gives the helper.
+each way, the ways alternating: alone (HELPER_MIN_MACS beyond any row); with the helper finishing each row's
+held-back columns (SHARE_MIN_IMAGES beyond any round); with the two threads finishing half the images each
+(SHARE_MIN_IMAGES 1). Every decoded image is compared with the input. Reported: every time each way, the row's
+multiply-adds (the threshold's measure) and what the defaults choose.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "bench"))
 from machine import provenance  # noqa: E402
 
-DEFAULT = "digits:4,16,56;binarized-mnist:test:256:4,8,16"
+DEFAULT = "digits:4,16,56;binarized-mnist:test:256:4,8,16;binarized-mnist:test:1000:31;binarized-mnist:test:128"
+WAYS = {"alone": (1 << 62, 1 << 62), "helper": (0, 1 << 62), "halves": (0, 1)}  # HELPER_MIN_MACS, SHARE_MIN_IMAGES
 
 
 def row_macs(model, chains: int) -> int:
@@ -38,13 +38,13 @@ def row_macs(model, chains: int) -> int:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=DEFAULT)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", type=Path, default=HERE / "bench" / "results" / "speed-helper.json")
     args = ap.parse_args(argv)
     import acncodec
     from acncodec import codec, registry
     from acncodec.coding import intnet
-    threshold = intnet.HELPER_MIN_MACS
+    threshold, share = intnet.HELPER_MIN_MACS, intnet.SHARE_MIN_IMAGES
     rows = []
     for item in args.data.split(";"):
         data, chain_list = item.rsplit(":", 1)
@@ -53,38 +53,41 @@ def main(argv: list[str]) -> int:
         want = sorted(im.tobytes() for im in images.images)
         for chains in (int(c) for c in chain_list.split(",")):
             blob, _ = codec.compress(images, model, order="tour", chains=chains, progress=False)
-            best = {}
+            times = {way: [] for way in WAYS}
             for _ in range(args.repeats):
-                for way, macs in (("helper", 0), ("alone", 1 << 62)):
-                    intnet.HELPER_MIN_MACS = macs
+                for way, (macs, share_at) in WAYS.items():
+                    intnet.HELPER_MIN_MACS, intnet.SHARE_MIN_IMAGES = macs, share_at
                     started = time.perf_counter()
                     out, _ = codec.decompress(blob, model, progress=False)
-                    seconds = time.perf_counter() - started
+                    times[way].append(round(time.perf_counter() - started, 2))
                     if sorted(im.tobytes() for im in out.images) != want:
                         raise SystemExit(f"{data}: decompress ({way}) did not give the input back")
-                    best[way] = min(best.get(way, np.inf), seconds)
-            intnet.HELPER_MIN_MACS = threshold
+            intnet.HELPER_MIN_MACS, intnet.SHARE_MIN_IMAGES = threshold, share
             macs = row_macs(model, chains)
+            best = {way: min(t) for way, t in times.items()}
+            default = "alone" if macs < threshold else "halves" if chains >= share else "helper"
             row = {"data": data, "model_hash": model.hash, "chains": chains, "row_multiply_adds": macs,
-                   "seconds": best, "helper_speedup": best["alone"] / best["helper"],
-                   "default_gives_helper": macs >= threshold}
-            print(f"[{data}] {chains} chains ({macs / 1e6:.1f} M a row): helper {best['helper']:.2f} s, "
-                  f"alone {best['alone']:.2f} s, {row['helper_speedup']:.2f}x", flush=True)
+                   "seconds": times, "best": best, "default": default}
+            print(f"[{data}] {chains} chains ({macs / 1e6:.1f} M a row): "
+                  + ", ".join(f"{way} {t}" for way, t in times.items()) + f"; default {default}", flush=True)
             rows.append(row)
-    record = {**provenance([sys.argv[0], *argv]), "repeats": args.repeats, "threshold": threshold,
-              "results": rows}
+    record = {**provenance([sys.argv[0], *argv]), "repeats": args.repeats, "helper_min_macs": threshold,
+              "share_min_images": share, "results": rows}
     args.json.write_text(json.dumps(record, indent=2) + "\n")
     lines = ["# Decompress with the helper thread against without it", "",
              f"Made by `{record['command']}` at {record['git_commit'][:12]} on {record['machine_provenance']}: "
-             f"one archive per data set and chain count (tour order), best of {args.repeats} each way, alternating "
-             f"in one process; every decoded image checked. The default threshold is {threshold / 1e6:.1f} million "
-             "multiply-adds a row (`intnet.HELPER_MIN_MACS`).", "",
-             "| data | chains | M multiply-adds a row | helper s | alone s | helper speed-up | default |",
+             f"one archive per data set and chain count (tour order), decompressed {args.repeats} times each way, "
+             "the ways alternating in one process (every time listed); every decoded image checked. Alone: one "
+             "thread; helper: the helper thread makes the "
+             "next row's vertical stack and finishes each row's held-back columns; halves: the two threads finish "
+             f"half the images' each. The defaults: the helper from {threshold / 1e6:.1f} million multiply-adds a row "
+             f"(`intnet.HELPER_MIN_MACS`), the halves from {share} images a round (`intnet.SHARE_MIN_IMAGES`).", "",
+             "| data | chains | M multiply-adds a row | alone s | helper s | halves s | default |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['data']} | {r['chains']} | {r['row_multiply_adds'] / 1e6:.1f} | "
-                     f"{r['seconds']['helper']:.2f} | {r['seconds']['alone']:.2f} | {r['helper_speedup']:.2f}x | "
-                     f"{'helper' if r['default_gives_helper'] else 'alone'} |")
+        cell = lambda way: ", ".join(f"{t:.2f}" for t in r["seconds"][way])
+        lines.append(f"| {r['data']} | {r['chains']} | {r['row_multiply_adds'] / 1e6:.1f} | {cell('alone')} | "
+                     f"{cell('helper')} | {cell('halves')} | {r['default']} |")
     args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 

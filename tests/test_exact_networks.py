@@ -60,11 +60,13 @@ def test_incremental_and_full_pass_agree_bit_for_bit(quantised, batch):
     assert np.array_equal(q.prior(q.encoder(images))[:batch], q.prior(codes))
 
 
-def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypatch):
+@pytest.mark.parametrize("halves", [False, True], ids=["helper-finishes", "halves"])
+def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypatch, halves):
     """With two threads the stepper computes each next row's vertical stack on a helper thread while the
-    current row is decoded, column by column as the pixels it reads come, and finishes it at the row's start:
-    every logit equals the full pass's, every layer's columns of every row are computed once, and the helper
-    did some of every row but the first."""
+    current row is decoded, column by column as the pixels it reads come, and finishes it at the row's start
+    (the helper alone, or in big rounds half the images each): every logit equals the full pass's, every
+    layer's columns of every row are computed once for every image, and the helper did some of every row but
+    the first."""
     import threading
     _, q, images, _ = quantised
     x = images[:7]
@@ -74,26 +76,32 @@ def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypat
 
     def watched(self, work, n, end):
         if end > work.done[n]:
-            where.append((work.row, n, work.done[n], end, threading.current_thread().name))
+            images = range(len(x))[work.images]
+            where.append((work.row, n, work.done[n], end, threading.current_thread().name, images))
         return real(self, work, n, end)
     monkeypatch.setattr(intnet.Stepper, "_vertical", watched)
     monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 0)     # these tiny rows are below the size that pays
+    monkeypatch.setattr(intnet, "SHARE_MIN_IMAGES", 1 if halves else 1 << 30)
     assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
     height, width, layers = x.shape[2], x.shape[3], len(q.decoder.layers)
     for row in range(height):
         for n in range(layers):
-            spans = sorted((c0, end) for r, m, c0, end, _ in where if (r, m) == (row, n))
-            assert spans[0][0] == 0 and spans[-1][1] == width
-            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-    helped = {r for r, _, _, _, name in where if name.startswith("acncodec-rows")}
+            for image in range(len(x)):
+                spans = sorted((c0, end) for r, m, c0, end, _, images in where
+                               if (r, m) == (row, n) and image in images)
+                assert spans[0][0] == 0 and spans[-1][1] == width
+                assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    helped = {r for r, _, _, _, name, _ in where if name.startswith("acncodec-rows")}
     assert helped == set(range(1, height))
+    split = {r for r, *_, images in where if len(images) < len(x)}
+    assert split == (set(range(1, height)) if halves else set())
     where.clear()
     incremental_logits(q.decoder, x, codes, threads=1)
-    assert {name for *_, name in where} == {threading.current_thread().name}
+    assert {entry[4] for entry in where} == {threading.current_thread().name}
     where.clear()
     monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 1 << 40)
     assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
-    assert {name for *_, name in where} == {threading.current_thread().name}
+    assert {entry[4] for entry in where} == {threading.current_thread().name}
 
 
 def test_blocks_side_by_side_give_the_same_arrays(quantised, monkeypatch):

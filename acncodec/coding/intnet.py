@@ -568,6 +568,11 @@ class Decoder:
 #: 56 chains (16.7 million), 1.17 s against 1.38; binarized MNIST, 4 chains (12.3 million), 1.51 s against
 #: 1.24; 16 chains (49 million), 1.55-1.74 s against 1.79.
 HELPER_MIN_MACS = 14 << 20
+#: From this many images in a round the decoding thread does half of each row's held-back columns itself (in a
+#: big round the helper's share of the work is the longer one): on the 10,000 binarized-MNIST test images (128
+#: chains) decompress took 43.5-48.0 s with the halves against 47.5-52.6 s without; on 1,000 (31 chains) it was
+#: slower, 5.6-6.2 s against 4.9-5.1 (bench/results/speed-helper.md).
+SHARE_MIN_IMAGES = 64
 
 
 def _kernels():
@@ -595,10 +600,19 @@ class _NextRow:
     """The next row's vertical stack while the current row is decoded: the columns each layer has done, its
     conditioning terms, its row-terms buffers, and the helper's task in flight."""
 
-    def __init__(self, row: int, layers: int, vrow: list):
-        self.row, self.done, self.vrow = row, [0] * layers, vrow
+    def __init__(self, row: int, layers: int, vrow: list, images: slice = slice(None)):
+        self.row, self.done, self.vrow, self.images = row, [0] * layers, vrow, images
         self.cond = None
         self.futures, self.asked = [], 0       # the helper's tasks for the row, and the pixels they were given
+        self.parts = [self]                    # where the columns known are counted (`split`)
+
+    def split(self, at: int) -> tuple["_NextRow", "_NextRow"]:
+        """The rest of the row as two parts, the images below `at` and the others, each from where it stands."""
+        parts = tuple(_NextRow(self.row, len(self.done), self.vrow, s) for s in (slice(0, at), slice(at, None)))
+        for p in parts:
+            p.done, p.cond = list(self.done), self.cond
+        self.parts = list(parts)
+        return parts
 
 
 class Stepper:
@@ -654,18 +668,20 @@ class Stepper:
             return
         layer, kh, half = self.dec.layers[n], self.kh, self.half
         m, (cond_v, cond_h), last = layer.maps, work.cond[n], n + 1 == len(self.vin)
+        b = work.images
+        vin, vnext = self.vin[n][b], self.vin[0 if last else n + 1][b]
         if self.compiled is not None:
             vconv, v2h, gate, following = self.compiled[3][n]
-            self.kernels.vertical(self.vin[n], i, 1, c0, end, kh, layer.kernel, *vconv, cond_v, *gate, not last,
-                                  self.vin[0 if last else n + 1], half, *following, *v2h, cond_h, 0, work.vrow[n])
+            self.kernels.vertical(vin, i, 1, c0, end, kh, layer.kernel, *vconv, cond_v[b], *gate, not last, vnext,
+                                  half, *following, *v2h, cond_h[b], 0, work.vrow[n][:, :, b])
         else:
-            v_pre = conv(self.vin[n][:, i:i + kh, c0:end + 2 * half], m["vconv"], (kh, layer.kernel))[:, 0]
-            v_pre += cond_v[:, 0, c0:end]
+            v_pre = conv(vin[:, i:i + kh, c0:end + 2 * half], m["vconv"], (kh, layer.kernel))[:, 0]
+            v_pre += cond_v[b, 0, c0:end]
             if not last:
-                self.vin[n + 1][:, i + kh - 1, half + c0:half + end] = self.dec.gate(v_pre)
+                vnext[:, i + kh - 1, half + c0:half + end] = self.dec.gate(v_pre)
             vh = m["v2h"](v_pre)
-            vh += cond_h[:, 0, c0:end]
-            work.vrow[n][0, c0:end] = vh.transpose(1, 0, 2)
+            vh += cond_h[b, 0, c0:end]
+            work.vrow[n][0, c0:end, b] = vh.transpose(1, 0, 2)
         work.done[n] = end
 
     def _advance(self, work: _NextRow, decoded: int) -> None:
@@ -682,6 +698,16 @@ class Stepper:
         if work is None or work.row != i:
             work = _NextRow(i, len(self.dec.layers), self.vrows[i % 2])
             self._advance(work, self.W)
+        elif self.B >= SHARE_MIN_IMAGES:
+            # big rounds, where the helper has the longer part of a row's work: the columns the last pixels of
+            # the row above held back are shared, the helper finishing half the images' while this thread does
+            # the others'; the pixels wait for the helper's only when they reach them
+            for future in work.futures:
+                future.result()
+            work.futures.clear()
+            theirs, mine = work.split(self.B // 2)
+            work.futures.append(self.helper.submit(self._advance, theirs, self.W))
+            self._advance(mine, self.W)
         else:
             # the helper finishes the row's columns, after the task it may have in flight; the pixels wait for
             # them only when they reach the columns the last pixels of the row above held back
@@ -702,7 +728,7 @@ class Stepper:
     def _columns_ready(self, j: int) -> None:
         """Wait, if need be, until every layer's row terms of this row are known at column j."""
         work = self.current
-        if work.futures and min(work.done) <= j:
+        if work.futures and min(min(p.done) for p in work.parts) <= j:
             for future in work.futures:
                 future.result()         # raises the helper's exception, if it raised one
             work.futures.clear()

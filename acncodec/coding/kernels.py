@@ -66,8 +66,8 @@ def layer_step(buf, j, kw, h_in, write_input,
         for o in range(channels):
             at[o] = _index(tanh, tanh_offset,
                            np.floor(np.float64(pre[b, o]) + np.float64(hc_bias[o])) + vrow[b, o])
-            st[o] = _index(sigmoid, sigmoid_offset, np.floor(np.float64(pre[b, o + channels])
-                                                             + np.float64(hc_bias[o + channels])) + vrow[b, o + channels])
+            q = np.floor(np.float64(pre[b, o + channels]) + np.float64(hc_bias[o + channels]))
+            st[o] = _index(sigmoid, sigmoid_offset, q + vrow[b, o + channels])
         for o in range(channels):
             g = np.floor((np.float64(tanh[at[o]]) * np.float64(sigmoid[st[o]]) + half) * inv)
             gated[b, o] = _read(g, ho_limit, ho_scale, ho_offset)
