@@ -604,7 +604,7 @@ class _NextRow:
         self.row, self.done, self.vrow, self.images = row, [0] * layers, vrow, images
         self.cond = None
         self.futures, self.asked = [], 0       # the helper's tasks for the row, and the pixels they were given
-        self.parts = [self]                    # where the columns known are counted (`split`)
+        self.parts = ()                        # once `split`, its parts (where the columns known are counted)
 
     def split(self, at: int) -> tuple["_NextRow", "_NextRow"]:
         """The rest of the row as two parts, the images below `at` and the others, each from where it stands."""
@@ -728,7 +728,7 @@ class Stepper:
     def _columns_ready(self, j: int) -> None:
         """Wait, if need be, until every layer's row terms of this row are known at column j."""
         work = self.current
-        if work.futures and min(min(p.done) for p in work.parts) <= j:
+        if work.futures and min(min(p.done) for p in work.parts or (work,)) <= j:
             for future in work.futures:
                 future.result()         # raises the helper's exception, if it raised one
             work.futures.clear()
