@@ -27,6 +27,12 @@ def _read(x, limit, scale, offset):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _gated(tanh, sigmoid, a, s, half, inv):
+    # tanh(a) sigmoid(b) from the tables' entries a and s, rounded (`intnet.Gate`: the product below 2^31, exact)
+    return np.floor((np.float64(tanh[a]) * np.float64(sigmoid[s]) + half) * inv)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _index(table, offset, x):
     # where a gate table is read for input x, clipped to its ends (`intnet.Gate._read`: np.take mode "clip")
     return min(max(np.intp(x + offset), 0), table.shape[0] - 1)
@@ -69,7 +75,7 @@ def layer_step(buf, j, kw, h_in, write_input,
             q = np.floor(np.float64(pre[b, o + channels]) + np.float64(hc_bias[o + channels]))
             st[o] = _index(sigmoid, sigmoid_offset, q + vrow[b, o + channels])
         for o in range(channels):
-            g = np.floor((np.float64(tanh[at[o]]) * np.float64(sigmoid[st[o]]) + half) * inv)
+            g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
             gated[b, o] = _read(g, ho_limit, ho_scale, ho_offset)
     np.dot(gated, ho_weight, acc)
     for b in range(B):
@@ -139,7 +145,7 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond
                         at[o] = _index(tanh, tanh_offset, pre[o])
                         st[o] = _index(sigmoid, sigmoid_offset, pre[o + channels])
                     for o in range(channels):
-                        g = np.floor((np.float64(tanh[at[o]]) * np.float64(sigmoid[st[o]]) + half) * inv)
+                        g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
                         vnext[b, row0 + r + kh - 1, pad + c0 + c, o] = _read(g, nx_limit, nx_scale, nx_offset)
     acc = np.empty((m, v2_weight.shape[1]), v2_weight.dtype)
     np.dot(reads, v2_weight, acc)
@@ -229,10 +235,10 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias,
                 for o in range(channels):
                     at[o] = _index(tanh, tanh_offset,
                                    np.floor(np.float64(pre[q, o]) + np.float64(hc_bias[o])) + vrow[i, j, b, o])
-                    st[o] = _index(sigmoid, sigmoid_offset, np.floor(np.float64(pre[q, o + channels])
-                                   + np.float64(hc_bias[o + channels])) + vrow[i, j, b, o + channels])
+                    h = np.floor(np.float64(pre[q, o + channels]) + np.float64(hc_bias[o + channels]))
+                    st[o] = _index(sigmoid, sigmoid_offset, h + vrow[i, j, b, o + channels])
                 for o in range(channels):
-                    g = np.floor((np.float64(tanh[at[o]]) * np.float64(sigmoid[st[o]]) + half) * inv)
+                    g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
                     gated[q, o] = _read(g, ho_limit, ho_scale, ho_offset)
     acc = np.empty((m, ho_weight.shape[1]), ho_weight.dtype)
     np.dot(gated, ho_weight, acc)
