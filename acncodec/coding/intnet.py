@@ -562,16 +562,17 @@ class Decoder:
         return cls(pixel_in, cmap, tuple(dims[:4]), layers, head, gate, (C, H, W), outputs)
 
 
-#: A helper thread pays only where a row's vertical stack is worth handing over (multiply-adds per row, the round's
-#: images times the vconv and v2h weights times the width). Decompress with the helper against without it
-#: (bench/results/speed-helper.md): scikit-learn's digits, 16 chains (4.8 million a row), 1.66 s against 1.53;
-#: 56 chains (16.7 million), 1.17 s against 1.38; binarized MNIST, 4 chains (12.3 million), 1.51 s against
-#: 1.24; 16 chains (49 million), 1.55-1.74 s against 1.79.
-HELPER_MIN_MACS = 14 << 20
+#: A helper thread pays only where a row's vertical stack is worth handing over (multiply-adds per row: the round's
+#: images times the vconv and v2h weights times the width). Decompress alone against with the helper
+#: (bench/results/speed-helper.md, two runs each): binarized MNIST, 4 chains (12.3 million a row), 3.41-3.43 s
+#: against 4.90-5.10; 8 chains (24.5 million), 2.41-2.55 s against 2.68-3.28; 16 chains (49 million),
+#: 2.01-2.04 s against 1.90-1.96; 31 chains (95 million), 7.02-7.27 s against 5.40-5.90; digits, 56 chains
+#: (16.7 million), 1.57-1.82 s against 1.57-1.60.
+HELPER_MIN_MACS = 1 << 25
 #: From this many images in a round the decoding thread does half of each row's held-back columns itself (in a
-#: big round the helper's share of the work is the longer one): on the 10,000 binarized-MNIST test images (128
-#: chains) decompress took 43.5-48.0 s with the halves against 47.5-52.6 s without; on 1,000 (31 chains) it was
-#: slower, 5.6-6.2 s against 4.9-5.1 (bench/results/speed-helper.md).
+#: big round the helper's share of the work is the longer one). In the same record: the 10,000 binarized-MNIST
+#: test images (128 chains) took 49.9-55.6 s in halves against 51.8-58.0 s with the helper finishing them; 1,000
+#: (31 chains) took 6.55-6.56 s in halves against 5.40-5.90.
 SHARE_MIN_IMAGES = 64
 
 
