@@ -758,38 +758,23 @@ class Stepper:
     def _compile(self):
         """The compiled step's fixed arguments per layer (`kernels.layer_step`): (the layer-0 input placeholder,
         [(the arguments before the row terms, those after, the output buffer)])."""
-        gate, B = self.dec.gate, self.B
+        B, args = self.B, self.dec._compiled_args()
         layers = []
-        for n, layer in enumerate(self.dec.layers):
-            hconv, weight = self.hconv[n]
-            hout = layer.maps["hout"]
+        for n, (layer, a) in enumerate(zip(self.dec.layers, args)):
+            hconv, hout = layer.maps["hconv"], layer.maps["hout"]
             if hconv.float32 != hout.float32:
                 return None         # one scratch type per layer (never so in exact1 or exact2 models)
             dtype = np.float32 if hconv.float32 else np.float64
-            weights = (hconv.weight32(weight), hout.weight32(hout.scaled_weight_t)) if hconv.float32 \
-                else (weight, hout.scaled_weight_t)
-            biases = (hconv.scaled_bias32, hout.scaled_bias32) if hconv.float32 \
-                else (hconv.scaled_bias, hout.scaled_bias)
             channels, width = hout.weight.shape[1], hout.weight.shape[0]
-            head = (*_reads(hconv), weights[0], biases[0])
-            tail = (gate.tables[0], gate.offsets[0], gate.tables[1], gate.offsets[1], float(gate.half),
-                    2.0 ** -gate.act_frac, *_reads(hout), weights[1], biases[1], layer.first,
-                    np.empty((B, weights[0].shape[0]), dtype), np.empty((B, 2 * channels), dtype),
+            head = (*_reads(hconv), *a["hconv"])
+            tail = (*a["gate"], *a["hout"], layer.first,
+                    np.empty((B, a["hconv"][0].shape[0]), dtype), np.empty((B, 2 * channels), dtype),
                     np.empty((B, channels), dtype), np.empty((B, width), dtype))
             layers.append((head, tail, np.empty((B, width))))
         heads = [(self._compiled_map(f, B), self._compiled_map(l, B))
                  for f, l in zip(self.dec.features_c, self.dec.head["logits"])]
-        gate_args = (gate.tables[0], gate.offsets[0], gate.tables[1], gate.offsets[1], float(gate.half),
-                     2.0 ** -gate.act_frac)
-        vertical = []
-        for n, (layer, cin) in enumerate(zip(self.dec.layers, self.ins)):
-            vconv, v2h = layer.maps["vconv"], layer.maps["v2h"]
-            window = vconv.window_weight(cin, layer.kh, layer.kernel)
-            following = self.dec.layers[min(n + 1, len(self.ins) - 1)].maps["vconv"]  # the last writes none
-            vertical.append((_weights(vconv, window), (*_reads(v2h), *_weights(v2h, v2h.scaled_weight_t)),
-                             gate_args, _reads(following)))
+        vertical = [(a["vconv"], a["v2h"], a["gate"], a["next_v"]) for a in args]
         return np.zeros((B, self.C)), layers, heads, vertical
-
 
     @staticmethod
     def _compiled_map(a: Affine, B: int) -> tuple:
