@@ -16,8 +16,8 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 
 from . import exact_tables as tables
-from .codecs import DimByDim, components
 from . import intnet
+from .codecs import DimByDim, components
 from .intnet import IntNetworks
 from .numerics import PixelStepper, ProbabilityModel
 
