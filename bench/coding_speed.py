@@ -10,7 +10,10 @@ For each data set (coded with the shipped model of the same name in each tree), 
 (`codec.compress`, the estimate included, as `acncodec compress` does) and then decompresses in fresh processes,
 the two trees alternating so both see the same machine load. Each child reports its wall time and peak
 resident memory; every decoded image is compared with the input (as a multiset: the tour reorders). Speed is
-the other tree's time over this tree's. `--chains` instead measures this tree alone at several chain counts:
+the other tree's time over this tree's. A compress child loads torch before its clock starts: every tree's
+compress needs it (for the float model's codes and the estimate), and an older tree loads it when acncodec is
+imported, this one inside compress; its load (about a second) is not coding time. A decompress child loads
+what decompress loads, inside the measured time. `--chains` instead measures this tree alone at several chain counts:
 the trade-off between decoding speed (bigger rounds) and rate (more chain heads, coded without a neighbour).
 `--blas-threads` measures this tree alone with each BLAS thread count (OPENBLAS_NUM_THREADS and
 OMP_NUM_THREADS in the children), the counts alternating, with the load average before each child. The exact
@@ -47,6 +50,8 @@ chains = int(sys.argv[6]) if len(sys.argv) > 6 else None
 images = acncodec.load(data)
 shipped = registry.by_name(model_name)     # a shipped model's name, or a model file (bench/narrow_maps.py)
 model = shipped.load() if shipped is not None else modelfile.load(model_name)
+if phase == "compress":
+    import torch  # noqa: F401  (compress loads it in every tree, some at import: its load is not coding time)
 started = time.perf_counter()
 if phase == "compress":
     blob, report = codec.compress(images, model, order=order, chains=chains, progress=False)
