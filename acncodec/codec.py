@@ -99,18 +99,19 @@ CODING_BLAS_THREADS: int | None = None
 
 
 @contextmanager
-def coding_threads(threads: int):
+def coding_threads(threads: int, pin_torch: bool = True):
     """Torch's thread count for the float numerics' coding (its float results depend on it), and the threads
     of the exact numerics: the BLAS pool's width (`CODING_BLAS_THREADS`) sets how many threads share their
     work out (`exact_numerics.side_by_side`). The exact numerics run without torch: it is pinned only where it
-    is loaded."""
+    is loaded, and only with `pin_torch` (an exact compress uses torch only for the sender's own choices, the
+    tour and the estimate, which no receiver recomputes: it keeps torch's own thread count)."""
     with ExitStack() as stack:
         if CODING_BLAS_THREADS is not None:
             from threadpoolctl import threadpool_limits
             stack.enter_context(threadpool_limits(limits=CODING_BLAS_THREADS, user_api="blas"))
         stack.enter_context(exact_numerics.side_by_side())
         torch = sys.modules.get("torch")
-        if torch is None:
+        if torch is None or not pin_torch:
             yield
             return
         before = torch.get_num_threads()
@@ -172,7 +173,7 @@ def compress_archive(images: ImageSet, model: Model, order: str = "auto", chains
         raise AcnError(f"numerics {pm.numerics} cannot code the associative order")
     started = time.perf_counter()
     rounds = lambda r: bar(r, progress, desc="compress", unit="round", leave=False)
-    with coding_threads(CODING_THREADS):
+    with coding_threads(CODING_THREADS, pin_torch=not pm.batch_invariant):
         x_all = channels_first(images.images)
         tour_started = time.perf_counter()
         all_codes = all_codes_float = tour = costs = None   # serve the choice and the estimate: made once
