@@ -203,3 +203,28 @@ def test_info_reports_sections_without_decoding(tmp_path):
 def test_cli_order_choices_are_the_archive_orders():
     from acncodec import cli, header
     assert cli.ORDERS == header.ORDERS
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["float", "exact"])
+def test_torch_is_pinned_to_one_thread_only_where_coding_needs_it(exact, monkeypatch):
+    """Float numerics code with torch, whose float results depend on its thread count: compress pins it to one
+    thread. An exact compress uses torch only for the sender's own choices (tour, float codes, estimate), which
+    no receiver recomputes: it leaves torch its own thread count."""
+    spec = SPECS["binary"]
+    model = tiny_exact_model(spec) if exact else tiny_model(spec)
+    images = random_images(spec, 6, seed=4)
+    seen = []
+    from acncodec import tour
+    tour_for = tour.tour_for
+
+    def watched(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return tour_for(*args, **kwargs)
+    monkeypatch.setattr(tour, "tour_for", watched)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        codec.compress(images, model, order="tour", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == ([2] if exact else [1])
