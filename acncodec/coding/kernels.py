@@ -1,15 +1,19 @@
-"""A compiled (numba) kernel for the decoder's per-pixel step: one call does a gated layer's whole horizontal
-step, which numpy spends some thirty calls on (`intnet.Stepper._stack_numpy`).
+"""Compiled (numba) kernels for the exact decoder: `layer_step`, a gated layer's whole horizontal step for one
+pixel, which numpy spends some thirty calls on (`intnet.Stepper._stack_numpy`); `affine`, one map (the head);
+`vertical`, a gated layer's vertical stack over some rows and columns (the stepper's next row, or every row
+of the full pass); `horizontal`, a gated layer's horizontal stack over every position (the full pass); and
+`pixel_probs`, the pixel probabilities from the logits (`exact_tables.pixel_probs`).
 
 Why compiled: at a round of a few dozen images the step is overhead-bound (bench/results/speed-coding.md):
 each numpy call costs about a microsecond whatever its size. Here the input's rounding and clamp, the window
-gather, the bias and rounding, the gate's table reads and the residual add are loops in one call; the two
+gather, the bias and rounding, the gate's table reads and the residual add are loops in one call; the
 matrix products are BLAS products of the same operands (float32 for narrow maps, float64 otherwise).
 
-Why the numbers are `intnet`'s, bit for bit: every value is an integer (times a power of two), every
-operation is exact (integers below 2^24 in float32, below 2^53 in float64; the gate's product below 2^31),
-so the order and the type an operation is done in cannot change its result (docs/NUMERICS.md).
-tests/test_kernels.py compares the kernel with the numpy step.
+Why the numbers are `intnet`'s and `exact_tables`', bit for bit: every value is an integer (times a power of
+two), every operation is exact (integers below 2^24 in float32, below 2^53 in float64; the gate's product
+below 2^31; the masses' integer arithmetic in int64 on non-negative numbers where it divides or shifts), so
+the order and the type an operation is done in cannot change its result (docs/NUMERICS.md).
+tests/test_kernels.py compares every kernel with numpy's path.
 """
 
 from __future__ import annotations
