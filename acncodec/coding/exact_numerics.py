@@ -107,26 +107,31 @@ def _ints(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def pixel_probs(pixel_tables: "tables.PixelTables", logits: np.ndarray, kernels) -> np.ndarray:
-    """`exact_tables.pixel_probs` of integer-valued float64 logits (..., outputs), in one compiled call
-    (`kernels.pixel_probs`, the same numbers) where `kernels` is given and the exp table is expanded."""
+def probabilities(pixel_tables: "tables.PixelTables", kernels):
+    """A function from integer-valued float64 logits (..., outputs) to `exact_tables.pixel_probs`' numbers: one
+    compiled call (`kernels.pixel_probs`) where `kernels` is given and the exp table is expanded, its fixed
+    arguments made here once (a decoder step calls it every pixel)."""
     exp = pixel_tables.exp
     if kernels is None or exp.dense is None:
-        return tables.pixel_probs(pixel_tables, _ints(logits))
-    tables.check_outputs(pixel_tables, logits.shape[-1])
-    flat = np.ascontiguousarray(logits).reshape(-1, logits.shape[-1])
-    out = kernels.pixel_probs(flat, exp.dense, exp.start, tables.MASS_BITS, tables.EXP_BITS,
-                              tables.raw_shift(tables.EXP_BITS + 1), np.empty(flat.shape))
-    return out.reshape(logits.shape[:-1] if pixel_tables.levels == 2 else logits.shape)
+        return lambda logits: tables.pixel_probs(pixel_tables, _ints(logits))
+    fixed = (exp.dense, exp.start, tables.MASS_BITS, tables.EXP_BITS, tables.raw_shift(tables.EXP_BITS + 1))
+    binary = pixel_tables.levels == 2
+
+    def probs(logits: np.ndarray) -> np.ndarray:
+        tables.check_outputs(pixel_tables, logits.shape[-1])
+        flat = np.ascontiguousarray(logits).reshape(-1, logits.shape[-1])
+        out = kernels.pixel_probs(flat, *fixed, np.empty(flat.shape))
+        return out.reshape(logits.shape[:-1] if binary else logits.shape)
+    return probs
 
 
 class ExactStepper(PixelStepper):
     def __init__(self, stepper, pixel_tables):
-        self.stepper, self.pixel_tables = stepper, pixel_tables
-        self.kernels = stepper.kernels if stepper.compiled is not None else None
+        self.stepper = stepper
+        self.probs = probabilities(pixel_tables, stepper.kernels if stepper.compiled is not None else None)
 
     def predict(self, i, j, c, pixel):
-        return pixel_probs(self.pixel_tables, self.stepper.logits(i, j, c, pixel), self.kernels)
+        return self.probs(self.stepper.logits(i, j, c, pixel))
 
     def set_pixel(self, i, j, pixel):
         self.stepper.set_pixel(i, j, pixel)
@@ -191,8 +196,8 @@ class ExactModel(ProbabilityModel):
         return ExactStepper(self.nets.decoder.stepper(self.latent_values(buckets), pass_threads()), self.pixels)
 
     def score(self, x, buckets):
-        kernels = intnet._kernels()
+        probs = probabilities(self.pixels, intnet._kernels())
 
         def block(x, z):    # each block's probabilities in its own thread
-            return pixel_probs(self.pixels, self.nets.decoder.logits(x, z), kernels)    # logits (B, C, H, W, out)
+            return probs(self.nets.decoder.logits(x, z))                       # logits (B, C, H, W, outputs)
         return _blocks(block, len(x), SCORE_BLOCK, np.asarray(x), self.latent_values(buckets))

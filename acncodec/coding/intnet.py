@@ -159,8 +159,8 @@ class Affine:
             out = self.weight.shape[0]
             w = self.weight.reshape(out, cin, kh, kw)[:, :, rows][:, :, :, cols]
             part = Affine(w.reshape(out, -1), self.bias, self.shift, self.bound, self.clamp, self.in_shift)
-            # parts' sums are added before the whole map's bias and rounding (`Stepper`): they take the whole
-            # map's type, whose proof covers their total
+            # a part takes the whole map's type: parts' sums may be added up before the whole map's bias and
+            # rounding (tests/test_narrow_maps.py), and the whole map's proof covers their total
             part.float32 = self.float32
             part.scaled_bias32 = self.scaled_bias32
             self._windows[key] = part
