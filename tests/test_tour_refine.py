@@ -154,3 +154,49 @@ def test_the_codec_sends_the_images_along_the_refined_tour():
     assert path_cost(sequence, cost) < path_cost(distance, cost)
     out, _ = codec.decompress(archive.to_bytes(), model, progress=False)
     assert np.array_equal(out.images, images.images[sequence])
+
+
+def test_pairwise_sum_adds_as_numpy_does_to_the_last_bit():
+    from acncodec.tour_refine import _pairwise_sum
+    rng = np.random.default_rng(5)
+    for count in [*range(0, 300), 1000, 1023, 4099, 9000, 20001]:
+        a = rng.normal(size=count + 7) * 10.0 ** rng.uniform(-3, 3, size=count + 7)
+        lo = int(rng.integers(0, 7))
+        assert _pairwise_sum(a, lo, count) == a[lo:lo + count].sum(), count
+
+
+def test_step_table_keeps_every_cost_as_it_grows():
+    from acncodec import tour_refine as tr
+    n = 200
+    steps = tr._Steps(lambda a, b: a * 1000.0 + b + 0.25, n)
+    rng = np.random.default_rng(2)
+    pairs = rng.integers(0, n, size=(5000, 2))
+    for a, b in pairs:                       # asked for: unknown, so inf, and wanted once each
+        steps.tab = tr._room(steps.tab, 1)
+        assert tr._g(steps.tab, a, b) == np.inf
+    distinct = {(int(a), int(b)) for a, b in pairs}
+    assert steps.tab[4][1] == len(distinct) and len(steps.tab[0]) > 1024      # it grew
+    steps.fill()
+    assert steps.computed == len(distinct) and steps.tab[4][1] == 0
+    keys = np.array([a * n + b for a, b in sorted(distinct)], dtype=np.int64)
+    assert np.array_equal(tr._lookup(steps.tab, keys), keys // n * 1000.0 + keys % n + 0.25)
+    assert not tr._unknown(steps.tab, keys).any()
+    absent = next(a * n + b for a in range(n) for b in range(n) if (a, b) not in distinct)
+    assert tr._unknown(steps.tab, np.array([absent], np.int64)).all()
+
+
+def test_compiled_passes_make_the_moves_of_the_same_passes_run_as_python(monkeypatch):
+    from acncodec import tour_refine as tr
+    pytest.importorskip("numba")
+    x = np.random.default_rng(11).normal(size=(120, 3)).astype(np.float32)
+    cost, start = twisted(x, seed=11), tour_for(x)
+    compiled = {prune: (refine(x, start, cost, candidates=6, prune=prune, stats=(s := {})), s)
+                for prune in (True, False)}
+    for name in dir(tr):
+        f = getattr(tr, name)
+        if hasattr(f, "py_func"):
+            monkeypatch.setattr(tr, name, f.py_func)
+    for prune, (out, stats) in compiled.items():
+        python_stats = {}
+        assert np.array_equal(refine(x, start, cost, candidates=6, prune=prune, stats=python_stats), out)
+        assert python_stats == stats and stats["relocations"] + stats["reversals"] + stats["exchanges"] > 0
