@@ -337,7 +337,7 @@ def tour_for(codes: np.ndarray, approximate_above: int | None = None, step_cost=
 
 def refined(codes: np.ndarray, tour: np.ndarray, step_cost) -> np.ndarray:
     """`tour` refined under `step_cost` (`tour_refine.refine`) up to APPROXIMATE_ABOVE codes, as it is above:
-    the refinement's time grows with N as coding does (about 2 ms per code on binarized MNIST), and
+    the refinement's time grows with N as coding does (about 1.5 ms per code on binarized MNIST), and
     its cost table would hold N prior mixtures at once."""
     if len(tour) > APPROXIMATE_ABOVE:
         return np.asarray(tour)
