@@ -69,3 +69,54 @@ def test_compiled_probabilities_equal_the_tables(levels):
     assert np.array_equal(got[:, 0] if levels == 2 else got, want)
     if levels > 2:
         assert np.all(got.sum(1) == 1.0) and got.min() > 0
+
+
+@pytest.mark.parametrize("model_name", ["digits", "binarized-mnist"])
+def test_compiled_prior_masses_equal_the_tables(model_name, monkeypatch):
+    """`kernels.prior_masses` (through `ExactModel.prior_probs`) gives `exact_tables.prior_masses`' numbers, bit for
+    bit: raw outputs within the tables and beyond every table's ends and the means' clamp, ties of weights."""
+    from acncodec import registry
+    from acncodec.coding import exact_numerics
+    from acncodec.coding import exact_tables as tables
+    pm = exact_numerics.ExactModel(registry.by_name(model_name).load())
+    raw = pm.nets.prior(np.zeros((1, pm.latent.dim)))
+    rng = np.random.default_rng(1)
+    shape = (40,) + raw.shape[1:]
+    raw = np.stack([rng.integers(-2 ** 22, 2 ** 22, shape[:-1]),                          # weight logits
+                    rng.integers(-(80 << tables.CODE_FRAC), 80 << tables.CODE_FRAC, shape[:-1]),   # means
+                    rng.integers(-2 ** 22, 2 ** 22, shape[:-1])], -1)                    # scale pre-activations
+    raw[:10] //= 2 ** 12                                     # within the tables
+    raw[10:12, :, :, 0] = 5                                  # tied weights
+    want = tables.to_constriction(tables.prior_masses(pm.latent, raw))
+    got = exact_numerics._kernels().prior_masses(raw, *pm._prior_args(raw.shape[-2]),
+                                                 np.empty(want.shape))
+    assert np.array_equal(got, want)
+    codes = rng.integers(-3 << tables.CODE_FRAC, 3 << tables.CODE_FRAC, (16, pm.latent.dim))
+    compiled = pm.prior_probs(codes)
+    monkeypatch.setattr(exact_numerics, "_kernels", lambda: None)
+    assert np.array_equal(compiled, pm.prior_probs(codes))
+
+
+def test_compiled_posterior_masses_equal_the_tables(monkeypatch):
+    from acncodec import registry
+    from acncodec.coding import exact_numerics
+    from acncodec.coding import exact_tables as tables
+    pm = exact_numerics.ExactModel(registry.by_name("binarized-mnist").load())
+    rng = np.random.default_rng(4)
+    codes = rng.integers(-(80 << tables.CODE_FRAC), 80 << tables.CODE_FRAC, (50, pm.latent.dim))  # beyond the clamp
+    codes[:20] //= 2 ** 5
+    compiled = pm.posterior_probs(codes)
+    assert np.array_equal(compiled, tables.to_constriction(tables.posterior_masses(pm.latent, codes)))
+    monkeypatch.setattr(exact_numerics, "_kernels", lambda: None)
+    assert np.array_equal(compiled, pm.posterior_probs(codes))
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_compiled_encoder_equals_the_numpy_encoder(name):
+    spec = SPECS[name]
+    images = to_tensor(random_images(spec, 9, seed=5).images)
+    for narrow in (False, True):
+        nets = intnet.IntNetworks.from_dict(quantise_networks(tiny_model(spec).net, images, FRAC, FRAC, FRAC,
+                                                              narrow=narrow).to_dict())
+        x = images.numpy()
+        assert np.array_equal(nets.encoder(x), nets.encoder(x, compiled=False))

@@ -18,7 +18,7 @@ import numpy as np
 from . import exact_tables as tables
 from . import intnet
 from .codecs import DimByDim, components
-from .intnet import IntNetworks
+from .intnet import IntNetworks, _kernels
 from .numerics import PixelStepper, ProbabilityModel
 
 
@@ -125,6 +125,11 @@ def probabilities(pixel_tables: "tables.PixelTables", kernels):
     return probs
 
 
+def _read(table: "tables.LookupTable") -> tuple:
+    """A lookup table as `kernels._table` reads it."""
+    return table.values, table._steps, table.start, table._span, table.in_frac - table.grid_frac
+
+
 class ExactStepper(PixelStepper):
     def __init__(self, stepper, pixel_tables):
         self.stepper = stepper
@@ -169,11 +174,36 @@ class ExactModel(ProbabilityModel):
         return _ints(_blocks(self.nets.encoder, len(x), ENCODE_BLOCK, np.asarray(x)))
 
     def posterior_probs(self, codes):
-        return tables.to_constriction(tables.posterior_masses(self.latent, codes))
+        codes = np.asarray(codes, dtype=np.int64)
+        kernels = _kernels()
+        if kernels is None or codes.ndim != 2:
+            return tables.to_constriction(tables.posterior_masses(self.latent, codes))
+        tables.check_dims(self.latent, codes, -1, "codes")
+        t = self.latent
+        return kernels.posterior_masses(
+            codes, t.edges, _read(t.phi), tables.EDGE_LIMIT << tables.CODE_FRAC,
+            1 << (tables.EDGE_FRAC - tables.CODE_FRAC), 1 << tables.CDF_BITS, tables.raw_shift(tables.CDF_BITS + 1),
+            tables.MASS_BITS, np.empty(codes.shape + (t.buckets,)))
 
     def prior_probs(self, previous_codes):
-        raw = self.nets.prior(np.asarray(previous_codes, dtype=np.float64))
-        return tables.to_constriction(tables.prior_masses(self.latent, _ints(raw)))
+        raw = _ints(self.nets.prior(np.asarray(previous_codes, dtype=np.float64)))
+        kernels = _kernels()
+        if kernels is None or raw.ndim != 4 or raw.shape[-1] != 3:
+            return tables.to_constriction(tables.prior_masses(self.latent, raw))     # (which checks the shape)
+        tables.check_dims(self.latent, raw, -3, "raw prior outputs")
+        return kernels.prior_masses(raw, *self._prior_args(raw.shape[-2]),
+                                    np.empty(raw.shape[:-2] + (self.latent.buckets,)))
+
+    def _prior_args(self, components: int) -> tuple:
+        """`kernels.prior_masses`' fixed arguments (the checks `exact_tables.prior_masses` makes, made here)."""
+        if components > tables.MAX_COMPONENTS:
+            raise ValueError(f"{components} mixture components, the exact numerics take at most "
+                             f"{tables.MAX_COMPONENTS}")
+        t = self.latent
+        return (t.edges, _read(t.exp), tables.EXP_BITS - tables.WEIGHT_BITS, _read(t.inv_scale), _read(t.phi),
+                tables.EDGE_LIMIT << tables.CODE_FRAC, 1 << (tables.EDGE_FRAC - tables.CODE_FRAC), tables.INV_FRAC,
+                1 << tables.CDF_BITS, tables.raw_shift(tables.WEIGHT_BITS + tables.CDF_BITS
+                                                       + components.bit_length()), tables.MASS_BITS)
 
     def head_posterior(self, buckets):
         return tables.head_posterior(self.latent, buckets)

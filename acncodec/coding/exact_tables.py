@@ -417,7 +417,7 @@ class LatentTables:
                    d["head_weights"], None if full is not None else d["head_masses"], full)
 
 
-def _check_dims(tables: LatentTables, arr: np.ndarray, axis: int, what: str) -> None:
+def check_dims(tables: LatentTables, arr: np.ndarray, axis: int, what: str) -> None:
     if arr.shape[axis] != tables.dim:
         raise ValueError(f"{what} have {arr.shape[axis]} dimensions, bucket tables {tables.dim}")
 
@@ -425,7 +425,7 @@ def _check_dims(tables: LatentTables, arr: np.ndarray, axis: int, what: str) -> 
 def posterior_masses(tables: LatentTables, codes_int: np.ndarray) -> np.ndarray:
     """q(bucket | x) = masses of N(c, 1) in each bucket: codes (B, D) ints at CODE_FRAC -> (B, D, 2^b) int64."""
     codes = np.asarray(codes_int, dtype=_INT)
-    _check_dims(tables, codes, -1, "codes")
+    check_dims(tables, codes, -1, "codes")
     c = np.clip(codes, -EDGE_LIMIT << CODE_FRAC, EDGE_LIMIT << CODE_FRAC) * (1 << (EDGE_FRAC - CODE_FRAC))
     u = tables.edges - c[..., None]                                             # unit scale: u = edge - c
     return normalise_masses(_cdf_masses(tables.phi, u), CDF_BITS + 1)
@@ -442,7 +442,7 @@ def prior_masses(tables: LatentTables, raw_int: np.ndarray) -> np.ndarray:
     raw = np.asarray(raw_int, dtype=_INT)
     if raw.ndim < 3 or raw.shape[-1] != 3:
         raise ValueError(f"raw prior outputs must be (..., D, M, 3), got {raw.shape}")
-    _check_dims(tables, raw, -3, "raw prior outputs")
+    check_dims(tables, raw, -3, "raw prior outputs")
     logits, means, pre_scales = raw[..., 0], raw[..., 1], raw[..., 2]
     weights = tables.exp(logits - logits.max(-1, keepdims=True)) >> (EXP_BITS - WEIGHT_BITS)   # (..., D, M)
     inv = tables.inv_scale(pre_scales)                                                        # at INV_FRAC
@@ -511,7 +511,7 @@ def head_posterior_masses(tables: LatentTables, buckets: np.ndarray) -> np.ndarr
     Python's arbitrary-precision ints, so the distribution is the exact one before the final normalisation.
     """
     buckets = np.asarray(buckets, dtype=_INT)
-    _check_dims(tables, buckets, -1, "buckets")
+    check_dims(tables, buckets, -1, "buckets")
     return component_masses(_head_joint(tables, buckets))
 
 
@@ -524,7 +524,7 @@ def pointer_masses(tables: LatentTables, buckets: np.ndarray, neighbour_raw_int:
     (as q(k | z) of the head), so the weights are the same bits on every machine.
     """
     buckets = np.asarray(buckets, dtype=_INT)
-    _check_dims(tables, buckets, -1, "buckets")
+    check_dims(tables, buckets, -1, "buckets")
     raw = np.asarray(neighbour_raw_int, dtype=_INT)
     if raw.ndim != 5 or raw.shape[0] != buckets.shape[0]:
         raise ValueError(f"neighbour prior outputs must be (B, K, D, M, 3) for {buckets.shape[0]} latents, "
@@ -544,7 +544,7 @@ def head_posterior(tables: LatentTables, buckets: np.ndarray) -> np.ndarray:
 def latent_values(tables: LatentTables, buckets: np.ndarray) -> np.ndarray:
     """Representative values of bucket indices (B, D): ints at CODE_FRAC, the decoder's latent input."""
     buckets = np.asarray(buckets, dtype=_INT)
-    _check_dims(tables, buckets, -1, "buckets")
+    check_dims(tables, buckets, -1, "buckets")
     return tables.centres[np.arange(tables.dim), buckets]
 
 

@@ -304,3 +304,141 @@ def pixel_probs(logits, dense, start, mass_bits, exp_bits, shift, out):
         for i in range(L):
             out[b, i] = raw[i] * scale
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _floor_shift(x, shift):
+    # `exact_tables.floor_shift`: floor(x / 2^shift), shifting only a non-negative number
+    bias = np.int64(1) << 62
+    return ((x + bias) >> shift) - (bias >> shift)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _table(table, x):
+    # `exact_tables.LookupTable` (values, steps, start, span, shift) at integer input x: clamped to the grid,
+    # interpolated in integers
+    values, steps, start, span, shift = table
+    offset = min(max(x - start, 0), span)
+    k = offset >> shift
+    return values[k] + _floor_shift(steps[k] * (offset & ((np.int64(1) << shift) - 1)), shift)
+
+
+@njit(cache=True, nogil=True)
+def prior_masses(raw, edges, exp_table, exp_down, inv_table, phi_table, mean_limit, mean_up, inv_frac, cdf_one,
+                 shift, mass_bits, out):
+    """`exact_tables.prior_masses` then `to_constriction`, in one call: raw (B, D, M, 3) int64 (weight logit,
+    mean, scale pre-activation) -> out (B, D, 2^b) float64, m / 2^mass_bits. Tables are (values, steps, start,
+    span, shift) as `_table` reads them; edges (D, 2^b - 1) at EDGE_FRAC; `shift` is `normalise_masses`' raw
+    shift. Integer arithmetic on the same numbers in the same formats: the masses are exact_tables' in every
+    bit (tests/test_kernels.py)."""
+    B, D, M = raw.shape[0], raw.shape[1], raw.shape[2]
+    E = edges.shape[1]
+    n = E + 1
+    total = np.empty(n, np.int64)
+    for b in range(B):
+        for d in range(D):
+            top = raw[b, d, 0, 0]
+            for m in range(1, M):
+                top = max(top, raw[b, d, m, 0])
+            total[:] = 0
+            for m in range(M):
+                w = _table(exp_table, raw[b, d, m, 0] - top) >> exp_down
+                inv = _table(inv_table, raw[b, d, m, 2])
+                mu = min(max(raw[b, d, m, 1], -mean_limit), mean_limit) * mean_up
+                below = np.int64(0)
+                for e in range(E):
+                    cdf = _table(phi_table, _floor_shift((edges[d, e] - mu) * inv, inv_frac))
+                    total[e] += w * (cdf - below)
+                    below = cdf
+                total[E] += w * (cdf_one - below)
+            _normalised(total, shift, mass_bits, out[b, d])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def posterior_masses(codes, edges, phi_table, code_limit, code_up, cdf_one, shift, mass_bits, out):
+    """`exact_tables.posterior_masses` then `to_constriction`: codes (B, D) int64 at CODE_FRAC -> out (B, D, 2^b)
+    float64, the masses of N(c, 1) in each bucket over 2^mass_bits (`prior_masses` for the rest)."""
+    B, D = codes.shape
+    E = edges.shape[1]
+    total = np.empty(E + 1, np.int64)
+    for b in range(B):
+        for d in range(D):
+            c = min(max(codes[b, d], -code_limit), code_limit) * code_up
+            below = np.int64(0)
+            for e in range(E):
+                cdf = _table(phi_table, edges[d, e] - c)
+                total[e] = cdf - below
+                below = cdf
+            total[E] = cdf_one - below
+            _normalised(total, shift, mass_bits, out[b, d])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _normalised(raw, shift, mass_bits, out):
+    # `exact_tables.normalise_masses` of one row of non-negative weights (overwritten), then `to_constriction`
+    n = raw.shape[0]
+    one = np.int64(1) << mass_bits
+    total = np.int64(0)
+    for i in range(n):
+        raw[i] >>= shift
+        total += raw[i]
+    if total == 0:
+        raw[:] = 1
+        total = n
+    free = one - n
+    left = one
+    best, where = np.int64(-1), 0
+    for i in range(n):
+        m = 1 + (raw[i] * free) // total
+        raw[i] = m
+        left -= m
+        if m > best:
+            best, where = m, i
+    raw[where] += left
+    scale = 2.0 ** -mass_bits
+    for i in range(n):
+        out[i] = raw[i] * scale
+
+
+#: Output positions per matrix product in `conv`: the gathered windows stay in the core's cache.
+CONV_POSITIONS = 256
+
+
+@njit(cache=True, nogil=True)
+def conv(x, pad, kh, kw, stride, limit, scale, offset, weight, bias, relu, out):
+    """A convolution (`intnet.conv` of the input padded by `pad` zeros on every side) with its bias and rounding,
+    then relu(.) when `relu`: x (N, H, W, Cin) float64, out (N, Ho, Wo, Cout) float64. The input is read as the
+    map reads it (`_read`: limit, scale, offset), the padding as zeros; weight (kh kw Cin, Cout) in the window's
+    (row, column, channel) layout and bias with its rounding, float64. One pass over the input, without the
+    padded, clamped and gathered copies numpy makes."""
+    N, H, W, cin = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    span = kh * kw * cin
+    cout = weight.shape[1]
+    window = np.empty((CONV_POSITIONS, span))
+    sums = np.empty((CONV_POSITIONS, cout))
+    for n in range(N):
+        for p0 in range(0, Ho * Wo, CONV_POSITIONS):
+            m = min(CONV_POSITIONS, Ho * Wo - p0)
+            for q in range(m):
+                i, j = divmod(p0 + q, Wo)
+                k = 0
+                for a in range(kh):
+                    r = i * stride + a - pad
+                    for b in range(kw):
+                        c = j * stride + b - pad
+                        if 0 <= r < H and 0 <= c < W:
+                            for ch in range(cin):
+                                window[q, k + ch] = _read(x[n, r, c, ch], limit, scale, offset)
+                        else:
+                            window[q, k:k + cin] = 0.0
+                        k += cin
+            np.dot(window[:m], weight, sums[:m])
+            for q in range(m):
+                i, j = divmod(p0 + q, Wo)
+                for o in range(cout):
+                    y = np.floor(sums[q, o] + bias[o])
+                    out[n, i, j, o] = max(y, 0.0) if relu else y
+    return out
