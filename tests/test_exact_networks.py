@@ -172,6 +172,10 @@ def test_transposed_convolution_skips_the_zeros_without_changing_a_bit(kernel, s
     p = kernel - 1 - padding
     expected = intnet.conv(intnet.pad(stuffed, p, p, p, p), aff, (kernel, kernel))
     assert np.array_equal(intnet.upsample_conv(x, aff, kernel, stride, padding), expected)
+    assert np.array_equal(intnet.upsample_conv(x, aff, kernel, stride, padding, compiled=False), expected)
+    relu = intnet.upsample_conv(x, aff, kernel, stride, padding, relu=True)
+    assert np.array_equal(relu, np.maximum(expected, 0.0)) and (expected < 0).any()
+    assert np.array_equal(intnet.upsample_conv(x, aff, kernel, stride, padding, relu=True, compiled=False), relu)
 
 
 def test_joined_maps_give_each_maps_outputs():

@@ -112,11 +112,13 @@ def test_compiled_posterior_masses_equal_the_tables(monkeypatch):
 
 
 @pytest.mark.parametrize("name", list(SPECS))
-def test_compiled_encoder_equals_the_numpy_encoder(name):
+def test_compiled_encoder_and_conditioning_equal_numpys(name):
     spec = SPECS[name]
     images = to_tensor(random_images(spec, 9, seed=5).images)
     for narrow in (False, True):
         nets = intnet.IntNetworks.from_dict(quantise_networks(tiny_model(spec).net, images, FRAC, FRAC, FRAC,
                                                               narrow=narrow).to_dict())
         x = images.numpy()
-        assert np.array_equal(nets.encoder(x), nets.encoder(x, compiled=False))
+        z = nets.encoder(x)
+        assert np.array_equal(z, nets.encoder(x, compiled=False))
+        assert np.array_equal(nets.decoder.condition(z), nets.decoder.condition(z, compiled=False))

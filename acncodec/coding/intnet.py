@@ -271,12 +271,14 @@ def conv_sums(x: np.ndarray, aff: Affine, kernel: tuple[int, int], stride: int =
     return out
 
 
-def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding: int) -> np.ndarray:
+def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding: int, relu: bool = False,
+                  compiled: bool = True) -> np.ndarray:
     """A transposed convolution, its weight stored as the plain convolution over the input with zeros inserted
     (stride - 1 between samples) and padded by kernel - 1 - padding. Computed as that convolution without the
     zeros: output rows of one phase (index mod stride) read only the kernel rows that meet samples, which are
     a regular convolution of the input itself (columns alike). The zeros added nothing to the exact sums, so
-    the result is the same in every bit, with stride^2 times fewer multiply-adds."""
+    the result is the same in every bit, with stride^2 times fewer multiply-adds. relu(.) of it when `relu`; each
+    phase's convolution compiled (`kernels.conv`) unless `compiled` is False or numba is missing."""
     n, h, w, c = x.shape
     p = kernel - 1 - padding
     size = lambda length: (length - 1) * stride + 1 + 2 * p - kernel + 1     # the output's length
@@ -290,17 +292,25 @@ def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding:
         return taps, first, count
 
     out = np.empty((n, size(h), size(w), aff.weight.shape[0]))
+    kernels = _kernels() if compiled else None
     for ry in range(stride):
         rows, top, th = phase(ry, h)
         for rx in range(stride):
             cols, left, tw = phase(rx, w)
+            if kernels is not None:
+                part = aff.taps(c, kernel, kernel, rows, cols)
+                phase_out = np.empty((n, th, tw, aff.weight.shape[0]))
+                kernels.conv(x, -top, -left, len(rows), len(cols), 1, *_reads(part),
+                             *_weights(part, part.window_weight(c, len(rows), len(cols))), relu, phase_out)
+                out[:, ry::stride, rx::stride] = phase_out
+                continue
             need_h, need_w = th - 1 + len(rows), tw - 1 + len(cols)
             xp = pad(x, max(0, -top), max(0, top + need_h - h), max(0, -left), max(0, left + need_w - w))
             y0, x0 = max(0, top), max(0, left)
             part = xp[:, y0:y0 + need_h, x0:x0 + need_w]
             out[:, ry::stride, rx::stride] = conv(part, aff.taps(c, kernel, kernel, rows, cols),
                                                   (len(rows), len(cols)))
-    return out
+    return np.maximum(out, 0.0, out=out) if relu and kernels is None else out
 
 
 def align(x: np.ndarray, frac_from: int, frac_to: int) -> np.ndarray:
@@ -326,8 +336,7 @@ class Encoder:
                 continue
             n, height, width, cin = h.shape
             out = np.empty((n, (height - 1) // stride + 1, (width - 1) // stride + 1, aff.weight.shape[0]))
-            # float64 products: exact for every map (a narrow one's sums are below 2^24)
-            h = kernels.conv(h, 1, 3, 3, stride, *_reads(aff), aff.window_weight(cin, 3, 3), aff.scaled_bias,
+            h = kernels.conv(h, 1, 1, 3, 3, stride, *_reads(aff), *_weights(aff, aff.window_weight(cin, 3, 3)),
                              True, out)
         h = h.transpose(0, 3, 1, 2).reshape(len(h), -1)      # flattened channels-first, as trained
         return self.fc[1](np.maximum(self.fc[0](h), 0.0))
@@ -446,13 +455,14 @@ class Decoder:
         self.cond_maps = joined([layer.maps["cond"] for layer in layers])
         self._args = None           # `_compiled_args`, made at first use
 
-    def condition(self, z: np.ndarray) -> np.ndarray:
-        """The conditioning map (N, H, W, channels) from latents z (N, D) at code_frac."""
+    def condition(self, z: np.ndarray, compiled: bool = True) -> np.ndarray:
+        """The conditioning map (N, H, W, channels) from latents z (N, D) at code_frac (its convolutions compiled
+        unless `compiled` is False or numba is missing: the same numbers)."""
         hidden, h0, w0, _ = self.cmap_dims
         grid = np.maximum(self.cmap["fc"](np.asarray(z, dtype=np.float64)), 0.0)
         grid = grid.reshape(len(grid), hidden, h0, w0).transpose(0, 2, 3, 1)
-        grid = np.maximum(upsample_conv(grid, self.cmap["up0"], 4, 2, 1), 0.0)
-        return upsample_conv(grid, self.cmap["up1"], 4, 2, 1)[:, :self.H, :self.W]
+        grid = upsample_conv(grid, self.cmap["up0"], 4, 2, 1, relu=True, compiled=compiled)
+        return upsample_conv(grid, self.cmap["up1"], 4, 2, 1, compiled=compiled)[:, :self.H, :self.W]
 
     def cond_terms(self, cmap: np.ndarray) -> list:
         """Per layer, its (cond_v, cond_h) terms (..., 2 channels each) from (part of) the conditioning map.

@@ -407,18 +407,19 @@ CONV_POSITIONS = 256
 
 
 @njit(cache=True, nogil=True)
-def conv(x, pad, kh, kw, stride, limit, scale, offset, weight, bias, relu, out):
-    """A convolution (`intnet.conv` of the input padded by `pad` zeros on every side) with its bias and rounding,
-    then relu(.) when `relu`: x (N, H, W, Cin) float64, out (N, Ho, Wo, Cout) float64. The input is read as the
-    map reads it (`_read`: limit, scale, offset), the padding as zeros; weight (kh kw Cin, Cout) in the window's
-    (row, column, channel) layout and bias with its rounding, float64. One pass over the input, without the
-    padded, clamped and gathered copies numpy makes."""
+def conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, relu, out):
+    """A convolution (`intnet.conv` of the input padded with zeros, `top` rows above and `left` columns to the
+    left, as many as the output's size needs below and to the right) with its bias and rounding, then relu(.)
+    when `relu`: x (N, H, W, Cin) float64, out (N, Ho, Wo, Cout) float64. The input is read as the map reads it
+    (`_read`: limit, scale, offset), the padding as zeros; weight (kh kw Cin, Cout) in the window's (row,
+    column, channel) layout and bias with its rounding, float32 or float64 alike (float32 for a narrow map). One
+    pass over the input, without the padded, clamped and gathered copies numpy makes."""
     N, H, W, cin = x.shape
     Ho, Wo = out.shape[1], out.shape[2]
     span = kh * kw * cin
     cout = weight.shape[1]
-    window = np.empty((CONV_POSITIONS, span))
-    sums = np.empty((CONV_POSITIONS, cout))
+    window = np.empty((CONV_POSITIONS, span), weight.dtype)
+    sums = np.empty((CONV_POSITIONS, cout), weight.dtype)
     for n in range(N):
         for p0 in range(0, Ho * Wo, CONV_POSITIONS):
             m = min(CONV_POSITIONS, Ho * Wo - p0)
@@ -426,9 +427,9 @@ def conv(x, pad, kh, kw, stride, limit, scale, offset, weight, bias, relu, out):
                 i, j = divmod(p0 + q, Wo)
                 k = 0
                 for a in range(kh):
-                    r = i * stride + a - pad
+                    r = i * stride + a - top
                     for b in range(kw):
-                        c = j * stride + b - pad
+                        c = j * stride + b - left
                         if 0 <= r < H and 0 <= c < W:
                             for ch in range(cin):
                                 window[q, k + ch] = _read(x[n, r, c, ch], limit, scale, offset)
@@ -439,6 +440,6 @@ def conv(x, pad, kh, kw, stride, limit, scale, offset, weight, bias, relu, out):
             for q in range(m):
                 i, j = divmod(p0 + q, Wo)
                 for o in range(cout):
-                    y = np.floor(sums[q, o] + bias[o])
+                    y = np.floor(np.float64(sums[q, o]) + np.float64(bias[o]))
                     out[n, i, j, o] = max(y, 0.0) if relu else y
     return out
