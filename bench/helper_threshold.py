@@ -7,8 +7,8 @@ in one process (the measurements behind `intnet.HELPER_MIN_MACS` and `intnet.SHA
 `--data` is a list of `DATA:CHAINS` separated by ';' (CHAINS a comma list). Each data set is compressed once per
 chain count (tour order, its shipped model of the same name); each archive is then decompressed `repeats` times
 each way, the ways alternating: alone (HELPER_MIN_MACS beyond any row); with the helper finishing each row's
-held-back columns (SHARE_MIN_IMAGES beyond any round); with the two threads finishing half the images each
-(SHARE_MIN_IMAGES 1). Every decoded image is compared with the input. Reported: every time each way, the row's
+held-back columns (SHARE_MIN_IMAGES beyond any round); shared, the decoding thread making a share of the images'
+whole rows (`intnet.MAIN_SHARE`; SHARE_MIN_IMAGES 1). Every decoded image is compared with the input. Reported: every time each way, the row's
 multiply-adds (the threshold's measure) and what the defaults choose.
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE / "bench"))
 from machine import provenance  # noqa: E402
 
 DEFAULT = "digits:4,16,56;binarized-mnist:test:256:4,8,16;binarized-mnist:test:1000:31;binarized-mnist:test:128"
-WAYS = {"alone": (1 << 62, 1 << 62), "helper": (0, 1 << 62), "halves": (0, 1)}  # HELPER_MIN_MACS, SHARE_MIN_IMAGES
+WAYS = {"alone": (1 << 62, 1 << 62), "helper": (0, 1 << 62), "shared": (0, 1)}  # HELPER_MIN_MACS, SHARE_MIN_IMAGES
 
 
 def row_macs(model, chains: int) -> int:
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
             intnet.HELPER_MIN_MACS, intnet.SHARE_MIN_IMAGES = threshold, share
             macs = row_macs(model, chains)
             best = {way: min(t) for way, t in times.items()}
-            default = "alone" if macs < threshold else "halves" if chains >= share else "helper"
+            default = "alone" if macs < threshold else "shared" if chains >= share else "helper"
             row = {"data": data, "model_hash": model.hash, "chains": chains, "row_multiply_adds": macs,
                    "seconds": times, "best": best, "default": default}
             print(f"[{data}] {chains} chains ({macs / 1e6:.1f} M a row): "
@@ -79,15 +79,16 @@ def main(argv: list[str]) -> int:
              f"one archive per data set and chain count (tour order), decompressed {args.repeats} times each way, "
              "the ways alternating in one process (every time listed); every decoded image checked. Alone: one "
              "thread; helper: the helper thread makes the "
-             "next row's vertical stack and finishes each row's held-back columns; halves: the two threads finish "
-             f"half the images' each. The defaults: the helper from {threshold / 1e6:.1f} million multiply-adds a row "
-             f"(`intnet.HELPER_MIN_MACS`), the halves from {share} images a round (`intnet.SHARE_MIN_IMAGES`).", "",
-             "| data | chains | M multiply-adds a row | alone s | helper s | halves s | default |",
+             "next row's vertical stack and finishes each row's held-back columns; shared: the decoding thread "
+             "makes a share of the images' whole rows (`intnet.MAIN_SHARE`). The defaults: the helper from "
+             f"{threshold / 1e6:.1f} million multiply-adds a row "
+             f"(`intnet.HELPER_MIN_MACS`), sharing from {share} images a round (`intnet.SHARE_MIN_IMAGES`).", "",
+             "| data | chains | M multiply-adds a row | alone s | helper s | shared s | default |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         cell = lambda way: ", ".join(f"{t:.2f}" for t in r["seconds"][way])
         lines.append(f"| {r['data']} | {r['chains']} | {r['row_multiply_adds'] / 1e6:.1f} | {cell('alone')} | "
-                     f"{cell('helper')} | {cell('halves')} | {r['default']} |")
+                     f"{cell('helper')} | {cell('shared')} | {r['default']} |")
     args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -60,13 +60,13 @@ def test_incremental_and_full_pass_agree_bit_for_bit(quantised, batch):
     assert np.array_equal(q.prior(q.encoder(images))[:batch], q.prior(codes))
 
 
-@pytest.mark.parametrize("halves", [False, True], ids=["helper-finishes", "halves"])
-def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypatch, halves):
+@pytest.mark.parametrize("shared", [False, True], ids=["helper-finishes", "shared"])
+def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypatch, shared):
     """With two threads the stepper computes each next row's vertical stack on a helper thread while the
     current row is decoded, column by column as the pixels it reads come, and finishes it at the row's start
-    (the helper alone, or in big rounds half the images each): every logit equals the full pass's, every
-    layer's columns of every row are computed once for every image, and the helper did some of every row but
-    the first."""
+    (the helper alone, or in big rounds with the decoding thread making a share of the images' whole rows): every
+    logit equals the full pass's, every layer's columns of every row are computed once for every image, and the
+    helper did some of every row but the first."""
     import threading
     _, q, images, _ = quantised
     x = images[:7]
@@ -81,7 +81,7 @@ def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypat
         return real(self, work, n, end)
     monkeypatch.setattr(intnet.Stepper, "_vertical", watched)
     monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 0)     # these tiny rows are below the size that pays
-    monkeypatch.setattr(intnet, "SHARE_MIN_IMAGES", 1 if halves else 1 << 30)
+    monkeypatch.setattr(intnet, "SHARE_MIN_IMAGES", 1 if shared else 1 << 30)
     assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
     height, width, layers = x.shape[2], x.shape[3], len(q.decoder.layers)
     for row in range(height):
@@ -94,7 +94,13 @@ def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypat
     helped = {r for r, _, _, _, name, _ in where if name.startswith("acncodec-rows")}
     assert helped == set(range(1, height))
     split = {r for r, *_, images in where if len(images) < len(x)}
-    assert split == (set(range(1, height)) if halves else set())
+    assert split == (set(range(1, height)) if shared else set())
+    if shared:      # the decoding thread's share: whole rows, for the last images, in one go per layer
+        mine = [(r, c0, end, images) for r, _, c0, end, name, images in where
+                if name == threading.current_thread().name and r > 0]
+        share = int(round(intnet.MAIN_SHARE * len(x)))
+        assert mine and all((c0, end) == (0, width) and list(images) == list(range(len(x) - share, len(x)))
+                            for _, c0, end, images in mine)
     where.clear()
     incremental_logits(q.decoder, x, codes, threads=1)
     assert {entry[4] for entry in where} == {threading.current_thread().name}

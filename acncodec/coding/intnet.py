@@ -521,14 +521,14 @@ class Decoder:
         vin[:, kh:, half:half + W] = self.layers[0].maps["vconv"].clamped(xs)
         hin = np.zeros((N, H, kw + W, self.C), args[0]["hin"])
         hin[:, :, kw:] = self.layers[0].maps["hconv"].clamped(xs)
-        raw = xs
-        for n, (layer, (cond_v, cond_h)) in enumerate(zip(self.layers, self.cond_terms(self.condition(z)))):
+        raw, cmap = xs, self.condition(z)
+        for n, layer in enumerate(self.layers):
             a, last = args[n], n + 1 == len(self.layers)
             channels = a["hout"][3].shape[1]
             vrow = np.empty((H, W, N, a["v2h"][3].shape[1]))
             vnext = vin if last else np.zeros((N, H + kh, W + 2 * half, channels), args[n + 1]["vin"])
-            kernels.vertical(vin, 0, H, 0, W, kh, layer.kernel, *a["vconv"], cond_v, *a["gate"], not last, vnext,
-                             half, *a["next_v"], *a["v2h"], cond_h, 0, vrow)
+            kernels.vertical(vin, 0, H, 0, W, kh, layer.kernel, *a["vconv"], cmap, *a["gate"], not last, vnext,
+                             half, *a["next_v"], *a["v2h"], a["cond"], 0, vrow)
             out = np.empty((N, H, W, channels))
             hnext = np.zeros((N, H, kw + W, channels), a["next_h_type"])
             kernels.horizontal(hin, raw, vrow, kw, *a["hconv"], *a["gate"], *a["hout"], layer.first, *a["next_h"],
@@ -556,6 +556,7 @@ class Decoder:
                 "v2h": (*_reads(m["v2h"]), *_weights(m["v2h"], m["v2h"].scaled_weight_t)),
                 "hconv": _weights(m["hconv"], m["hconv"].window_weight(cin, 1, layer.kh)),
                 "hout": (*_reads(m["hout"]), *_weights(m["hout"], m["hout"].scaled_weight_t)),
+                "cond": (*_reads(m["cond"]), *_weights(m["cond"], m["cond"].scaled_weight_t)),
                 "gate": gate_args,
                 "next_v": _reads(following["vconv"]) if following else (np.inf, 1.0, 0.0),
                 "next_h": _reads(following["hconv"]) if following else (np.inf, 1.0, 0.0),
@@ -589,11 +590,19 @@ class Decoder:
 #: 2.01-2.04 s against 1.90-1.96; 31 chains (95 million), 7.02-7.27 s against 5.40-5.90; digits, 56 chains
 #: (16.7 million), 1.57-1.82 s against 1.57-1.60.
 HELPER_MIN_MACS = 1 << 25
-#: From this many images in a round the decoding thread does half of each row's held-back columns itself (in a
-#: big round the helper's share of the work is the longer one). In the same record: the 10,000 binarized-MNIST
-#: test images (128 chains) took 49.9-55.6 s in halves against 51.8-58.0 s with the helper finishing them; 1,000
-#: (31 chains) took 6.55-6.56 s in halves against 5.40-5.90.
+#: From this many images in a round the decoding thread makes the vertical stack of a share of the images itself
+#: (`MAIN_SHARE`), each whole row at the row's start, and the helper the others' (in a big round the helper's
+#: share of the work is the longer one). Decompress alternating in one process, three times each: 1,000
+#: binarized-MNIST test images (31 chains) 7.1-7.3 s shared against 6.2-6.4 s with the helper making every
+#: image's; 2,048 (128 chains) 9.5-11.9 s against 9.9-12.7 s. (Before, the two threads finished each row's
+#: held-back columns half the images each: bench/results/speed-helper.md, 10,000 images 49.9-55.6 s against
+#: 51.8-58.0 s with the helper alone.)
 SHARE_MIN_IMAGES = 64
+#: The decoding thread's share of the images in a big round. With it the two threads' time per row is about even
+#: (2,048 binarized-MNIST test images in rounds of 128, at 0.3: the decoding thread's share took 3.9 ms a row
+#: and its pixels 6.6 ms, the helper's share 7.9 ms); 0.1, 0.2 and 0.3 alternating in one process gave 7.4-8.9,
+#: 7.9-9.1 and 7.5-8.9 s, within the machine's noise.
+MAIN_SHARE = 0.2
 
 
 def _kernels():
@@ -625,15 +634,8 @@ class _NextRow:
         self.row, self.done, self.vrow, self.images = row, [0] * layers, vrow, images
         self.cond = None
         self.futures, self.asked = [], 0       # the helper's tasks for the row, and the pixels they were given
-        self.parts = ()                        # once `split`, its parts (where the columns known are counted)
-
-    def split(self, at: int) -> tuple["_NextRow", "_NextRow"]:
-        """The rest of the row as two parts, the images below `at` and the others, each from where it stands."""
-        parts = tuple(_NextRow(self.row, len(self.done), self.vrow, s) for s in (slice(0, at), slice(at, None)))
-        for p in parts:
-            p.done, p.cond = list(self.done), self.cond
-        self.parts = list(parts)
-        return parts
+        self.conditioned = None                # the helper's task making `cond`
+        self.parts = ()                        # where shared, both threads' parts (where the columns known count)
 
 
 class Stepper:
@@ -688,14 +690,15 @@ class Stepper:
         if end <= c0:
             return
         layer, kh, half = self.dec.layers[n], self.kh, self.half
-        m, (cond_v, cond_h), last = layer.maps, work.cond[n], n + 1 == len(self.vin)
+        m, last = layer.maps, n + 1 == len(self.vin)
         b = work.images
         vin, vnext = self.vin[n][b], self.vin[0 if last else n + 1][b]
         if self.compiled is not None:
-            vconv, v2h, gate, following = self.compiled[3][n]
-            self.kernels.vertical(vin, i, 1, c0, end, kh, layer.kernel, *vconv, cond_v[b], *gate, not last, vnext,
-                                  half, *following, *v2h, cond_h[b], 0, work.vrow[n][:, :, b])
+            vconv, v2h, gate, following, cond = self.compiled[3][n]
+            self.kernels.vertical(vin, i, 1, c0, end, kh, layer.kernel, *vconv, self.cmap[b], *gate, not last,
+                                  vnext, half, *following, *v2h, cond, i, work.vrow[n][:, :, b])
         else:
+            cond_v, cond_h = work.cond[n]
             v_pre = conv(vin[:, i:i + kh, c0:end + 2 * half], m["vconv"], (kh, layer.kernel))[:, 0]
             v_pre += cond_v[b, 0, c0:end]
             if not last:
@@ -712,7 +715,8 @@ class Stepper:
     def _advance(self, work: _NextRow, decoded: int) -> None:
         """Row work.row's vertical stack as far as the previous row's first `decoded` pixels allow (all of it
         once the row is decoded: the columns past the edge read padding)."""
-        self._conditioning(work)
+        if self.compiled is None:
+            self._conditioning(work)         # the compiled vertical stack makes its own
         for n in range(len(self.dec.layers)):
             end = self.W if decoded >= self.W else max(0, decoded - (n + 1) * self.half)
             self._vertical(work, n, end)
@@ -722,15 +726,15 @@ class Stepper:
         if work is None or work.row != i:
             work = _NextRow(i, len(self.dec.layers), self.vrows[i % 2])
             self._advance(work, self.W)
-        elif self.B >= SHARE_MIN_IMAGES:
-            # big rounds, where the helper has the longer part of a row's work: the columns the last pixels of
-            # the row above held back are shared, the helper finishing half the images' while this thread does
-            # the others'; the pixels wait for the helper's only when they reach them
-            for future in work.futures:
-                future.result()
-            work.futures.clear()
-            theirs, mine = work.split(self.B // 2)
-            work.futures.append(self.helper.submit(self._advance, theirs, self.W))
+        elif work.images != slice(None):
+            # big rounds: this thread makes its share of the images' vertical stack for the whole row, while the
+            # helper finishes the columns of its own share that the last pixels of the row above held back
+            if work.conditioned is not None:
+                work.conditioned.result()
+            mine = _NextRow(i, len(self.dec.layers), work.vrow, slice(work.images.stop, None))
+            mine.cond = work.cond
+            work.parts = [work, mine]
+            work.futures.append(self.helper.submit(self._advance, work, self.W))
             self._advance(mine, self.W)
         else:
             # the helper finishes the row's columns, after the task it may have in flight; the pixels wait for
@@ -742,11 +746,15 @@ class Stepper:
         self.row, self.col = i, -1
         self.pending = None
         if self.helper is not None and i + 1 < self.dec.H:
-            self.pending = _NextRow(i + 1, len(self.dec.layers), self.vrows[(i + 1) % 2])
+            share = int(round(MAIN_SHARE * self.B)) if self.B >= SHARE_MIN_IMAGES else 0
+            self.pending = _NextRow(i + 1, len(self.dec.layers), self.vrows[(i + 1) % 2],
+                                    slice(0, self.B - share) if share else slice(None))
             # the helper makes its conditioning terms first (decompress of 2,048 binarized-MNIST test images in
             # rounds of 128, alternating in one process: 10.9, 9.2, 8.8 s against 10.2, 12.2, 10.2 s with this
             # thread making them)
-            self.pending.futures.append(self.helper.submit(self._conditioning, self.pending))
+            if self.compiled is None:
+                self.pending.conditioned = self.helper.submit(self._conditioning, self.pending)
+                self.pending.futures.append(self.pending.conditioned)
         elif self.helper is not None:
             self.helper.shutdown(wait=False)        # its last task (this row's columns) still runs
             self.helper = None
@@ -798,7 +806,7 @@ class Stepper:
             layers.append((head, tail, np.empty((B, width))))
         heads = [(self._compiled_map(f, B), self._compiled_map(l, B))
                  for f, l in zip(self.dec.features_c, self.dec.head["logits"])]
-        vertical = [(a["vconv"], a["v2h"], a["gate"], a["next_v"]) for a in args]
+        vertical = [(a["vconv"], a["v2h"], a["gate"], a["next_v"], a["cond"]) for a in args]
         return np.zeros((B, self.C)), layers, heads, vertical
 
     @staticmethod

@@ -109,10 +109,10 @@ def affine(x, relu, limit, scale, offset, weight, bias, window, acc, out):
 
 
 @njit(cache=True, nogil=True)
-def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
+def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap,
              tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
              write_next, vnext, pad, nx_limit, nx_scale, nx_offset,
-             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_h, crow, vrow):
+             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_map, crow, vrow):
     """`vertical` on rows row0 .. row0 + rows - 1 in one matrix product each for vconv and v2h."""
     B = vin.shape[0]
     cin = vin.shape[3]
@@ -131,6 +131,18 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond
                             window[q, dr * span + k * cin + ch] = src[c0 + c + k, ch]
     sums = np.empty((m, vc_weight.shape[1]), vc_weight.dtype)
     np.dot(window, vc_weight, sums)
+    # the conditioning terms (the layer's cond map of the conditioning map): cond_v, then cond_h
+    cd_limit, cd_scale, cd_offset, cd_weight, cd_bias = cond_map
+    features = cmap.shape[3]
+    cwin = np.empty((m, features), cd_weight.dtype)
+    for r in range(rows):
+        for c in range(n):
+            for b in range(B):
+                q = (r * n + c) * B + b
+                for k in range(features):
+                    cwin[q, k] = _read(cmap[b, crow + r, c0 + c, k], cd_limit, cd_scale, cd_offset)
+    cond = np.empty((m, cd_weight.shape[1]), cd_weight.dtype)
+    np.dot(cwin, cd_weight, cond)
     channels = vc_weight.shape[1] // 2
     reads = np.empty((m, 2 * channels), v2_weight.dtype)
     pre = np.empty(2 * channels)
@@ -141,7 +153,8 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond
             for b in range(B):
                 q = (r * n + c) * B + b
                 for o in range(2 * channels):
-                    v = np.floor(np.float64(sums[q, o]) + np.float64(vc_bias[o])) + cond_v[b, crow + r, c0 + c, o]
+                    v = np.floor(np.float64(sums[q, o]) + np.float64(vc_bias[o])) \
+                        + np.floor(np.float64(cond[q, o]) + np.float64(cd_bias[o]))
                     pre[o] = v
                     reads[q, o] = _read(v, v2_limit, v2_scale, v2_offset)
                 if write_next:
@@ -158,8 +171,9 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond
             for b in range(B):
                 q = (r * n + c) * B + b
                 for o in range(acc.shape[1]):
+                    h = 2 * channels + o
                     vrow[r, c0 + c, b, o] = np.floor(np.float64(acc[q, o]) + np.float64(v2_bias[o])) \
-                        + cond_h[b, crow + r, c0 + c, o]
+                        + np.floor(np.float64(cond[q, h]) + np.float64(cd_bias[h]))
 
 
 #: Output positions per matrix product in `vertical`, whatever the round or block size: the gathered
@@ -170,10 +184,10 @@ BLOCK_POSITIONS = 512
 
 
 @njit(cache=True, nogil=True)
-def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
+def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap,
              tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
              write_next, vnext, pad, nx_limit, nx_scale, nx_offset,
-             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_h, crow, vrow):
+             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_map, crow, vrow):
     """A gated layer's vertical stack for rows row0 .. row0 + rows - 1 at columns c0 .. c1 - 1, for B images
     (one row of a round: `intnet.Stepper._vertical`; every row of a block: `intnet.Decoder.logits`): the gated
     output written, as the next layer's vconv reads it, into its vertical input vnext (when `write_next`), the
@@ -184,8 +198,11 @@ def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
     r's window is rows r .. r + kh - 1, columns c .. c + kernel - 1. vconv's scaled weight is in the window's
     (kh kernel Cin, out) layout; nx_*: how the next layer's vconv reads its input (`_read`); v2h: how it
     reads its input, its scaled weight (2C, 2C). Biases carry their rounding; weights and biases are float32 or
-    float64 alike. cond_v, cond_h (B, rows', W, 2C) float64: the conditioning terms, row r's at crow + r - row0.
-    Rows go in blocks of about BLOCK_POSITIONS positions."""
+    float64 alike. The conditioning terms are made here, from the conditioning map cmap (B, H', W, F) float64
+    (row r's at crow + r - row0) by the layer's cond map (`cond_map`: how it reads its input, its scaled weight
+    (F, 4C) and bias): its first 2C outputs are added before the gate, the others to the row terms (as
+    `intnet.Decoder.cond_terms` makes them, without the (B, H, W, 4C) arrays). Rows go in blocks of about
+    BLOCK_POSITIONS positions."""
     B = vin.shape[0]
     width = max(1, c1 - c0)
     images = max(1, min(B, BLOCK_POSITIONS // width))           # a row of many images goes in parts too
@@ -194,10 +211,10 @@ def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v,
         take = min(step, rows - r)
         for b in range(0, B, images):
             e = min(B, b + images)
-            _vertical_rows(vin[b:e], row0 + r, take, c0, c1, kh, kernel, vc_weight, vc_bias, cond_v[b:e],
+            _vertical_rows(vin[b:e], row0 + r, take, c0, c1, kh, kernel, vc_weight, vc_bias, cmap[b:e],
                            tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
                            write_next, vnext[b:e], pad, nx_limit, nx_scale, nx_offset,
-                           v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_h[b:e], crow + r,
+                           v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_map, crow + r,
                            vrow[r:r + take, :, b:e])
 
 
