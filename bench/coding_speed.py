@@ -294,7 +294,8 @@ def blas_sweep(args, argv) -> int:
 
 def markdown(r: dict) -> str:
     lines = [f"# Coding speed: this tree against {r['other_commit'][:7]}", "",
-             f"Made by `{r['command']}` at {r['git_commit'][:12]} on {r['machine_provenance']}. "
+             f"Made by `{r['command']}` at {r['git_commit'][:12]} on {r['machine_provenance']}; BLAS: {r['blas']} "
+             "(both trees' children). "
              f"Order {r['order']}, each tree's defaults (chains, threads), compress with its estimate; every "
              "decoded image checked.", "",
              "| data | compress s (other) | speed-up | decompress s (other) | speed-up | bytes (other) | "

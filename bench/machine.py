@@ -30,6 +30,24 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def blas() -> str:
+    """The BLAS kernels matrix products run on here (threadpoolctl: numpy's library and the one the compiled
+    kernels call), with the environment settings that choose them: where OPENBLAS_CORETYPE is set, OpenBLAS
+    runs that processor's kernels instead of its own choice."""
+    import os
+    kinds = []
+    try:
+        import numpy  # noqa: F401
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import threadpool_info
+        kinds = sorted({f"{i.get('internal_api')} {i.get('architecture', '?')}" for i in threadpool_info()
+                        if i.get("user_api") == "blas"})
+    except ImportError:
+        pass
+    settings = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
+    return ", ".join(kinds or ["unknown"]) + (f" ({', '.join(settings)})" if settings else " (its own choice)")
+
+
 def provenance(argv: list[str] | None = None) -> dict:
     """What every bench record stores: the exact command, the git commit and the machine."""
     import os
@@ -37,7 +55,7 @@ def provenance(argv: list[str] | None = None) -> dict:
     args = sys.argv if argv is None else argv
     script = os.path.relpath(os.path.abspath(args[0]), Path(__file__).resolve().parents[1])
     return {"command": " ".join(["python", script, *args[1:]]), "git_commit": git_commit(),
-            "machine_provenance": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}"}
+            "machine_provenance": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}", "blas": blas()}
 
 
 def hwm(pid: int) -> float:
