@@ -116,8 +116,8 @@ def decoder_arithmetic(model_name: str) -> str:
 
 
 def multiply_adds(model_name: str) -> dict:
-    """Multiply-adds per image of each integer network, counted on one image (the decoder's numpy pass, whose
-    maps finish in `Affine.finish`; the compiled pass does the same products)."""
+    """Multiply-adds per image of each integer network, counted on one image (the networks' numpy passes, whose
+    maps finish in `Affine.finish`; the compiled passes do the same products)."""
     import numpy as np
     from acncodec import registry
     from acncodec.coding import intnet
@@ -136,7 +136,7 @@ def multiply_adds(model_name: str) -> dict:
     out = {}
     intnet.Affine.finish = counting
     try:
-        for name, run in (("encoder", lambda: nets.encoder(x)),
+        for name, run in (("encoder", lambda: nets.encoder(x, compiled=False)),
                           ("prior", lambda: nets.prior(np.zeros((1, model.config.latent_dim)))),
                           ("decoder", lambda: nets.decoder.logits(x, np.zeros((1, model.config.latent_dim)),
                                                                   compiled=False))):

@@ -495,7 +495,7 @@ class Decoder:
             return np.stack([self.head_logits(top, xs, c) for c in range(self.C)], 1)
         v = pad(xs, top=1)[:, :-1]
         h = pad(xs, left=1)[:, :, :-1]
-        for layer, (cond_v, cond_h) in zip(self.layers, self.cond_terms(self.condition(z))):
+        for layer, (cond_v, cond_h) in zip(self.layers, self.cond_terms(self.condition(z, compiled=False))):
             m = layer.maps
             v_pre = conv(pad(v, layer.kh - 1, 0, layer.half, layer.half), m["vconv"], (layer.kh, layer.kernel))
             v_pre += cond_v
@@ -598,10 +598,10 @@ HELPER_MIN_MACS = 1 << 25
 #: held-back columns half the images each: bench/results/speed-helper.md, 10,000 images 49.9-55.6 s against
 #: 51.8-58.0 s with the helper alone.)
 SHARE_MIN_IMAGES = 64
-#: The decoding thread's share of the images in a big round. With it the two threads' time per row is about even
-#: (2,048 binarized-MNIST test images in rounds of 128, at 0.3: the decoding thread's share took 3.9 ms a row
-#: and its pixels 6.6 ms, the helper's share 7.9 ms); 0.1, 0.2 and 0.3 alternating in one process gave 7.4-8.9,
-#: 7.9-9.1 and 7.5-8.9 s, within the machine's noise.
+#: The decoding thread's share of the images in a big round, where the two threads' times per row even out: on
+#: 2,048 binarized-MNIST test images in rounds of 128, at 0.3 the decoding thread's share took 3.9 ms a row and
+#: its pixels 6.6 ms against the helper's 7.9 ms, which even out near 0.2. 0.1, 0.2 and 0.3 alternating in one
+#: process gave 7.4-8.9, 7.9-9.1 and 7.5-8.9 s: within the machine's noise.
 MAIN_SHARE = 0.2
 
 
