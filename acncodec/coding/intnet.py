@@ -749,9 +749,8 @@ class Stepper:
             share = int(round(MAIN_SHARE * self.B)) if self.B >= SHARE_MIN_IMAGES else 0
             self.pending = _NextRow(i + 1, len(self.dec.layers), self.vrows[(i + 1) % 2],
                                     slice(0, self.B - share) if share else slice(None))
-            # the helper makes its conditioning terms first (decompress of 2,048 binarized-MNIST test images in
-            # rounds of 128, alternating in one process: 10.9, 9.2, 8.8 s against 10.2, 12.2, 10.2 s with this
-            # thread making them)
+            # numpy's vertical stack reads the row's conditioning terms: the helper makes them first (the compiled
+            # one makes its own, block by block)
             if self.compiled is None:
                 self.pending.conditioned = self.helper.submit(self._conditioning, self.pending)
                 self.pending.futures.append(self.pending.conditioned)
