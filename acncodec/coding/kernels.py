@@ -301,29 +301,13 @@ def pixel_probs(logits, dense, start, mass_bits, exp_bits, shift, out):
             out[b, 0] = (one - small if l > 0 else small) * scale
         return out
     raw = np.empty(L, np.int64)
-    free = one - L
     for b in range(B):
         top = np.int64(logits[b, 0])
         for i in range(1, L):
             top = max(top, np.int64(logits[b, i]))
-        total = np.int64(0)
         for i in range(L):
-            raw[i] = dense[min(max(np.int64(logits[b, i]) - top - start, 0), span)] >> shift
-            total += raw[i]
-        if total == 0:
-            raw[:] = 1
-            total = L
-        left = one
-        best, where = np.int64(-1), 0
-        for i in range(L):
-            m = 1 + (raw[i] * free) // total
-            raw[i] = m
-            left -= m
-            if m > best:
-                best, where = m, i
-        raw[where] += left
-        for i in range(L):
-            out[b, i] = raw[i] * scale
+            raw[i] = dense[min(max(np.int64(logits[b, i]) - top - start, 0), span)]
+        _normalised(raw, shift, mass_bits, out[b])
     return out
 
 
