@@ -1,8 +1,11 @@
 """Compiled (numba) kernels for the exact decoder: `layer_step`, a gated layer's whole horizontal step for one
 pixel, which numpy spends some thirty calls on (`intnet.Stepper._stack_numpy`); `affine`, one map (the head);
 `vertical`, a gated layer's vertical stack over some rows and columns (the stepper's next row, or every row
-of the full pass); `horizontal`, a gated layer's horizontal stack over every position (the full pass); and
-`pixel_probs`, the pixel probabilities from the logits (`exact_tables.pixel_probs`).
+of the full pass, each layer's conditioning terms made there too); `horizontal`, a gated layer's horizontal stack
+over every position (the full pass); `conv`, a convolution in one pass (the encoder's, and each phase of the
+conditioning map's transposed ones); `pixel_probs`, the pixel probabilities from the logits
+(`exact_tables.pixel_probs`); and `prior_masses` and `posterior_masses`, the latent probabilities
+(`exact_tables.prior_masses`, `posterior_masses`).
 
 Why compiled: at a round of a few dozen images the step is overhead-bound (bench/results/speed-coding.md):
 each numpy call costs about a microsecond whatever its size. Here the input's rounding and clamp, the window
