@@ -125,11 +125,6 @@ def probabilities(pixel_tables: "tables.PixelTables", kernels):
     return probs
 
 
-def _read(table: "tables.LookupTable") -> tuple:
-    """A lookup table as `kernels._table` reads it."""
-    return table.values, table._steps, table.start, table._span, table.in_frac - table.grid_frac
-
-
 class ExactStepper(PixelStepper):
     def __init__(self, stepper, pixel_tables):
         self.stepper = stepper
@@ -181,7 +176,7 @@ class ExactModel(ProbabilityModel):
         tables.check_dims(self.latent, codes, -1, "codes")
         t = self.latent
         return kernels.posterior_masses(
-            codes, t.edges, _read(t.phi), tables.EDGE_LIMIT << tables.CODE_FRAC,
+            codes, t.edges, t.phi.interpolation(), tables.EDGE_LIMIT << tables.CODE_FRAC,
             1 << (tables.EDGE_FRAC - tables.CODE_FRAC), 1 << tables.CDF_BITS, tables.raw_shift(tables.CDF_BITS + 1),
             tables.MASS_BITS, np.empty(codes.shape + (t.buckets,)))
 
@@ -200,7 +195,8 @@ class ExactModel(ProbabilityModel):
             raise ValueError(f"{components} mixture components, the exact numerics take at most "
                              f"{tables.MAX_COMPONENTS}")
         t = self.latent
-        return (t.edges, _read(t.exp), tables.EXP_BITS - tables.WEIGHT_BITS, _read(t.inv_scale), _read(t.phi),
+        return (t.edges, t.exp.interpolation(), tables.EXP_BITS - tables.WEIGHT_BITS, t.inv_scale.interpolation(),
+                t.phi.interpolation(),
                 tables.EDGE_LIMIT << tables.CODE_FRAC, 1 << (tables.EDGE_FRAC - tables.CODE_FRAC), tables.INV_FRAC,
                 1 << tables.CDF_BITS, tables.raw_shift(tables.WEIGHT_BITS + tables.CDF_BITS
                                                        + components.bit_length()), tables.MASS_BITS)

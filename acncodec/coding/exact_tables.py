@@ -134,6 +134,11 @@ class LookupTable:
         """Last grid point, int at in_frac."""
         return self.start + ((len(self.values) - 1) << (self.in_frac - self.grid_frac))
 
+    def interpolation(self) -> tuple:
+        """The table as a compiled reader interpolates it (`coding/kernels._table`): the values, each knot's step
+        to the next, the first grid point, the span of inputs and the shift in_frac - grid_frac."""
+        return self.values, self._steps, self.start, self._span, self.in_frac - self.grid_frac
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         offset = np.minimum(np.maximum(np.asarray(x, dtype=_INT) - self.start, 0), self._span)
         return self._interpolate(offset) if self._dense is None else self._dense[offset]

@@ -323,8 +323,8 @@ def _floor_shift(x, shift):
 
 @njit(cache=True, nogil=True, inline="always")
 def _table(table, x):
-    # `exact_tables.LookupTable` (values, steps, start, span, shift) at integer input x: clamped to the grid,
-    # interpolated in integers
+    # `exact_tables.LookupTable` (its `interpolation()`: values, steps, start, span, shift) at integer input x:
+    # clamped to the grid, interpolated in integers
     values, steps, start, span, shift = table
     offset = min(max(x - start, 0), span)
     k = offset >> shift
