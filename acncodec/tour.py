@@ -62,6 +62,12 @@ APPROXIMATE_FALLBACK_WIDTH = 4
 #: seconds; bench/results/tour-two-opt-binarized-mnist-test-*.md).
 TWO_OPT_NEIGHBOURS = 10
 TWO_OPT_MAX_PASSES = 20
+
+try:
+    from numba import njit
+    _jit = njit(cache=True, nogil=True)
+except ImportError:         # the same functions run as Python, slower
+    _jit = lambda f: f      # noqa: E731
 #: faiss' k-means wants at least this many training points per list (it warns below).
 _MIN_PER_LIST = 39
 
@@ -269,43 +275,70 @@ def two_opt(codes: np.ndarray, tour: np.ndarray, neighbours: int = TWO_OPT_NEIGH
     moves = passes = 0
     if n > 3 and neighbours >= 1:
         from .knn import nearest_others
-        near = nearest_others(x, np.arange(n), x, min(neighbours, n - 1))
-        points = [tuple(row) for row in x.tolist()]
-        dist = lambda a, b: math.dist(points[a], points[b])
+        near = nearest_others(x, np.arange(n), x, min(neighbours, n - 1)).astype(np.int64)
         pos = np.empty(n, dtype=np.int64)
         pos[path] = np.arange(n)
-
-        def step(k):   # length of the step from position k to k + 1; 0 past either end
-            return dist(path[k], path[k + 1]) if 0 <= k < n - 1 else 0.0
-
-        def reverse(i, j):
-            path[i:j + 1] = path[i:j + 1][::-1].copy()
-            pos[path[i:j + 1]] = np.arange(i, j + 1)
-
-        for passes in range(1, max_passes + 1):
-            found = 0
-            for a in range(n):
-                for c in near[a].tolist():
-                    lo, hi = sorted((int(pos[a]), int(pos[c])))
-                    if hi - lo < 2:
-                        continue
-                    joined = dist(a, c)
-                    # steps (lo, lo+1) and (hi, hi+1) become (lo, hi) and (lo+1, hi+1): lo+1..hi reversed
-                    after = dist(path[lo + 1], path[hi + 1]) if hi + 1 < n else 0.0
-                    if step(lo) + step(hi) - joined - after > 1e-12:
-                        reverse(lo + 1, hi)
-                        found += 1
-                        continue
-                    # steps (lo-1, lo) and (hi-1, hi) become (lo-1, hi-1) and (lo, hi): lo..hi-1 reversed
-                    if lo >= 1 and step(lo - 1) + step(hi - 1) - joined - dist(path[lo - 1], path[hi - 1]) > 1e-12:
-                        reverse(lo, hi - 1)
-                        found += 1
-            moves += found
-            if not found:
-                break
+        moves, passes = _two_opt_passes(x, path, pos, near, max_passes)
     if stats is not None:
-        stats.update(two_opt_moves=moves, two_opt_passes=passes)
+        stats.update(two_opt_moves=int(moves), two_opt_passes=int(passes))
     return path
+
+
+@_jit
+def _distance(x, a, b):
+    """The Euclidean distance between codes a and b: the float64 squares summed in dimension order, then rounded
+    square root. IEEE operations in a fixed order, so the same bits on every machine, compiled or not."""
+    s = 0.0
+    for d in range(x.shape[1]):
+        t = x[a, d] - x[b, d]
+        s += t * t
+    return math.sqrt(s)
+
+
+@_jit
+def _step(x, path, k):
+    """The length of the path's step from position k to k + 1; 0 past either end."""
+    return _distance(x, path[k], path[k + 1]) if 0 <= k < len(path) - 1 else 0.0
+
+
+@_jit
+def _reverse(path, pos, i, j):
+    """path[i..j] reversed in place, and the positions of the data in it updated."""
+    while i < j:
+        path[i], path[j] = path[j], path[i]
+        pos[path[i]], pos[path[j]] = i, j
+        i, j = i + 1, j - 1
+
+
+@_jit
+def _two_opt_passes(x, path, pos, near, max_passes):
+    """`two_opt`'s passes over `path` (changed in place, `pos` its inverse): returns the moves made and the passes
+    run."""
+    n = len(path)
+    moves = passes = 0
+    for passes in range(1, max_passes + 1):
+        found = 0
+        for a in range(n):
+            for c in near[a]:
+                lo, hi = min(pos[a], pos[c]), max(pos[a], pos[c])
+                if hi - lo < 2:
+                    continue
+                joined = _distance(x, a, c)
+                # steps (lo, lo+1) and (hi, hi+1) become (lo, hi) and (lo+1, hi+1): lo+1..hi reversed
+                after = _distance(x, path[lo + 1], path[hi + 1]) if hi + 1 < n else 0.0
+                if _step(x, path, lo) + _step(x, path, hi) - joined - after > 1e-12:
+                    _reverse(path, pos, lo + 1, hi)
+                    found += 1
+                    continue
+                # steps (lo-1, lo) and (hi-1, hi) become (lo-1, hi-1) and (lo, hi): lo..hi-1 reversed
+                if lo >= 1 and (_step(x, path, lo - 1) + _step(x, path, hi - 1) - joined
+                                - _distance(x, path[lo - 1], path[hi - 1]) > 1e-12):
+                    _reverse(path, pos, lo, hi - 1)
+                    found += 1
+        moves += found
+        if not found:
+            break
+    return moves, passes
 
 
 def path_length(codes: np.ndarray, tour: np.ndarray) -> float:

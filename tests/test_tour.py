@@ -255,6 +255,19 @@ def test_two_opt_shortens_the_greedy_tour_until_no_move_is_left(seed):
                 assert step(lo - 1) + step(hi - 1) - d(a, c) - d(better[lo - 1], better[hi - 1]) <= 1e-9
 
 
+def test_compiled_two_opt_makes_the_moves_of_the_same_passes_run_as_python(monkeypatch):
+    pytest.importorskip("numba")
+    x = clustered(600, 6, 3)
+    greedy = greedy_tour(x)
+    compiled = two_opt(x, greedy, stats=(stats := {}))
+    for name in dir(tour_module):
+        f = getattr(tour_module, name)
+        if hasattr(f, "py_func"):
+            monkeypatch.setattr(tour_module, name, f.py_func)
+    assert np.array_equal(two_opt(x, greedy, stats=(python_stats := {})), compiled)
+    assert python_stats == stats and stats["two_opt_moves"] > 0
+
+
 def test_two_opt_on_tiny_and_duplicate_codes():
     for n in range(0, 5):
         x = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
