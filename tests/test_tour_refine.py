@@ -139,6 +139,30 @@ def test_step_costs_are_the_kl_of_each_step_under_the_prior():
     assert np.abs(quick - got).max() < 0.05 * np.abs(got).max() + 0.01
 
 
+def test_compiled_step_costs_are_torchs_to_float_rounding_on_any_thread_count(monkeypatch):
+    from acncodec import kl
+    pytest.importorskip("numba")
+    model = tiny_model(SPECS["binary"], seed=3)
+    codes = 2.0 * torch.randn(60, model.net.config.latent_dim, generator=torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(4)
+    steps = rng.integers(0, 60, 3000), rng.integers(0, 60, 3000)
+    for points in (8, 64):
+        compiled = step_costs(model.net.prior, codes, points)(*steps)
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            monkeypatch.setattr(kl, "_STEPS_PER_THREAD", 100)
+            assert np.array_equal(step_costs(model.net.prior, codes, points)(*steps), compiled)   # split in two
+        finally:
+            torch.set_num_threads(before)
+        with monkeypatch.context() as m:
+            m.setattr(kl, "_compiled", None)
+            want = step_costs(model.net.prior, codes, points)(*steps)
+        np.testing.assert_allclose(compiled, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(IndexError):
+        step_costs(model.net.prior, codes)(np.array([0]), np.array([60]))
+
+
 def test_the_codec_sends_the_images_along_the_refined_tour():
     spec = SPECS["binary"]
     model = tiny_model(spec, seed=4)
