@@ -13,12 +13,13 @@ import torch
 
 from .coding.multiset import order_information_nats
 from .progress import bar
-from .kl import kl_to_mixture, kl_to_unconditional, step_costs, unit_gaussian_entropy
+from .kl import kl_to_mixture_values, kl_to_unconditional, step_costs, unit_gaussian_entropy
 from .prior import Mixture
 from .knn import nearest_others
 from .tour import tour_for
 
 BATCH = 256
+KL_CHUNK = 32 * BATCH   # paired rows per KL call in `kl_under`: temporaries (KL_CHUNK x D x M) float64
 CHUNK = 16   # data per Monte-Carlo chunk in the associative estimate: temporaries (CHUNK x S x K x D x M) float64
 
 
@@ -72,7 +73,13 @@ def kl_along(net, codes: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def kl_under(prior, codes: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x_i) || prior(previous_i)) for paired rows, under a given conditional prior network."""
-    out = [kl_to_mixture(codes[i:i + BATCH], prior(previous[i:i + BATCH])) for i in range(0, len(codes), BATCH)]
+    out = []
+    for i in range(0, len(codes), KL_CHUNK):
+        # the prior network in batches of BATCH (its float32 outputs are those of any call on the same batches), the
+        # KL on the chunk at once (compiled, it shares a chunk's rows among threads)
+        parts = [prior(previous[j:j + BATCH]) for j in range(i, min(i + KL_CHUNK, len(codes)), BATCH)]
+        mixture = Mixture(*(torch.cat([getattr(m, f) for m in parts]) for f in ("log_weights", "means", "scales")))
+        out.append(kl_to_mixture_values(codes[i:i + KL_CHUNK], mixture))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 

@@ -19,6 +19,8 @@ GAUSS_HERMITE_POINTS = 64
 #: Points for step costs that only rank tours (`step_costs`): on the binarized-MNIST test codes' steps to their
 #: 16 nearest codes, 8 points are within 0.003 nats of 64 (0.000006 on average) and about 10 times faster.
 STEP_COST_POINTS = 8
+#: Rows per torch call of `kl_to_mixture_values` without numba.
+_TORCH_ROWS = 256
 #: Data per batch of step costs: temporaries are (batch x D x points x M) float64.
 STEP_COST_BATCH = 1024
 
@@ -42,6 +44,27 @@ def kl_to_mixture(codes: torch.Tensor, prior: Mixture, points: int = GAUSS_HERMI
                   prior.scales.double().unsqueeze(-2))       # (N, D, 1, M)
     cross = -(mix.log_prob(z) * weights).sum(-1)             # (N, D): -E_q[log p_d]
     return cross.sum(-1) - unit_gaussian_entropy(codes.shape[-1])
+
+
+def kl_to_mixture_values(codes: torch.Tensor, prior: Mixture, points: int = GAUSS_HERMITE_POINTS) -> torch.Tensor:
+    """`kl_to_mixture`'s values, without its gradient: compiled where numba is there (`compiled_steps_kl`; the same
+    to 1e-13, without the (N, D, points, M) temporaries), torch's otherwise. For the figures the sender reports."""
+    if _compiled is None:
+        with torch.no_grad():     # in batches: the temporaries are (rows x D x points x M) float64
+            out = [kl_to_mixture(codes[i:i + _TORCH_ROWS], Mixture(*(t[i:i + _TORCH_ROWS] for t in (
+                prior.log_weights, prior.means, prior.scales))), points) for i in range(0, len(codes), _TORCH_ROWS)]
+            return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    rows = np.arange(len(codes))
+    mixtures = (codes.detach().double().numpy(), *_mixture_arrays(prior))
+    return torch.from_numpy(compiled_steps_kl(mixtures, rows, rows, points))
+
+
+def _mixture_arrays(prior: Mixture) -> tuple[np.ndarray, ...]:
+    """A mixture (N, D, M) as `compiled_steps_kl` reads it: float64 log weights, means, reciprocal scales and log
+    scales."""
+    log_weights, means, scales = (t.detach().double().numpy() for t in (prior.log_weights, prior.means,
+                                                                          prior.scales))
+    return log_weights, means, 1.0 / scales, np.log(scales)
 
 
 def kl_to_unconditional(codes: torch.Tensor, prior: UnconditionalPrior, samples: int = 1024,
@@ -73,8 +96,7 @@ def step_costs(prior, codes, points: int = STEP_COST_POINTS):
             parts = [prior(codes[i:i + STEP_COST_BATCH]) for i in range(0, len(codes), STEP_COST_BATCH)]
             mixtures.extend(torch.cat([getattr(m, f) for m in parts]) for f in ("log_weights", "means", "scales"))
             if _compiled is not None:
-                log_weights, means, scales = (m.double().numpy() for m in mixtures)
-                mixtures.append((codes.double().numpy(), log_weights, means, 1.0 / scales, np.log(scales)))
+                mixtures.append((codes.double().numpy(), *_mixture_arrays(Mixture(*mixtures))))
         if _compiled is not None:
             return compiled_steps_kl(mixtures[3], prev, nxt, points)
         log_weights, means, scales = mixtures[:3]

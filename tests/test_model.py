@@ -280,6 +280,19 @@ def test_kl_to_mixture_single_gaussian_closed_form():
     np.testing.assert_allclose(kl_to_mixture(codes.float(), same).numpy(), 0.0, atol=1e-6)
 
 
+def test_kl_to_mixture_values_are_kl_to_mixture_without_the_gradient(monkeypatch):
+    from acncodec import kl
+    prior = random_mixture((700, 5), 4, seed=8, scale_lo=0.05, scale_hi=3.0)   # narrow components: skipped terms
+    codes = torch.from_numpy(np.random.default_rng(9).uniform(-6, 6, (700, 5)))
+    want = kl_to_mixture(codes, prior)
+    got = kl.kl_to_mixture_values(codes, prior)
+    assert got.dtype == torch.float64 and got.shape == (700,)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(kl, "_compiled", None)                                 # without numba: torch's, in batches
+    np.testing.assert_allclose(kl.kl_to_mixture_values(codes, prior, 8).numpy(), kl_to_mixture(codes, prior, 8).numpy(),
+                               rtol=1e-13, atol=1e-13)
+
+
 def test_one_sample_kl_in_loss_is_unbiased():
     """ACN.loss_terms' one-sample KL averages to the accurate KL; the reconstruction term is -log r >= 0."""
     torch.manual_seed(0)
