@@ -287,11 +287,13 @@ def tensor_view(a: np.ndarray):
 
 
 def analysis_codes(model: Model, pm, x_all: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
-    """Codes for the estimates and the order choice: the float model's, in the unit its priors expect. The
-    coding codes serve when they are those (float numerics); exact numerics' codes are integers in another
-    unit, so the float encoder runs once more."""
+    """Codes for the estimates, the order choice and the tour's refinement, in the unit the float model's priors
+    expect: the coding codes themselves, rescaled where they are integers (exact numerics); the float encoder runs
+    only when there are none."""
     if codes is not None and pm.numerics == "float32":
         return codes
+    if codes is not None and hasattr(pm, "float_codes"):
+        return pm.float_codes(codes)
     import torch
     from .evaluate import encode_all
     return encode_all(model.net, tensor_view(x_all)).numpy()

@@ -228,3 +228,24 @@ def test_torch_is_pinned_to_one_thread_only_where_coding_needs_it(exact, monkeyp
     finally:
         torch.set_num_threads(before)
     assert seen == ([2] if exact else [1])
+
+
+def test_an_exact_compress_analyses_the_codes_it_codes_without_the_float_encoder(monkeypatch):
+    from acncodec import evaluate
+    spec = SPECS["binary"]
+    model = tiny_exact_model(spec, seed=3)
+    images = random_images(spec, 50, seed=4)
+    pm = codec.probability_model(model)
+    x = codec.channels_first(images.images)
+    codes = codec.encode_all(pm, x)
+    floats = codec.analysis_codes(model, pm, x, codes)
+    assert floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, codes / 2.0 ** pm.nets.formats["code_frac"])
+    encoder = evaluate.encode_all(model.net, torch.from_numpy(x)).numpy()
+    assert np.abs(floats - encoder).max() < 0.05 * np.abs(encoder).max()     # the float encoder's, up to quantisation
+    monkeypatch.setattr(evaluate, "encode_all", lambda *a, **k: pytest.fail("the float encoder ran"))
+    for order in ("tour", "auto"):
+        blob, report = codec.compress(images, model, order=order, progress=False)
+        out, _ = codec.decompress(blob, model, progress=False)
+        assert sorted(im.tobytes() for im in out.images) == sorted(im.tobytes() for im in images.images)
+        assert np.isfinite(report["estimate_nats_per_image"])

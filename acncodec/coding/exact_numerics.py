@@ -168,6 +168,10 @@ class ExactModel(ProbabilityModel):
         """Codes as ints at CODE_FRAC (B, D) int64."""
         return _ints(_blocks(self.nets.encoder, len(x), ENCODE_BLOCK, np.asarray(x)))
 
+    def float_codes(self, codes: np.ndarray) -> np.ndarray:
+        """`encode`'s codes in the float model's unit (float32)."""
+        return (np.asarray(codes, dtype=np.float64) * 2.0 ** -self.nets.formats["code_frac"]).astype(np.float32)
+
     def posterior_probs(self, codes):
         codes = np.asarray(codes, dtype=np.int64)
         kernels = _kernels()
