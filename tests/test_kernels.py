@@ -48,6 +48,50 @@ def test_without_numba_the_stepper_runs_numpy(monkeypatch):
     assert np.array_equal(stepped_logits(nets.decoder, x, z, False), nets.decoder.logits(x, z))
 
 
+def test_floor_divide_by_reciprocal_is_exact():
+    """`kernels._floor_divide` is a // b where the rounded reciprocal lands on either side of an integer quotient."""
+    from acncodec.coding import kernels
+    divide = kernels._floor_divide.py_func
+    rng = np.random.default_rng(0)
+    cases, high, low = 0, 0, 0
+    for b in [1, 3, 7, 2 ** 20 - 1, 2 ** 33 + 1, *rng.integers(2, 2 ** 34, 300).tolist()]:
+        for k in [0, 1, 2 ** 16 + 3, 2 ** 28 - 5, *rng.integers(0, 2 ** 28, 20).tolist()]:
+            for a in (k * b - 1, k * b, k * b + 1, k * b + b - 1):
+                if not 0 <= a < 2 ** 62:
+                    continue
+                estimate = int(float(a) * (1.0 / b))
+                high, low = high + (estimate > a // b), low + (estimate < a // b)
+                assert divide(np.int64(a), np.int64(b), 1.0 / b) == a // b, (a, b)
+                cases += 1
+    assert kernels._floor_divide(np.int64(2 ** 61 + 5), np.int64(2 ** 33 + 1), 1.0 / (2 ** 33 + 1)) == (2 ** 61 + 5) // (2 ** 33 + 1)
+    assert cases > 10000 and high > 0 and low > 0          # both corrections were needed somewhere
+
+
+@pytest.mark.parametrize("raw_bits", [20, 40, 62, 70])
+def test_compiled_normalisation_divides_exactly(raw_bits):
+    """`kernels._normalised` (its floors by multiplying with a rounded reciprocal, then one correction) gives
+    `exact_tables.normalise_masses`' masses: weights up to the largest the shift allows, quotients a hair either
+    side of an integer, rows of one weight, rows that shift to zero."""
+    from acncodec.coding import exact_tables as tables
+    from acncodec.coding import kernels
+    rng = np.random.default_rng(raw_bits)
+    shift = tables.raw_shift(raw_bits)
+    top = np.int64(2) ** min(raw_bits, 62) - 1
+    rows = []
+    for n in (2, 3, 17, 256):
+        rows += [rng.integers(0, top, n, endpoint=True) for _ in range(200)]
+        rows += [np.full(n, top), np.zeros(n, np.int64), np.eye(1, n, n // 2, dtype=np.int64)[0] * top]
+        big = np.full(n, top)
+        big[0] = top - (np.int64(1) << shift)                  # the quotient just below an integer
+        rows.append(big)
+    for raw in rows:
+        raw = np.asarray(raw, dtype=np.int64)
+        want = tables.normalise_masses(raw, raw_bits)
+        got = np.empty(len(raw))
+        kernels._normalised(raw.copy(), shift, tables.MASS_BITS, got)
+        assert np.array_equal(got, tables.to_constriction(want)), (len(raw), raw[:4])
+
+
 @pytest.mark.parametrize("levels", [2, 17, 256])
 def test_compiled_probabilities_equal_the_tables(levels):
     """`kernels.pixel_probs` gives `exact_tables.pixel_probs`' numbers, bit for bit: logits anywhere (beyond the

@@ -383,6 +383,19 @@ def posterior_masses(codes, edges, phi_table, code_limit, code_up, cdf_one, shif
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _floor_divide(a, b, inv):
+    # a // b for 0 <= a < 2^62 and 0 < b, a quotient below 2^32, without an integer division (the masses' loops
+    # make one per entry): a times inv, the rounded 1 / b, is within 2^-20 of a / b, so its truncation is the floor
+    # or one off it, and one exact integer comparison each way settles it
+    q = np.int64(np.float64(a) * inv)
+    if q * b > a:
+        q -= 1
+    elif (q + 1) * b <= a:
+        q += 1
+    return q
+
+
 @njit(cache=True, nogil=True)
 def _normalised(raw, shift, mass_bits, out):
     # `exact_tables.normalise_masses` of one row of non-negative weights (overwritten), then `to_constriction`
@@ -396,14 +409,15 @@ def _normalised(raw, shift, mass_bits, out):
         raw[:] = 1
         total = n
     free = one - n
+    inv = 1.0 / np.float64(total)
+    for i in range(n):
+        raw[i] = 1 + _floor_divide(raw[i] * free, total, inv)
     left = one
     best, where = np.int64(-1), 0
     for i in range(n):
-        m = 1 + (raw[i] * free) // total
-        raw[i] = m
-        left -= m
-        if m > best:
-            best, where = m, i
+        left -= raw[i]
+        if raw[i] > best:
+            best, where = raw[i], i
     raw[where] += left
     scale = 2.0 ** -mass_bits
     for i in range(n):
