@@ -137,6 +137,12 @@ def test_compiled_prior_masses_equal_the_tables(model_name, monkeypatch):
     assert np.array_equal(got, want)
     codes = rng.integers(-3 << tables.CODE_FRAC, 3 << tables.CODE_FRAC, (16, pm.latent.dim))
     compiled = pm.prior_probs(codes)
+    with monkeypatch.context() as m:      # the round's codes shared among two threads: the same numbers
+        m.setattr(exact_numerics, "PASS_THREADS", 2)
+        m.setattr(exact_numerics, "PRIOR_SPLIT", 3)
+        calls = []
+        m.setattr(pm, "_prior_probs", lambda c, f=pm._prior_probs: calls.append(len(c)) or f(c))
+        assert np.array_equal(pm.prior_probs(codes), compiled) and calls == [8, 8]
     monkeypatch.setattr(exact_numerics, "_kernels", lambda: None)
     assert np.array_equal(compiled, pm.prior_probs(codes))
 

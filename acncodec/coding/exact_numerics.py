@@ -43,6 +43,8 @@ def join_parts(nets, latent: "tables.LatentTables", pixel: "tables.PixelTables")
 #: full pass ran markedly slower on 64 images at once). `bench/coding_speed.py` measures the whole effect.
 ENCODE_BLOCK = 16
 SCORE_BLOCK = 4
+#: Codes per thread from which `prior_probs` shares a round's codes among the threads.
+PRIOR_SPLIT = 32
 
 
 #: Threads that run the blocks of `encode` and `score` side by side; None: as many as the BLAS pool has (so a
@@ -185,7 +187,14 @@ class ExactModel(ProbabilityModel):
             tables.MASS_BITS, np.empty(codes.shape + (t.buckets,)))
 
     def prior_probs(self, previous_codes):
-        raw = _ints(self.nets.prior(np.asarray(previous_codes, dtype=np.float64)))
+        codes = np.asarray(previous_codes, dtype=np.float64)
+        if codes.ndim == 2 and len(codes) >= 2 * PRIOR_SPLIT:
+            # a round's priors shared among the threads, like a full pass's blocks
+            return _blocks(self._prior_probs, len(codes), -(-len(codes) // pass_threads()), codes)
+        return self._prior_probs(codes)
+
+    def _prior_probs(self, codes: np.ndarray) -> np.ndarray:
+        raw = _ints(self.nets.prior(codes))
         kernels = _kernels()
         if kernels is None or raw.ndim != 4 or raw.shape[-1] != 3:
             return tables.to_constriction(tables.prior_masses(self.latent, raw))     # (which checks the shape)
