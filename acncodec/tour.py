@@ -59,17 +59,19 @@ APPROXIMATE_NPROBE = 16
 APPROXIMATE_FALLBACK_WIDTH = 4
 #: 2-opt after the tour (`two_opt`): neighbours of each code where moves are looked for, and most passes. On the
 #: binarized-MNIST test codes 16 neighbours saved 0.005 nats/image more than 10, in 1.5x the time (both a few
-#: seconds; bench/results/tour-two-opt-binarized-mnist-test-*.md).
+#: seconds in Python; bench/results/tour-two-opt-binarized-mnist-test-*.md, with older models). Compiled, the
+#: greedy tour and 2-opt take about 1 s on those 10,000 codes (the distance tour's row of
+#: bench/results/tour-refine-*.md), before the refinement moves the tour further.
 TWO_OPT_NEIGHBOURS = 10
 TWO_OPT_MAX_PASSES = 20
+#: faiss' k-means wants at least this many training points per list (it warns below).
+_MIN_PER_LIST = 39
 
 try:
     from numba import njit
     _jit = njit(cache=True, nogil=True)
 except ImportError:         # the same functions run as Python, slower
     _jit = lambda f: f      # noqa: E731
-#: faiss' k-means wants at least this many training points per list (it warns below).
-_MIN_PER_LIST = 39
 
 
 def _as_codes(codes: np.ndarray) -> np.ndarray:
