@@ -362,6 +362,29 @@ def _pairwise_sum(a, lo: int, count: int) -> float:
 
 
 @_jit
+def _screen(forward, backward):
+    """For `_reverse`: prefix sums lead[k] of forward[m] - backward[m] over m < k, the count unknown[k] of the
+    m < k whose reversed cost is unknown (inf, after a move in the pass), and a slack such that, for a piece with
+    no unknown cost, `ends + lead[j] - lead[i + 1]` (a reversal's gain, its end steps `ends` summed first) is
+    within slack (1 + the ends' magnitudes) of the gain `_reverse` computes exactly with numpy's pairwise sums:
+    each of the three sums and the few additions errs by at most (terms) u (the sum of magnitudes) for u = 2^-53
+    (any order of summation), which 16 (n + 8) u (1 + the sum of every finite |forward| and |backward|) bounds
+    with room to spare. A piece with an unknown reversed cost prices at inf exactly: no move."""
+    n = len(forward)
+    lead = np.empty(n + 1)
+    unknown = np.empty(n + 1, np.int64)
+    lead[0], unknown[0] = 0.0, 0
+    size = 0.0
+    for m in range(n):
+        known = np.isfinite(forward[m]) and np.isfinite(backward[m])
+        lead[m + 1] = lead[m] + (forward[m] - backward[m] if known else 0.0)
+        unknown[m + 1] = unknown[m] + (0 if known else 1)
+        if known:
+            size += abs(forward[m]) + abs(backward[m])
+    return lead, unknown, 16.0 * (n + 8) * 2.0 ** -53 * (1.0 + size)
+
+
+@_jit
 def _reverse(path, tab, before, after, look, touched, prune: bool, margin: int):
     """One pass of reversals: for each datum a and candidate successor c later on the path, the piece that
     makes a -> c a step (or a -> c the step after it) reversed when that lowers the cost. Every step's reverse
@@ -376,6 +399,10 @@ def _reverse(path, tab, before, after, look, touched, prune: bool, margin: int):
     for i in range(n - 1):
         forward[i] = _g(tab, path[i], path[i + 1])
         backward[i] = _g(tab, path[i + 1], path[i])
+    # The screen (`_screen`): prefix sums of forward - backward price a reversal in O(1), within a slack of the
+    # exact sums; a move that cannot reach _GAIN even so is not priced exactly. The exact sums decide the rest, so
+    # the moves are those of the exact sums alone.
+    lead, unknown, slack = _screen(forward, backward)
     moves = 0
     for a in look:
         tab = _room(tab, margin)
@@ -391,10 +418,14 @@ def _reverse(path, tab, before, after, look, touched, prune: bool, margin: int):
                 if i < 0 or j <= i + 1:
                     continue
                 tail = j + 1 < n
+                g1 = _g(tab, path[i], path[j])
+                g2 = _g(tab, path[i + 1], path[j + 1]) if tail else 0.0
+                ends = forward[i] + (forward[j] if tail else 0.0) - g1 - g2
+                if unknown[j] > unknown[i + 1] or ends + (lead[j] - lead[i + 1]) <= _GAIN - slack * (
+                        1.0 + abs(forward[i]) + (abs(forward[j]) if tail else 0.0) + abs(g1) + abs(g2)):
+                    continue
                 old = forward[i] + (forward[j] if tail else 0.0) + _pairwise_sum(forward, i + 1, j - i - 1)
-                new = (_g(tab, path[i], path[j])
-                       + (_g(tab, path[i + 1], path[j + 1]) if tail else 0.0)
-                       + _pairwise_sum(backward, i + 1, j - i - 1))
+                new = g1 + g2 + _pairwise_sum(backward, i + 1, j - i - 1)
                 if old - new > _GAIN:
                     for m in (i, i + 1, j, j + 1):
                         if m < n:
@@ -405,6 +436,7 @@ def _reverse(path, tab, before, after, look, touched, prune: bool, margin: int):
                     for m in range(i, min(j + 1, n - 1)):
                         forward[m] = _g(tab, path[m], path[m + 1])
                         backward[m] = _g(tab, path[m + 1], path[m])
+                    lead, unknown, slack = _screen(forward, backward)
                     moves += 1
                     moved = True
                     break
