@@ -290,9 +290,7 @@ def analysis_codes(model: Model, pm, x_all: np.ndarray, codes: np.ndarray | None
     """Codes for the estimates, the order choice and the tour's refinement, in the unit the float model's priors
     expect: the coding codes themselves, rescaled where they are integers (exact numerics); the float encoder runs
     only when there are none."""
-    if codes is not None and pm.numerics == "float32":
-        return codes
-    if codes is not None and hasattr(pm, "float_codes"):
+    if codes is not None:
         return pm.float_codes(codes)
     import torch
     from .evaluate import encode_all

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from .jit import jit, njit
 from .prior import LOG_SQRT_2PI, Mixture, UnconditionalPrior
 
 GAUSS_HERMITE_POINTS = 64
@@ -88,18 +89,17 @@ def step_costs(prior, codes, points: int = STEP_COST_POINTS):
     so a cost may differ from `kl_to_mixture`'s in the last bits (tests/test_model.py bounds it); the costs only
     rank tours, which are the sender's choice."""
     codes = torch.as_tensor(np.asarray(codes, dtype=np.float32))
-    mixtures = []
+    held = []       # every code's mixture, made at the first call: compiled_steps_kl's arrays, or torch's Mixture
 
     @torch.no_grad()
     def cost(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        if not mixtures:
+        if not held:
             parts = [prior(codes[i:i + STEP_COST_BATCH]) for i in range(0, len(codes), STEP_COST_BATCH)]
-            mixtures.extend(torch.cat([getattr(m, f) for m in parts]) for f in ("log_weights", "means", "scales"))
-            if _compiled is not None:
-                mixtures.append((codes.double().numpy(), *_mixture_arrays(Mixture(*mixtures))))
+            mixture = Mixture(*(torch.cat([getattr(m, f) for m in parts]) for f in ("log_weights", "means", "scales")))
+            held.append(mixture if _compiled is None else (codes.double().numpy(), *_mixture_arrays(mixture)))
         if _compiled is not None:
-            return compiled_steps_kl(mixtures[3], prev, nxt, points)
-        log_weights, means, scales = mixtures[:3]
+            return compiled_steps_kl(held[0], prev, nxt, points)
+        log_weights, means, scales = held[0].log_weights, held[0].means, held[0].scales
         out = []
         for i in range(0, len(prev), STEP_COST_BATCH):
             a = torch.as_tensor(np.asarray(prev[i:i + STEP_COST_BATCH], dtype=np.int64))
@@ -170,8 +170,4 @@ def _steps_kl(codes, log_weights, means, inv_scales, log_scales, prev, nxt, node
         out[i] = total - entropy
 
 
-try:
-    from numba import njit
-    _compiled = njit(cache=True, nogil=True)(_steps_kl)
-except ImportError:         # step_costs prices steps with torch
-    _compiled = None
+_compiled = None if njit is None else jit(_steps_kl)     # without numba, step_costs prices steps with torch

@@ -43,6 +43,8 @@ import math
 import faiss
 import numpy as np
 
+from .jit import jit as _jit
+
 #: Neighbours per code found up front. Larger lists make fallbacks rarer but the batched search slower.
 CANDIDATES = 16
 #: First width of a fallback search, multiplied by FALLBACK_GROWTH each time the proof fails.
@@ -66,12 +68,6 @@ TWO_OPT_NEIGHBOURS = 10
 TWO_OPT_MAX_PASSES = 20
 #: faiss' k-means wants at least this many training points per list (it warns below).
 _MIN_PER_LIST = 39
-
-try:
-    from numba import njit
-    _jit = njit(cache=True, nogil=True)
-except ImportError:         # the same functions run as Python, slower
-    _jit = lambda f: f      # noqa: E731
 
 
 def _as_codes(codes: np.ndarray) -> np.ndarray:

@@ -43,6 +43,8 @@ from typing import Callable
 
 import numpy as np
 
+from .jit import jit as _jit
+
 #: Nearest codes of each datum where moves are looked for (as predecessors and successors). On the binarized-MNIST
 #: test codes 32 gave a lower KL than 16 or 48, in about the time 16 took without the gain criterion
 #: (bench/results/tour-refine-*.md).
@@ -56,12 +58,6 @@ RELOCATE_LONGEST = 1
 _GAIN = 1e-9
 
 StepCost = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-try:
-    from numba import njit
-    _jit = njit(cache=True)
-except ImportError:         # the same functions run as Python, slower
-    _jit = lambda f: f      # noqa: E731
 
 
 class _Steps:

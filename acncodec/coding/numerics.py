@@ -57,6 +57,11 @@ class ProbabilityModel(ABC):
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Codes (B, D) of images x (B, C, H, W) given as level indices."""
 
+    def float_codes(self, codes: np.ndarray) -> np.ndarray:
+        """`encode`'s codes in the unit the float model's priors expect (the sender's tour and estimate read them):
+        here they are in it already."""
+        return codes
+
     @abstractmethod
     def posterior_probs(self, codes: np.ndarray) -> np.ndarray:
         """q(bucket | x) as (B, D, 2^bits)."""
