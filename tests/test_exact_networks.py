@@ -80,9 +80,18 @@ def test_a_helper_thread_for_the_next_rows_changes_no_logit(quantised, monkeypat
             where.append((work.row, n, work.done[n], end, threading.current_thread().name, images))
         return real(self, work, n, end)
     monkeypatch.setattr(intnet.Stepper, "_vertical", watched)
+    conditioned = []
+    condition = intnet.Decoder.condition
+
+    def watched_condition(self, z, compiled=True):
+        conditioned.append((threading.current_thread().name, len(z)))
+        return condition(self, z, compiled)
+    monkeypatch.setattr(intnet.Decoder, "condition", watched_condition)
     monkeypatch.setattr(intnet, "HELPER_MIN_MACS", 0)     # these tiny rows are below the size that pays
     monkeypatch.setattr(intnet, "SHARE_MIN_IMAGES", 1 if shared else 1 << 30)
     assert np.array_equal(incremental_logits(q.decoder, x, codes, threads=2), q.decoder.logits(x, codes))
+    # the stepper's conditioning map: half of the images in each thread (the full pass made its own after)
+    assert sorted(conditioned[:2]) == [("MainThread", 4), ("acncodec-rows_0", 3)]
     height, width, layers = x.shape[2], x.shape[3], len(q.decoder.layers)
     for row in range(height):
         for n in range(layers):

@@ -48,6 +48,48 @@ def test_without_numba_the_stepper_runs_numpy(monkeypatch):
     assert np.array_equal(stepped_logits(nets.decoder, x, z, False), nets.decoder.logits(x, z))
 
 
+
+def test_ranked_gate_tables_hold_every_entry():
+    """`intnet.ranked`: every entry of a table whose steps are 0 or 1, and its end value past the end (the clip),
+    read back compiled; tables with other steps stay plain."""
+    from acncodec.coding import kernels
+    from numba import njit
+
+    @njit
+    def read(table, indices):
+        return np.array([kernels._entry(table, kernels._index(table, 0.0, np.float64(i))) for i in indices])
+
+    rng = np.random.default_rng(5)
+    for length in (1, 63, 64, 65, 1000, 4097):
+        table = (-300 + np.concatenate([[0], np.cumsum(rng.integers(0, 2, length - 1))])).astype(np.int16)
+        ranks = intnet.ranked(table)
+        assert ranks is not None and ranks.nbytes <= 16 * (length // 64 + 1)
+        indices = np.arange(-3, 64 * len(ranks) + 70)
+        want = table[np.clip(indices, 0, length - 1)].astype(np.int64)
+        assert np.array_equal(read(ranks, indices), want)
+        assert np.array_equal(read(table, indices), want)
+    assert intnet.ranked(np.array([0, 1, 3], np.int16)) is None          # a step of 2
+    assert intnet.ranked(np.array([0, 1, 0], np.int16)) is None          # a step down
+    assert intnet.ranked(np.array([0.0, 0.5])) is None                   # not integers
+
+
+@pytest.mark.parametrize("name", ["binary", "grey"])
+def test_compiled_step_reads_plain_tables_alike(name, monkeypatch):
+    """Where a gate table cannot be ranked, the kernels read it as it is: the same logits."""
+    spec = SPECS[name]
+    images = to_tensor(random_images(spec, 7, seed=4).images)
+    parts = quantise_networks(tiny_model(spec).net, images, FRAC, FRAC, FRAC, narrow=True).to_dict()
+    x = images.numpy()
+    ranked = intnet.IntNetworks.from_dict(parts)
+    monkeypatch.setattr(intnet, "ranked", lambda table: None)
+    plain = intnet.IntNetworks.from_dict(parts)
+    assert [t.ndim for t in ranked.decoder.gate.compiled_tables] == [2, 2]
+    assert [t.ndim for t in plain.decoder.gate.compiled_tables] == [1, 1]
+    z = ranked.encoder(x)
+    want = stepped_logits(ranked.decoder, x, z, True)
+    assert np.array_equal(stepped_logits(plain.decoder, x, z, True), want)
+    assert np.array_equal(plain.decoder.logits(x, z), want)
+
 def test_floor_divide_by_reciprocal_is_exact():
     """`kernels._floor_divide` is a // b where the rounded reciprocal lands on either side of an integer quotient."""
     from acncodec.coding import kernels

@@ -23,7 +23,10 @@ tests/test_kernels.py compares every kernel with numpy's path.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit      # numba's np.dot calls scipy's BLAS, which `exact_numerics._blas_pool` loads and holds
+from llvmlite import ir
+from numba import njit, types      # numba's np.dot calls scipy's BLAS, which `exact_numerics._blas_pool` loads and holds
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -34,16 +37,54 @@ def _read(x, limit, scale, offset):
     return np.floor(min(max(x, -limit), limit) * scale + offset)
 
 
+@intrinsic
+def _popcount(typingctx, x):
+    """The number of bits set in a uint64 (LLVM's ctpop: one instruction where the CPU has one)."""
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), [ir.IntType(64)]),
+                                            "llvm.ctpop.i64")
+        return builder.call(fn, args)
+    return types.uint64(types.uint64), codegen
+
+
+def _entry(table, i):
+    """Entry i of a gate table: a plain table, or a ranked one (`intnet.ranked`)."""
+
+
+def _last(table):
+    """The last index of a gate table, plain or ranked."""
+
+
+@overload(_entry, inline="always")
+def _entry_impl(table, i):
+    if table.ndim == 2:
+        def ranked(table, i):
+            # block i >> 6 holds its first entry and, bit k, whether entry k + 1 is one more than entry k
+            b = i >> 6
+            below = (np.uint64(1) << np.uint64(i & 63)) - np.uint64(1)
+            return table[b, 0] + np.int64(_popcount(np.uint64(table[b, 1]) & below))
+        return ranked
+    return lambda table, i: table[i]
+
+
+@overload(_last, inline="always")
+def _last_impl(table):
+    if table.ndim == 2:
+        return lambda table: 64 * table.shape[0] - 1       # the steps past the end are zeros: the end value
+    return lambda table: table.shape[0] - 1
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _gated(tanh, sigmoid, a, s, half, inv):
     # tanh(a) sigmoid(b) from the tables' entries a and s, rounded (`intnet.Gate`: the product below 2^31, exact)
-    return np.floor((np.float64(tanh[a]) * np.float64(sigmoid[s]) + half) * inv)
+    return np.floor((np.float64(_entry(tanh, a)) * np.float64(_entry(sigmoid, s)) + half) * inv)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _index(table, offset, x):
-    # where a gate table is read for input x, clipped to its ends (`intnet.Gate._read`: np.take mode "clip")
-    return min(max(np.intp(x + offset), 0), table.shape[0] - 1)
+    # where a gate table is read for input x, clipped to its ends (`intnet.Gate._read`: np.take mode "clip").
+    # Clipped while a float, then made a 32-bit index: x + offset is an integer, so this is the same index
+    return np.int32(min(max(x + offset, 0.0), np.float64(_last(table))))
 
 
 @njit(cache=True, nogil=True)
@@ -72,8 +113,8 @@ def layer_step(buf, j, kw, h_in, write_input,
             window[b, k] = _read(flat[b, start + k], hc_limit, hc_scale, hc_offset)
     np.dot(window, hc_weight, pre)
     channels = gated.shape[1]
-    at = np.empty(channels, np.intp)
-    st = np.empty(channels, np.intp)
+    at = np.empty(channels, np.int32)
+    st = np.empty(channels, np.int32)
     for b in range(B):
         # the table indices first, then the reads and products: the arithmetic loops vectorise apart from the
         # gathers
@@ -150,8 +191,8 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap
     channels = vc_weight.shape[1] // 2
     reads = np.empty((m, 2 * channels), v2_weight.dtype)
     pre = np.empty(2 * channels)
-    at = np.empty(channels, np.intp)
-    st = np.empty(channels, np.intp)
+    at = np.empty(channels, np.int32)
+    st = np.empty(channels, np.int32)
     for r in range(rows):
         for c in range(n):
             for b in range(B):
@@ -246,8 +287,8 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias,
     pre = np.empty((per * W, hc_weight.shape[1]), hc_weight.dtype)
     gated = np.empty((per * W, channels), ho_weight.dtype)
     acc = np.empty((per * W, ho_weight.shape[1]), ho_weight.dtype)
-    at = np.empty(channels, np.intp)
-    st = np.empty(channels, np.intp)
+    at = np.empty(channels, np.int32)
+    st = np.empty(channels, np.int32)
     for t0 in range(0, B * H, per):
         t1 = min(B * H, t0 + per)
         m = (t1 - t0) * W
