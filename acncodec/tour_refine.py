@@ -204,8 +204,15 @@ def refine(codes: np.ndarray, tour: np.ndarray, cost: StepCost, candidates: int 
         # successors first.
         into = _lookup(steps.tab, b * n + a).reshape(n, k)
         out_of = _lookup(steps.tab, a * n + b).reshape(n, k)
-        before = np.ascontiguousarray(np.take_along_axis(near, np.lexsort((near, into), axis=-1), -1))
-        after = np.ascontiguousarray(np.take_along_axis(near, np.lexsort((near, out_of), axis=-1), -1))
+        order = np.lexsort((near, into), axis=-1)
+        before = np.ascontiguousarray(np.take_along_axis(near, order, -1))
+        # and what those steps cost, side by side: the passes read a candidate step there, not in the table
+        # (the same numbers: they are known from here on)
+        into = np.ascontiguousarray(np.take_along_axis(into, order, -1))
+        order = np.lexsort((near, out_of), axis=-1)
+        after = np.ascontiguousarray(np.take_along_axis(near, order, -1))
+        out_of = np.ascontiguousarray(np.take_along_axis(out_of, order, -1))
+        before, after = (before, into), (after, out_of)
         # Don't-look bits: a round looks from the data a move touched in the round before, and from those whose
         # look needed a step not known then; when that finds nothing, a round looks from every datum, and only
         # such a round ending empty stops.
@@ -247,7 +254,10 @@ def _holds(seg, size: int, v: int) -> bool:
 @_jit
 def _relocate(path, tab, before, after, look, touched, prune: bool, longest: int, margin: int):
     """One pass of relocations of pieces of up to `longest` data starting at the data in `look`; `path` is
-    rewritten in place, and the data whose neighbours changed are marked in `touched`."""
+    rewritten in place, and the data whose neighbours changed are marked in `touched`. `before` and `after`: each
+    datum's candidates (n, k) and what their steps into it and out of it cost, as `refine` makes them."""
+    (into, into_cost), (out_of, out_of_cost) = before, after
+    k = into.shape[1]
     n = len(path)
     succ = np.full(n, -1, np.int64)
     pred = np.full(n, -1, np.int64)
@@ -278,25 +288,26 @@ def _relocate(path, tab, before, after, look, touched, prune: bool, longest: int
                 continue
             best, where = _GAIN, -1
             limit = _g(tab, p, first) if prune else np.inf
-            for c in before[first]:      # c -> first: the piece goes between c and succ(c)
-                if _g(tab, c, first) >= limit:
+            for t in range(k):           # c -> first: the piece goes between c and succ(c)
+                c, c_first = into[first, t], into_cost[first, t]
+                if c_first >= limit:
                     break
                 if c == p or _holds(seg, size, c):
                     continue
                 v = succ[c]
-                gain = out - _g(tab, c, first) - (
+                gain = out - c_first - (
                     _g(tab, last, v) - _g(tab, c, v) if v >= 0 else 0.0)
                 if gain > best:
                     best, where = gain, c
             limit = _g(tab, last, q) if prune and q >= 0 else np.inf
-            for c in after[last]:        # last -> c: the piece goes between pred(c) and c
-                if _g(tab, last, c) >= limit:
+            for t in range(k):           # last -> c: the piece goes between pred(c) and c
+                c, last_c = out_of[last, t], out_of_cost[last, t]
+                if last_c >= limit:
                     break
                 u = pred[c]
                 if c == q or _holds(seg, size, c) or u < 0 or _holds(seg, size, u):
                     continue
-                gain = out - _g(tab, u, first) - _g(tab, last, c) \
-                    + _g(tab, u, c)
+                gain = out - _g(tab, u, first) - last_c + _g(tab, u, c)
                 if gain > best:
                     best, where = gain, u
             if where >= 0:
@@ -386,6 +397,7 @@ def _reverse(path, tab, before, after, look, touched, prune: bool, margin: int):
     """One pass of reversals: for each datum a and candidate successor c later on the path, the piece that
     makes a -> c a step (or a -> c the step after it) reversed when that lowers the cost. Every step's reverse
     is known (`refine` computes them before the pass)."""
+    out_of, out_of_cost = after
     n = len(path)
     pos = np.empty(n, np.int64)
     for i in range(n):
@@ -405,8 +417,9 @@ def _reverse(path, tab, before, after, look, touched, prune: bool, margin: int):
         tab = _room(tab, margin)
         asked = tab[4][1]
         limit = _g(tab, a, path[pos[a] + 1]) if prune and pos[a] + 1 < n else np.inf
-        for c in after[a]:
-            if _g(tab, a, c) >= limit:
+        for t in range(out_of.shape[1]):
+            c = out_of[a, t]
+            if out_of_cost[a, t] >= limit:
                 break
             # new steps P[i] -> P[j] and P[i+1] -> P[j+1], P[i+1..j] reversed; a -> c is the first or the second
             moved = False
@@ -448,6 +461,8 @@ def _reverse(path, tab, before, after, look, touched, prune: bool, margin: int):
 def _exchange(path, tab, before, after, look, touched, prune: bool, margin: int):
     """One pass of exchanges of two adjacent pieces, looked for from each datum x in `look` along a new step
     x -> d."""
+    (into, into_cost), (out_of, out_of_cost) = before, after
+    k = into.shape[1]
     n = len(path)
     pos = np.empty(n, np.int64)
     for i in range(n):
@@ -460,38 +475,41 @@ def _exchange(path, tab, before, after, look, touched, prune: bool, margin: int)
         best, lo, mid, hi = _GAIN, -1, -1, -1
         y = path[i + 1] if i + 1 < n else -1
         limit = _g(tab, x, y) if prune and y >= 0 else np.inf
-        for d in after[x]:
-            if _g(tab, x, d) >= limit:
+        for t in range(k):
+            d, x_d = out_of[x, t], out_of_cost[x, t]
+            if x_d >= limit:
                 break
             j = pos[d]
             if j > i + 1:
                 # x -> b..c -> d..e -> z  becomes  x -> d..e -> b..c -> z
                 b, c = path[i + 1], path[j - 1]
-                base = _g(tab, x, b) + _g(tab, c, d) - _g(tab, x, d)
-                for e in before[b]:
-                    if prune and _g(tab, e, b) >= base:
+                base = _g(tab, x, b) + _g(tab, c, d) - x_d
+                for u in range(k):
+                    e, e_b = into[b, u], into_cost[b, u]
+                    if prune and e_b >= base:
                         break
-                    k = pos[e]
-                    if k < j:
+                    m = pos[e]
+                    if m < j:
                         continue
-                    z = path[k + 1] if k + 1 < n else -1
-                    gain = base - _g(tab, e, b) + (
+                    z = path[m + 1] if m + 1 < n else -1
+                    gain = base - e_b + (
                         _g(tab, e, z) - _g(tab, c, z) if z >= 0 else 0.0)
                     if gain > best:
-                        best, lo, mid, hi = gain, i, j, k
+                        best, lo, mid, hi = gain, i, j, m
             elif 1 <= j < i:
                 # p -> d..w -> w2..x -> y  becomes  p -> w2..x -> d..w -> y
                 p = path[j - 1]
-                base = _g(tab, p, d) - _g(tab, x, d) + (
+                base = _g(tab, p, d) - x_d + (
                     _g(tab, x, y) if y >= 0 else 0.0)
-                for w2 in after[p]:
-                    if prune and _g(tab, p, w2) >= base:
+                for u in range(k):
+                    w2, p_w2 = out_of[p, u], out_of_cost[p, u]
+                    if prune and p_w2 >= base:
                         break
                     m = pos[w2]
                     if not j < m <= i:
                         continue
                     w = path[m - 1]
-                    gain = base + _g(tab, w, w2) - _g(tab, p, w2) - (
+                    gain = base + _g(tab, w, w2) - p_w2 - (
                         _g(tab, w, y) if y >= 0 else 0.0)
                     if gain > best:
                         best, lo, mid, hi = gain, j - 1, m, i
