@@ -32,9 +32,11 @@ The passes run compiled (numba) on a table of the known steps; the prices of rev
 sums them (`_pairwise_sum`), so the moves are those of the Python passes this replaced, to the last bit (the same
 tours on the binarized-MNIST test codes, 1,000 and 10,000: the archives kept their bytes). A reversal is summed
 that way only when prefix sums, within a proven slack of those sums, say it may gain (`_screen`). The steps are
-priced compiled too (`kl.step_costs`). On the 10,000 the refinement took 6.4 s
-(bench/results/tour-refine-binarized-mnist-test-62fb637865fe.md, at 93d719d), against 9.9 s without the screen,
-16.5 s with the pricing in torch and 20.6 s with the Python passes (the records before it).
+priced compiled too (`kl.step_costs`), and a candidate step's cost is read from an array beside the candidates,
+not from the table. On the 10,000 the refinement took 6.4 s
+(bench/results/tour-refine-binarized-mnist-test-62fb637865fe.md, at 93d719d; 6.5 s at e079f22, with the arrays),
+against 9.9 s without the screen, 16.5 s with the pricing in torch and 20.6 s with the Python passes (the
+records before it).
 """
 
 from __future__ import annotations

@@ -391,10 +391,10 @@ class GatedLayer:
 def ranked(table: np.ndarray) -> np.ndarray | None:
     """A gate table whose consecutive entries differ by 0 or 1 (tanh's and sigmoid's, at the formats `quantize`
     gives them), as (blocks, 2) int64: per 64 entries, the first and a bit per step (bit k set where entry k + 1
-    is one more than entry k). Entry i is the first of block i >> 6 plus the steps set below bit i & 63. A
-    sixth of the int16 table's bytes (98 KB for both against 1 MB), so the gate's reads stay in the core's
-    cache: the binarized-MNIST step spent a quarter of its time waiting on them. None where a step is not 0 or
-    1 (the kernels then read the table itself)."""
+    is one more than entry k). Entry i is the first of block i >> 6 plus the steps set below bit i & 63. An
+    eighth of the int16 table's bytes (131 KB for both against 1.04 MB), so that the gate's reads, at random
+    over the whole table, stay in the core's cache. None where a step is not 0 or 1 (the kernels then read the
+    table itself)."""
     values = np.asarray(table)
     if values.dtype.kind not in "iu" or len(values) == 0:
         return None
@@ -415,8 +415,8 @@ class Gate:
     """tanh(a) sigmoid(b) for pre = [a, b] along the last axis, rounded to act_frac: a gather from each
     function's table, then the product, rounded. A table keeps only its function's non-constant span (a gather
     clipped to the table's ends reads the end value, which is the constant beyond it), and small integers when
-    its values allow (int16; the product in int32): the gathers then stay in cache. Every path gives the same
-    integers.
+    its values allow (int16; the product in int32); the compiled kernels read it ranked (`ranked`), an eighth of
+    those bytes. Every path gives the same integers.
 
     The rounding floor((t s + 2^(act_frac-1)) / 2^act_frac) is an integer shift of a non-negative number: a
     multiple of 2^act_frac above every |t s| (`lift`) is added before the shift and its shifted value taken off
