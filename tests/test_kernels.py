@@ -48,7 +48,6 @@ def test_without_numba_the_stepper_runs_numpy(monkeypatch):
     assert np.array_equal(stepped_logits(nets.decoder, x, z, False), nets.decoder.logits(x, z))
 
 
-
 def test_ranked_gate_tables_hold_every_entry():
     """`intnet.ranked`: every entry of a table whose steps are 0 or 1, and its end value past the end (the clip),
     read back compiled; tables with other steps stay plain."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types      # numba's np.dot calls scipy's BLAS, which `exact_numerics._blas_pool` loads and holds
+from numba import njit, types  # numba's np.dot calls scipy's BLAS, which `exact_numerics._blas_pool` loads and holds
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
