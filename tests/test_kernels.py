@@ -89,6 +89,7 @@ def test_compiled_step_reads_plain_tables_alike(name, monkeypatch):
     assert np.array_equal(stepped_logits(plain.decoder, x, z, True), want)
     assert np.array_equal(plain.decoder.logits(x, z), want)
 
+
 def test_floor_divide_by_reciprocal_is_exact():
     """`kernels._floor_divide` is a // b where the rounded reciprocal lands on either side of an integer quotient."""
     from acncodec.coding import kernels
