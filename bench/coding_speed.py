@@ -13,9 +13,9 @@ resident memory; every decoded image is compared with the input (as a multiset: 
 the other tree's time over this tree's. A compress child loads torch before its clock starts: every tree's
 compress needs it (for the float model's codes and the estimate), and an older tree loads it when acncodec is
 imported, this one inside compress; its load (about a second) is not coding time. A decompress child loads
-what decompress loads, inside the measured time. Before the timed runs each tree codes 64 images of each data
-set, untimed: a tree whose compiled code (numba's, cached on disk) is stale would otherwise compile it inside
-its first timed run. `--chains` instead measures this tree alone at several chain counts:
+what decompress loads, inside the measured time. Before any timed run (in every mode) each tree measured codes
+64 images of each data set, untimed: a tree whose compiled code (numba's, cached on disk) is stale would
+otherwise compile it inside its first timed run. `--chains` instead measures this tree alone at several chain counts:
 the trade-off between decoding speed (bigger rounds) and rate (more chain heads, coded without a neighbour).
 `--blas-threads` measures this tree alone with each BLAS thread count (OPENBLAS_NUM_THREADS and
 OMP_NUM_THREADS in the children), the counts alternating, with the load average before each child. The exact
@@ -105,6 +105,16 @@ def warm_up(data: str) -> str:
     return ":".join(parts[:2] + ["64"]) if len(parts) >= 2 else data
 
 
+def warm(trees, args) -> None:
+    """Untimed, before any timed child: each tree codes a few images of each data set, so that its compiled code
+    is cached on disk before its clock runs."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for data in args.data.split(","):
+        for tree in trees:
+            coded(tree, warm_up(data), data.split(":")[0], str(tmp / "warm.acnz"), args.order, str(tree))
+
+
 def matmul_rate(threads: int | None, dtype: str = "float64") -> float:
     """GFLOP/s of a 2048-square matrix product in `dtype`, best of 3, in a child with `threads` BLAS threads."""
     env = dict(os.environ)
@@ -184,9 +194,7 @@ def main(argv: list[str]) -> int:
     rows = []
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    for data in args.data.split(","):
-        for tree in (HERE, other):      # untimed: each tree's compiled code cached before its clock runs
-            coded(tree, warm_up(data), data.split(":")[0], str(tmp / "warm.acnz"), args.order, str(tree))
+    warm((HERE, other), args)
     for data in args.data.split(","):
         model_name = data.split(":")[0]
         row = {"data": data, "model": model_name, "trees": {}}
@@ -235,6 +243,7 @@ def round_trip(data: str, order: str, what: str, *extra: str,
 
 
 def sweep(args, argv) -> int:
+    warm((HERE,), args)
     rows = []
     for data in args.data.split(","):
         for chains in [int(c) for c in args.chains.split(",")]:
@@ -275,6 +284,7 @@ def made_by(record: dict) -> str:
 
 def blas_sweep(args, argv) -> int:
     counts = [int(c) for c in args.blas_threads.split(",")]
+    warm((HERE,), args)
     rows = []
     for data in args.data.split(","):
         sizes = set()
