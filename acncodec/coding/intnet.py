@@ -550,8 +550,8 @@ class Decoder:
         raw, cmap = xs, self.condition(z)
         for n, layer in enumerate(self.layers):
             a, last = args[n], n + 1 == len(self.layers)
-            channels = a["hout"][3].shape[1]
-            vrow = np.empty((H, W, N, a["v2h"][3].shape[1]))
+            channels = len(a["hout"][4])                 # outputs: the bias (a 16-bit weight has more columns)
+            vrow = np.empty((H, W, N, len(a["v2h"][4])))
             vnext = vin if last else np.zeros((N, H + kh, W + 2 * half, channels), args[n + 1]["vin"])
             kernels.vertical(vin, 0, H, 0, W, kh, layer.kernel, *a["vconv"], cmap, *a["gate"], not last, vnext,
                              half, *a["next_v"], *a["v2h"], a["cond"], 0, vrow)
@@ -577,17 +577,23 @@ class Decoder:
         for n, (layer, cin) in enumerate(zip(self.layers, ins)):
             m = layer.maps
             following = self.layers[n + 1].maps if n + 1 < len(self.layers) else None
+            vconv = _operand(m["vconv"], m["vconv"].window_weight(cin, layer.kh, layer.kernel), cin % 2 == 0)
+            hconv = _operand(m["hconv"], m["hconv"].window_weight(cin, 1, layer.kh))
             out.append({
-                "vconv": _weights(m["vconv"], m["vconv"].window_weight(cin, layer.kh, layer.kernel)),
-                "v2h": (*_reads(m["v2h"]), *_weights(m["v2h"], m["v2h"].scaled_weight_t)),
-                "hconv": _weights(m["hconv"], m["hconv"].window_weight(cin, 1, layer.kh)),
-                "hout": (*_reads(m["hout"]), *_weights(m["hout"], m["hout"].scaled_weight_t)),
-                "cond": (*_reads(m["cond"]), *_weights(m["cond"], m["cond"].scaled_weight_t)),
+                "vconv": vconv,
+                "v2h": (*_reads(m["v2h"]), *_operand(m["v2h"], m["v2h"].scaled_weight_t)),
+                "hconv": hconv,
+                "hout": (*_reads(m["hout"]), *_operand(m["hout"], m["hout"].scaled_weight_t)),
+                "cond": (*_reads(m["cond"]), *_operand(m["cond"], m["cond"].scaled_weight_t)),
                 "gate": gate_args,
                 "next_v": _reads(following["vconv"]) if following else (np.inf, 1.0, 0.0),
                 "next_h": _reads(following["hconv"]) if following else (np.inf, 1.0, 0.0),
-                "next_h_type": dtype(following["hconv"]) if following else np.float64,
-                "vin": dtype(m["vconv"]), "hin": dtype(m["hconv"])})
+                "next_h_type": None,          # set below, from the next layer's hconv
+                # a 16-bit vconv reads its input as int16, so that its windows are plain copies
+                "vin": np.int16 if vconv[0].dtype == np.int32 else dtype(m["vconv"]),
+                "hin": np.int16 if hconv[0].dtype == np.int32 else dtype(m["hconv"])})
+        for a, following in zip(out, out[1:] + [None]):
+            a["next_h_type"] = following["hin"] if following else np.float64
         self._args = out
         return out
 
@@ -643,6 +649,28 @@ def _kernels():
 def _weights(a: Affine, weight: np.ndarray) -> tuple:
     """A map's scaled weight (in the layout given) and bias with its rounding, in the map's type."""
     return (a.weight32(weight), a.scaled_bias32) if a.float32 else (weight, a.scaled_bias)
+
+
+def _operand(a: Affine, weight: np.ndarray, pairs: bool = True) -> tuple:
+    """`_weights` plus each output's scale, for a kernel that takes either: a 16-bit integer weight
+    (`products16`), where the map is narrow and its integers fit and the CPU multiplies 16-bit pairs, with its
+    scale 2^-s; else the scaled weight, with scale 1. The same numbers either way. `pairs`: whether the kernel
+    can read the map's inputs in pairs (a convolution's, where its channels are even)."""
+    kernels = _kernels()
+    if pairs and a.float32 and kernels is not None and kernels.products16.available():
+        scale = np.ascontiguousarray(np.broadcast_to(np.exp2(-a.shift), weight.shape[1:]), dtype=np.float64)
+        raw = weight / scale                          # the integer weight: the scale is a power of two
+        if kernels.products16.fits(raw, a.bound):
+            return kernels.products16.pack(raw), a.scaled_bias32, scale
+    return (*_weights(a, weight), np.ones(weight.shape[1]))
+
+
+def _scratch(rows: int, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A compiled map's scratch for `rows` rows, as `kernels._scratch` and `kernels._sums` make it: its
+    inputs as it reads them and its sums, int16 and int32 for a 16-bit weight, else the weight's type."""
+    if weight.dtype == np.int32:
+        return np.empty((rows, 2 * weight.shape[0]), np.int16), np.empty((rows, weight.shape[1]), np.int32)
+    return np.empty((rows, weight.shape[0]), weight.dtype), np.empty((rows, weight.shape[1]), weight.dtype)
 
 
 def _reads(a: Affine) -> tuple[float, float, float]:
@@ -708,9 +736,9 @@ class Stepper:
         # vertical inputs, the rows above each decoded row (channels-last); compiled, as each vconv reads them
         # (rounded and clamped once, when written, in the map's type), so that a window is a plain copy
         vconvs = [l.maps["vconv"] for l in dec.layers]
-        self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin),
-                             np.float32 if self.compiled is not None and v.float32 else np.float64)
-                    for cin, v in zip(self.ins, vconvs)]
+        types = [a["vin"] for a in dec._compiled_args()] if self.compiled is not None else [np.float64] * len(vconvs)
+        self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin), t)
+                    for cin, t in zip(self.ins, types)]
         self.vin0 = vconvs[0] if self.compiled is not None else None
         self.row, self.col, self.next = -1, -1, (0, 0)
         self.current = None            # this row's `_NextRow`
@@ -826,15 +854,9 @@ class Stepper:
         layers = []
         for n, (layer, a) in enumerate(zip(self.dec.layers, args)):
             hconv, hout = layer.maps["hconv"], layer.maps["hout"]
-            if hconv.float32 != hout.float32:
-                return None         # one scratch type per layer (never so in exact1 or exact2 models)
-            dtype = np.float32 if hconv.float32 else np.float64
-            channels, width = hout.weight.shape[1], hout.weight.shape[0]
             head = (*_reads(hconv), *a["hconv"])
-            tail = (*a["gate"], *a["hout"], layer.first,
-                    np.empty((B, a["hconv"][0].shape[0]), dtype), np.empty((B, 2 * channels), dtype),
-                    np.empty((B, channels), dtype), np.empty((B, width), dtype))
-            layers.append((head, tail, np.empty((B, width))))
+            tail = (*a["gate"], *a["hout"], layer.first, *_scratch(B, a["hconv"][0]), *_scratch(B, a["hout"][3]))
+            layers.append((head, tail, np.empty((B, hout.weight.shape[0]))))
         heads = [(self._compiled_map(f, B), self._compiled_map(l, B))
                  for f, l in zip(self.dec.features_c, self.dec.head["logits"])]
         vertical = [(a["vconv"], a["v2h"], a["gate"], a["next_v"], a["cond"]) for a in args]

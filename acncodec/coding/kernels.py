@@ -28,6 +28,8 @@ from numba import njit, types  # numba's np.dot calls scipy's BLAS, which `exact
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from . import products16
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _read(x, limit, scale, offset):
@@ -87,19 +89,98 @@ def _index(table, offset, x):
     return np.int32(min(max(x + offset, 0.0), np.float64(_last(table))))
 
 
+def _scratch(rows, cols, weight):
+    """Scratch (rows, cols) for a map's inputs as it reads them, to be multiplied by its weight (`_matmul`): in
+    the weight's type, or for a 16-bit weight (`products16`) int16 with the packed weight's columns (an extra
+    column meets a zero weight row, so whatever it holds adds nothing)."""
+
+
+def _sums(rows, weight):
+    """Scratch for `_matmul`'s result: (rows, the weight's columns), float or int32."""
+
+
+def _matmul(x, weight, out):
+    """out = x @ weight: a BLAS product for a float weight, `products16.products` for a 16-bit one."""
+
+
+@overload(_scratch, inline="always")
+def _scratch_impl(rows, cols, weight):
+    if weight.dtype == types.int32:
+        return lambda rows, cols, weight: np.empty((rows, 2 * weight.shape[0]), np.int16)
+    return lambda rows, cols, weight: np.empty((rows, cols), weight.dtype)
+
+
+@overload(_sums, inline="always")
+def _sums_impl(rows, weight):
+    if weight.dtype == types.int32:
+        return lambda rows, weight: np.empty((rows, weight.shape[1]), np.int32)
+    return lambda rows, weight: np.empty((rows, weight.shape[1]), weight.dtype)
+
+
+@overload(_matmul, inline="always")
+def _matmul_impl(x, weight, out):
+    if weight.dtype == types.int32:
+        return lambda x, weight, out: products16.products(x, weight, out)
+
+    def dot(x, weight, out):
+        np.dot(x, weight, out)
+        return out
+    return dot
+
+
+def _vconv_sums(vin, row0, rows, c0, n, kh, kernel, weight):
+    """vconv's sums at rows row0 .. row0 + rows - 1, columns c0 .. c0 + n - 1 of vin's B images, ordered (row,
+    column, image) as `vertical`'s vrow is: for a float weight (scaled), the gathered windows times it (the
+    integer sums times the map's scale); for a 16-bit weight (`products16`), read where they lie, the integer
+    sums, which `vertical` scales (vc_units)."""
+
+
+@overload(_vconv_sums, inline="always")
+def _vconv_sums_impl(vin, row0, rows, c0, n, kh, kernel, weight):
+    if weight.dtype == types.int32:
+        def direct(vin, row0, rows, c0, n, kh, kernel, weight):
+            B = vin.shape[0]
+            offsets = products16.conv_offsets(vin, kh, kernel)
+            sums = np.empty((rows * n * B, weight.shape[1]), np.int32)
+            for r in range(rows):
+                for b in range(B):
+                    products16.conv_row(vin, offsets, weight, sums, b, row0 + r, c0, n, r * n * B + b, B)
+            return sums
+        return direct
+
+    def gathered(vin, row0, rows, c0, n, kh, kernel, weight):
+        B, cin = vin.shape[0], vin.shape[3]
+        span = kernel * cin
+        window = np.empty((rows * n * B, kh * span), weight.dtype)
+        for r in range(rows):
+            for b in range(B):
+                for dr in range(kh):
+                    src = vin[b, row0 + r + dr]
+                    for c in range(n):
+                        q = (r * n + c) * B + b
+                        for k in range(kernel):
+                            for ch in range(cin):
+                                window[q, dr * span + k * cin + ch] = src[c0 + c + k, ch]
+        sums = np.empty((window.shape[0], weight.shape[1]), weight.dtype)
+        np.dot(window, weight, sums)
+        return sums
+    return gathered
+
+
 @njit(cache=True, nogil=True)
 def layer_step(buf, j, kw, h_in, write_input,
-               hc_limit, hc_scale, hc_offset, hc_weight, hc_bias, vrow,
+               hc_limit, hc_scale, hc_offset, hc_weight, hc_bias, hc_units, vrow,
                tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
-               ho_limit, ho_scale, ho_offset, ho_weight, ho_bias, first,
+               ho_limit, ho_scale, ho_offset, ho_weight, ho_bias, ho_units, first,
                window, pre, gated, acc, out):
     """One gated layer's horizontal step at column j for a round of B images; returns `out` (B, Cout).
 
     buf (B, kw - 1 + W + 1, Cin) float64: the layer's horizontal input row; h_in (B, Cin), the layer below's
     output, is written at column j + kw - 1 first when `write_input`. vrow (B, 2C) float64: the row terms.
     hconv and hout: how the map reads its input (`_read`: clamp limit in the input's format, scale, offset),
-    the scaled weight (fan_in, out) and the scaled bias with its rounding, float32 or float64 alike. Scratch in the
-    maps' types: window (B, kw Cin), pre (B, 2C), gated (B, C), acc (B, Cout)."""
+    the weight and the scaled bias with its rounding, and each output's unit (`intnet._operand`: a scaled
+    float32 or float64 weight and units 1, or a 16-bit one and units 2^-s). Scratch as `_scratch` and `_sums`
+    make it for the maps: window (B, kw Cin), pre (B, 2C), gated (B, C), acc (B, Cout)."""
     B = buf.shape[0]
     cin = buf.shape[2]
     if write_input:
@@ -111,8 +192,8 @@ def layer_step(buf, j, kw, h_in, write_input,
     for b in range(B):
         for k in range(kw * cin):
             window[b, k] = _read(flat[b, start + k], hc_limit, hc_scale, hc_offset)
-    np.dot(window, hc_weight, pre)
-    channels = gated.shape[1]
+    _matmul(window, hc_weight, pre)
+    channels = hc_bias.shape[0] // 2
     at = np.empty(channels, np.int32)
     st = np.empty(channels, np.int32)
     for b in range(B):
@@ -120,16 +201,17 @@ def layer_step(buf, j, kw, h_in, write_input,
         # gathers
         for o in range(channels):
             at[o] = _index(tanh, tanh_offset,
-                           np.floor(np.float64(pre[b, o]) + np.float64(hc_bias[o])) + vrow[b, o])
-            q = np.floor(np.float64(pre[b, o + channels]) + np.float64(hc_bias[o + channels]))
+                           np.floor(np.float64(pre[b, o]) * hc_units[o] + np.float64(hc_bias[o])) + vrow[b, o])
+            q = np.floor(np.float64(pre[b, o + channels]) * hc_units[o + channels]
+                         + np.float64(hc_bias[o + channels]))
             st[o] = _index(sigmoid, sigmoid_offset, q + vrow[b, o + channels])
         for o in range(channels):
             g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
             gated[b, o] = _read(g, ho_limit, ho_scale, ho_offset)
-    np.dot(gated, ho_weight, acc)
+    _matmul(gated, ho_weight, acc)
     for b in range(B):
         for o in range(out.shape[1]):
-            y = np.floor(np.float64(acc[b, o]) + np.float64(ho_bias[o]))
+            y = np.floor(np.float64(acc[b, o]) * ho_units[o] + np.float64(ho_bias[o]))
             if not first:
                 y += buf[b, j + kw - 1, o]
             out[b, o] = y
@@ -154,42 +236,28 @@ def affine(x, relu, limit, scale, offset, weight, bias, window, acc, out):
 
 
 @njit(cache=True, nogil=True)
-def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap,
+def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, vc_units, cmap,
              tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
              write_next, vnext, pad, nx_limit, nx_scale, nx_offset,
-             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_map, crow, vrow):
+             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, v2_units, cond_map, crow, vrow):
     """`vertical` on rows row0 .. row0 + rows - 1 in one matrix product each for vconv and v2h."""
     B = vin.shape[0]
-    cin = vin.shape[3]
     n = c1 - c0
     m = rows * n * B                  # output positions, ordered (row, column, image) as vrow is
-    span = kernel * cin
-    window = np.empty((m, kh * span), vc_weight.dtype)
-    for r in range(rows):
-        for b in range(B):
-            for dr in range(kh):
-                src = vin[b, row0 + r + dr]
-                for c in range(n):
-                    q = (r * n + c) * B + b
-                    for k in range(kernel):
-                        for ch in range(cin):
-                            window[q, dr * span + k * cin + ch] = src[c0 + c + k, ch]
-    sums = np.empty((m, vc_weight.shape[1]), vc_weight.dtype)
-    np.dot(window, vc_weight, sums)
+    sums = _vconv_sums(vin, row0, rows, c0, n, kh, kernel, vc_weight)
     # the conditioning terms (the layer's cond map of the conditioning map): cond_v, then cond_h
-    cd_limit, cd_scale, cd_offset, cd_weight, cd_bias = cond_map
+    cd_limit, cd_scale, cd_offset, cd_weight, cd_bias, cd_units = cond_map
     features = cmap.shape[3]
-    cwin = np.empty((m, features), cd_weight.dtype)
+    cwin = _scratch(m, features, cd_weight)
     for r in range(rows):
         for c in range(n):
             for b in range(B):
                 q = (r * n + c) * B + b
                 for k in range(features):
                     cwin[q, k] = _read(cmap[b, crow + r, c0 + c, k], cd_limit, cd_scale, cd_offset)
-    cond = np.empty((m, cd_weight.shape[1]), cd_weight.dtype)
-    np.dot(cwin, cd_weight, cond)
-    channels = vc_weight.shape[1] // 2
-    reads = np.empty((m, 2 * channels), v2_weight.dtype)
+    cond = _matmul(cwin, cd_weight, _sums(m, cd_weight))
+    channels = vc_bias.shape[0] // 2         # a 16-bit weight may have more columns (`products16.pack`)
+    reads = _scratch(m, 2 * channels, v2_weight)
     pre = np.empty(2 * channels)
     at = np.empty(channels, np.int32)
     st = np.empty(channels, np.int32)
@@ -198,8 +266,8 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap
             for b in range(B):
                 q = (r * n + c) * B + b
                 for o in range(2 * channels):
-                    v = np.floor(np.float64(sums[q, o]) + np.float64(vc_bias[o])) \
-                        + np.floor(np.float64(cond[q, o]) + np.float64(cd_bias[o]))
+                    v = np.floor(np.float64(sums[q, o]) * vc_units[o] + np.float64(vc_bias[o])) \
+                        + np.floor(np.float64(cond[q, o]) * cd_units[o] + np.float64(cd_bias[o]))
                     pre[o] = v
                     reads[q, o] = _read(v, v2_limit, v2_scale, v2_offset)
                 if write_next:
@@ -209,16 +277,15 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap
                     for o in range(channels):
                         g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
                         vnext[b, row0 + r + kh - 1, pad + c0 + c, o] = _read(g, nx_limit, nx_scale, nx_offset)
-    acc = np.empty((m, v2_weight.shape[1]), v2_weight.dtype)
-    np.dot(reads, v2_weight, acc)
+    acc = _matmul(reads, v2_weight, _sums(m, v2_weight))
     for r in range(rows):
         for c in range(n):
             for b in range(B):
                 q = (r * n + c) * B + b
-                for o in range(acc.shape[1]):
+                for o in range(v2_bias.shape[0]):
                     h = 2 * channels + o
-                    vrow[r, c0 + c, b, o] = np.floor(np.float64(acc[q, o]) + np.float64(v2_bias[o])) \
-                        + np.floor(np.float64(cond[q, h]) + np.float64(cd_bias[h]))
+                    y = np.floor(np.float64(acc[q, o]) * v2_units[o] + np.float64(v2_bias[o]))
+                    vrow[r, c0 + c, b, o] = y + np.floor(np.float64(cond[q, h]) * cd_units[h] + np.float64(cd_bias[h]))
 
 
 #: Output positions per matrix product in `vertical`, whatever the round or block size: the gathered
@@ -229,10 +296,10 @@ BLOCK_POSITIONS = 512
 
 
 @njit(cache=True, nogil=True)
-def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap,
+def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, vc_units, cmap,
              tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
              write_next, vnext, pad, nx_limit, nx_scale, nx_offset,
-             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_map, crow, vrow):
+             v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, v2_units, cond_map, crow, vrow):
     """A gated layer's vertical stack for rows row0 .. row0 + rows - 1 at columns c0 .. c1 - 1, for B images
     (one row of a round: `intnet.Stepper._vertical`; every row of a block: `intnet.Decoder.logits`): the gated
     output written, as the next layer's vconv reads it, into its vertical input vnext (when `write_next`), the
@@ -256,17 +323,17 @@ def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, cmap,
         take = min(step, rows - r)
         for b in range(0, B, images):
             e = min(B, b + images)
-            _vertical_rows(vin[b:e], row0 + r, take, c0, c1, kh, kernel, vc_weight, vc_bias, cmap[b:e],
+            _vertical_rows(vin[b:e], row0 + r, take, c0, c1, kh, kernel, vc_weight, vc_bias, vc_units, cmap[b:e],
                            tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
                            write_next, vnext[b:e], pad, nx_limit, nx_scale, nx_offset,
-                           v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, cond_map, crow + r,
+                           v2_limit, v2_scale, v2_offset, v2_weight, v2_bias, v2_units, cond_map, crow + r,
                            vrow[r:r + take, :, b:e])
 
 
 @njit(cache=True, nogil=True)
-def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias,
+def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias, hc_units,
                tanh, tanh_offset, sigmoid, sigmoid_offset, half, inv,
-               ho_limit, ho_scale, ho_offset, ho_weight, ho_bias, first,
+               ho_limit, ho_scale, ho_offset, ho_weight, ho_bias, ho_units, first,
                nx_limit, nx_scale, nx_offset, out, hnext):
     """A gated layer's horizontal stack at every position of B images (`intnet.Decoder.logits`, compiled): out
     (B, H, W, Cout) float64, and the same written into hnext as the next layer's hconv reads it.
@@ -282,11 +349,11 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias,
     W = out.shape[2]
     span = kw * cin
     per = max(1, BLOCK_POSITIONS // W)         # image rows per block, so that its arrays stay in cache
-    channels = hc_weight.shape[1] // 2
-    window = np.empty((per * W, span), hc_weight.dtype)
-    pre = np.empty((per * W, hc_weight.shape[1]), hc_weight.dtype)
-    gated = np.empty((per * W, channels), ho_weight.dtype)
-    acc = np.empty((per * W, ho_weight.shape[1]), ho_weight.dtype)
+    channels = hc_bias.shape[0] // 2
+    window = _scratch(per * W, span, hc_weight)
+    pre = _sums(per * W, hc_weight)
+    gated = _scratch(per * W, channels, ho_weight)
+    acc = _sums(per * W, ho_weight)
     at = np.empty(channels, np.int32)
     st = np.empty(channels, np.int32)
     for t0 in range(0, B * H, per):
@@ -299,26 +366,27 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias,
                 for k in range(kw):
                     for ch in range(cin):
                         window[q, k * cin + ch] = src[j + k, ch]
-        np.dot(window[:m], hc_weight, pre[:m])
+        _matmul(window[:m], hc_weight, pre[:m])
         for t in range(t0, t1):
             b, i = t // H, t % H
             for j in range(W):
                 q = (t - t0) * W + j
                 for o in range(channels):
-                    at[o] = _index(tanh, tanh_offset,
-                                   np.floor(np.float64(pre[q, o]) + np.float64(hc_bias[o])) + vrow[i, j, b, o])
-                    h = np.floor(np.float64(pre[q, o + channels]) + np.float64(hc_bias[o + channels]))
+                    a = np.floor(np.float64(pre[q, o]) * hc_units[o] + np.float64(hc_bias[o]))
+                    at[o] = _index(tanh, tanh_offset, a + vrow[i, j, b, o])
+                    h = np.floor(np.float64(pre[q, o + channels]) * hc_units[o + channels]
+                                 + np.float64(hc_bias[o + channels]))
                     st[o] = _index(sigmoid, sigmoid_offset, h + vrow[i, j, b, o + channels])
                 for o in range(channels):
                     g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
                     gated[q, o] = _read(g, ho_limit, ho_scale, ho_offset)
-        np.dot(gated[:m], ho_weight, acc[:m])
+        _matmul(gated[:m], ho_weight, acc[:m])
         for t in range(t0, t1):
             b, i = t // H, t % H
             for j in range(W):
                 q = (t - t0) * W + j
-                for o in range(acc.shape[1]):
-                    y = np.floor(np.float64(acc[q, o]) + np.float64(ho_bias[o]))
+                for o in range(ho_bias.shape[0]):
+                    y = np.floor(np.float64(acc[q, o]) * ho_units[o] + np.float64(ho_bias[o]))
                     if not first:
                         y += raw[b, i, j, o]
                     out[b, i, j, o] = y
