@@ -55,7 +55,10 @@ def settings() -> dict[str, tuple[dict[str, str], int]]:
            "ATEN_CPU_CAPABILITY=default": ({"ATEN_CPU_CAPABILITY": "default"}, 1),
            # OpenBLAS's kernels for another CPU (exact2's float32 products and every float64 one run there)
            "OPENBLAS_CORETYPE=Prescott": ({"OPENBLAS_CORETYPE": "Prescott"}, 1),
-           "OPENBLAS_CORETYPE=Sandybridge": ({"OPENBLAS_CORETYPE": "Sandybridge"}, 1)}
+           "OPENBLAS_CORETYPE=Sandybridge": ({"OPENBLAS_CORETYPE": "Sandybridge"}, 1),
+           # numba's code for a baseline x86-64 CPU: no AVX-512BW, so exact2's maps take the float32 products
+           # where the parent may have taken the 16-bit ones (coding/products16.py)
+           "NUMBA_CPU_NAME=generic": ({"NUMBA_CPU_NAME": "generic"}, 1)}
     avx512 = numpy_avx512_targets()
     if avx512:
         out["NPY_DISABLE_CPU_FEATURES=" + ",".join(avx512)] = ({"NPY_DISABLE_CPU_FEATURES": ",".join(avx512)}, 1)
@@ -70,8 +73,10 @@ torch.set_num_threads(int(sys.argv[1]))
 module, name = sys.argv[2].rsplit(":", 1)
 result = getattr(importlib.import_module(module), name)(*sys.argv[3:])
 from tests.test_portability import numpy_avx512_targets, openblas_cores
+from acncodec.coding import products16
 print(json.dumps({"result": result, "numpy_avx512": numpy_avx512_targets(), "openblas": openblas_cores(),
-                  "aten": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}))
+                  "aten": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                  "products16": products16.available()}))
 """
 
 
@@ -79,7 +84,7 @@ def run_fresh(workload: str, args: tuple[str, ...], env: dict[str, str], threads
     """Run `workload(*args)` in a fresh Python with `env` added to a clean copy of the environment."""
     base = {k: v for k, v in os.environ.items()
             if k not in ("DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "NPY_DISABLE_CPU_FEATURES",
-                         "OPENBLAS_CORETYPE")}
+                         "OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
     base.update(env, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(threads), workload, *map(str, args)], cwd=ROOT,
                           env=base, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -102,6 +107,8 @@ def outputs_everywhere(workload: str, *args) -> dict[str, dict]:
             assert report["aten"].upper() == "DEFAULT", report["aten"]
         if "NPY_DISABLE_CPU_FEATURES" in env:
             assert report["numpy_avx512"] == [], report["numpy_avx512"]
+        if "NUMBA_CPU_NAME" in env:
+            assert report["products16"] is False, name
         if "OPENBLAS_CORETYPE" in env and env["OPENBLAS_CORETYPE"].lower() not in openblas_cores():
             # the libraries report the core they picked (Prescott's kernels are called Katmai): not this one's
             assert report["openblas"] and not set(report["openblas"]) & set(openblas_cores()), report["openblas"]
@@ -212,10 +219,12 @@ def make_archives(folder: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     # a full-covariance p(z) (its head codes a latent one dimension at a time) beside each diagonal one
     correlated = np.random.default_rng(4).normal(size=(300, 3)) @ np.array([[1, .8, 0], [0, .6, .5], [0, 0, .7]])
     full = fit_unconditional(correlated, candidates=(1, 2), covariance="full")
-    variants = [(kind, spec, None) for kind, spec in SPECS.items()] + [("binary full", SPECS["binary"], full)]
-    for kind, spec, prior in variants:
+    variants = [(kind, spec, None, "exact1") for kind, spec in SPECS.items()] \
+        + [("binary full", SPECS["binary"], full, "exact1")] \
+        + [(f"{kind} exact2", SPECS[kind], None, "exact2") for kind in ("binary", "rgb")]   # narrow maps
+    for kind, spec, prior, numerics in variants:
         model = quantise_model(tiny_model(spec), calibration_set(random_images(spec, 32, seed=9)),
-                               *(prior or (None, None)))
+                               *(prior or (None, None)), numerics=numerics)
         images = random_images(spec, 5, seed=3)
         model_path = folder / f"{kind}.acnm"
         modelfile.save(model, model_path)
@@ -242,6 +251,16 @@ def fresh_reports(tmp_path_factory):
     return here, outputs_everywhere("tests.test_portability:suite", str(manifest))
 
 
+def test_archives_cross_the_product_paths(fresh_reports):
+    """Where this machine multiplies 16-bit integers, the archives below were coded with those products and are
+    decoded with float32 ones in some setting (and the reverse holds on a machine without them)."""
+    from acncodec.coding import products16
+    if not products16.available():
+        pytest.skip("this CPU has no AVX-512BW: every setting takes the float32 products")
+    here, reports = fresh_reports
+    assert {r["products16"] for r in reports.values()} == {True, False}
+
+
 def test_exact_masses_are_identical_in_every_setting(fresh_reports):
     here, reports = fresh_reports
     differing = sorted(name for name, r in reports.items() if r["result"]["tables"] != here["tables"])
@@ -260,7 +279,8 @@ def test_the_settings_change_float_results(fresh_reports):
 
 @pytest.mark.parametrize("kind", ["binary", "digits-like", "grey", "rgb", "binary associative", "rgb associative",
                                   "digits-like associative", "grey associative", "binary full",
-                                  "binary full associative"])
+                                  "binary full associative", "binary exact2", "rgb exact2",
+                                  "binary exact2 associative", "rgb exact2 associative"])
 def test_archives_decode_exactly_in_every_setting(fresh_reports, kind):
     """Compressed here with a tiny exact model; decoded in every fresh process to the very same pixels."""
     here, reports = fresh_reports

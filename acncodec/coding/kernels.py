@@ -83,10 +83,12 @@ def _gated(tanh, sigmoid, a, s, half, inv):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _index(table, offset, x):
+def _index(last, offset, x):
     # where a gate table is read for input x, clipped to its ends (`intnet.Gate._read`: np.take mode "clip").
-    # Clipped while a float, then made a 32-bit index: x + offset is an integer, so this is the same index
-    return np.int32(min(max(x + offset, 0.0), np.float64(_last(table))))
+    # Clipped while a float, then made a 32-bit index: x + offset is an integer, so this is the same index.
+    # `last` is the table's last index as a float (`_last`), taken before the loop: a read of the table's
+    # shape inside it kept LLVM from vectorising the loop (five times slower)
+    return np.int32(min(max(x + offset, 0.0), last))
 
 
 def _scratch(rows, cols, weight):
@@ -196,15 +198,16 @@ def layer_step(buf, j, kw, h_in, write_input,
     channels = hc_bias.shape[0] // 2
     at = np.empty(channels, np.int32)
     st = np.empty(channels, np.int32)
+    tanh_last, sigmoid_last = np.float64(_last(tanh)), np.float64(_last(sigmoid))
     for b in range(B):
         # the table indices first, then the reads and products: the arithmetic loops vectorise apart from the
         # gathers
         for o in range(channels):
-            at[o] = _index(tanh, tanh_offset,
+            at[o] = _index(tanh_last, tanh_offset,
                            np.floor(np.float64(pre[b, o]) * hc_units[o] + np.float64(hc_bias[o])) + vrow[b, o])
             q = np.floor(np.float64(pre[b, o + channels]) * hc_units[o + channels]
                          + np.float64(hc_bias[o + channels]))
-            st[o] = _index(sigmoid, sigmoid_offset, q + vrow[b, o + channels])
+            st[o] = _index(sigmoid_last, sigmoid_offset, q + vrow[b, o + channels])
         for o in range(channels):
             g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
             gated[b, o] = _read(g, ho_limit, ho_scale, ho_offset)
@@ -261,6 +264,7 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, vc_u
     pre = np.empty(2 * channels)
     at = np.empty(channels, np.int32)
     st = np.empty(channels, np.int32)
+    tanh_last, sigmoid_last = np.float64(_last(tanh)), np.float64(_last(sigmoid))
     for r in range(rows):
         for c in range(n):
             for b in range(B):
@@ -272,8 +276,8 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, vc_u
                     reads[q, o] = _read(v, v2_limit, v2_scale, v2_offset)
                 if write_next:
                     for o in range(channels):
-                        at[o] = _index(tanh, tanh_offset, pre[o])
-                        st[o] = _index(sigmoid, sigmoid_offset, pre[o + channels])
+                        at[o] = _index(tanh_last, tanh_offset, pre[o])
+                        st[o] = _index(sigmoid_last, sigmoid_offset, pre[o + channels])
                     for o in range(channels):
                         g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
                         vnext[b, row0 + r + kh - 1, pad + c0 + c, o] = _read(g, nx_limit, nx_scale, nx_offset)
@@ -356,6 +360,7 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias, hc_units,
     acc = _sums(per * W, ho_weight)
     at = np.empty(channels, np.int32)
     st = np.empty(channels, np.int32)
+    tanh_last, sigmoid_last = np.float64(_last(tanh)), np.float64(_last(sigmoid))
     for t0 in range(0, B * H, per):
         t1 = min(B * H, t0 + per)
         m = (t1 - t0) * W
@@ -373,10 +378,10 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias, hc_units,
                 q = (t - t0) * W + j
                 for o in range(channels):
                     a = np.floor(np.float64(pre[q, o]) * hc_units[o] + np.float64(hc_bias[o]))
-                    at[o] = _index(tanh, tanh_offset, a + vrow[i, j, b, o])
+                    at[o] = _index(tanh_last, tanh_offset, a + vrow[i, j, b, o])
                     h = np.floor(np.float64(pre[q, o + channels]) * hc_units[o + channels]
                                  + np.float64(hc_bias[o + channels]))
-                    st[o] = _index(sigmoid, sigmoid_offset, h + vrow[i, j, b, o + channels])
+                    st[o] = _index(sigmoid_last, sigmoid_offset, h + vrow[i, j, b, o + channels])
                 for o in range(channels):
                     g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
                     gated[q, o] = _read(g, ho_limit, ho_scale, ho_offset)
