@@ -301,7 +301,8 @@ def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding:
                 part = aff.taps(c, kernel, kernel, rows, cols)
                 phase_out = np.empty((n, th, tw, aff.weight.shape[0]))
                 kernels.conv(x, -top, -left, len(rows), len(cols), 1, *_reads(part),
-                             *_weights(part, part.window_weight(c, len(rows), len(cols))), relu, phase_out)
+                             *_operand(part, part.window_weight(c, len(rows), len(cols))), relu,
+                             phase_out)
                 out[:, ry::stride, rx::stride] = phase_out
                 continue
             need_h, need_w = th - 1 + len(rows), tw - 1 + len(cols)
@@ -336,7 +337,7 @@ class Encoder:
                 continue
             n, height, width, cin = h.shape
             out = np.empty((n, (height - 1) // stride + 1, (width - 1) // stride + 1, aff.weight.shape[0]))
-            h = kernels.conv(h, 1, 1, 3, 3, stride, *_reads(aff), *_weights(aff, aff.window_weight(cin, 3, 3)),
+            h = kernels.conv(h, 1, 1, 3, 3, stride, *_reads(aff), *_operand(aff, aff.window_weight(cin, 3, 3)),
                              True, out)
         h = h.transpose(0, 3, 1, 2).reshape(len(h), -1)      # flattened channels-first, as trained
         return self.fc[1](np.maximum(self.fc[0](h), 0.0))
@@ -657,12 +658,17 @@ def _operand(a: Affine, weight: np.ndarray, pairs: bool = True) -> tuple:
     scale 2^-s; else the scaled weight, with scale 1. The same numbers either way. `pairs`: whether the kernel
     can read the map's inputs in pairs (a convolution's, where its channels are even)."""
     kernels = _kernels()
-    if pairs and a.float32 and kernels is not None and kernels.products16.available():
-        scale = np.ascontiguousarray(np.broadcast_to(np.exp2(-a.shift), weight.shape[1:]), dtype=np.float64)
-        raw = weight / scale                          # the integer weight: the scale is a power of two
-        if kernels.products16.fits(raw, a.bound):
-            return kernels.products16.pack(raw), a.scaled_bias32, scale
-    return (*_weights(a, weight), np.ones(weight.shape[1]))
+    sixteen = pairs and a.float32 and kernels is not None and kernels.products16.available()
+    key = ("operand", id(weight), sixteen)         # made once per map and layout, like `Affine.weight32`
+    if key not in a._windows:
+        operand = (*_weights(a, weight), np.ones(weight.shape[1]))
+        if sixteen:
+            scale = np.ascontiguousarray(np.broadcast_to(np.exp2(-a.shift), weight.shape[1:]), dtype=np.float64)
+            raw = weight / scale                      # the integer weight: the scale is a power of two
+            if kernels.products16.fits(raw, a.bound):
+                operand = (kernels.products16.pack(raw), a.scaled_bias32, scale)
+        a._windows[key] = (weight, operand)          # the weight kept, so that its id stays its own
+    return a._windows[key][1]
 
 
 def _scratch(rows: int, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

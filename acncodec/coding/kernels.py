@@ -544,19 +544,20 @@ CONV_POSITIONS = 256
 
 
 @njit(cache=True, nogil=True)
-def conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, relu, out):
+def conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, relu, out):
     """A convolution (`intnet.conv` of the input padded with zeros, `top` rows above and `left` columns to the
     left, as many as the output's size needs below and to the right) with its bias and rounding, then relu(.)
     when `relu`: x (N, H, W, Cin) float64, out (N, Ho, Wo, Cout) float64. The input is read as the map reads it
     (`_read`: limit, scale, offset), the padding as zeros; weight (kh kw Cin, Cout) in the window's (row,
-    column, channel) layout and bias with its rounding, float32 or float64 alike (float32 for a narrow map). One
-    pass over the input, without the padded, clamped and gathered copies numpy makes."""
+    column, channel) layout, bias with its rounding and each output's unit (`intnet._operand`: float64, float32
+    for a narrow map, or 16-bit). One pass over the input, without the padded, clamped and gathered copies numpy
+    makes."""
     N, H, W, cin = x.shape
     Ho, Wo = out.shape[1], out.shape[2]
     span = kh * kw * cin
-    cout = weight.shape[1]
-    window = np.empty((CONV_POSITIONS, span), weight.dtype)
-    sums = np.empty((CONV_POSITIONS, cout), weight.dtype)
+    cout = bias.shape[0]
+    window = _scratch(CONV_POSITIONS, span, weight)
+    sums = _sums(CONV_POSITIONS, weight)
     for n in range(N):
         for p0 in range(0, Ho * Wo, CONV_POSITIONS):
             m = min(CONV_POSITIONS, Ho * Wo - p0)
@@ -571,12 +572,12 @@ def conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, relu,
                             for ch in range(cin):
                                 window[q, k + ch] = _read(x[n, r, c, ch], limit, scale, offset)
                         else:
-                            window[q, k:k + cin] = 0.0
+                            window[q, k:k + cin] = 0
                         k += cin
-            np.dot(window[:m], weight, sums[:m])
+            _matmul(window[:m], weight, sums[:m])
             for q in range(m):
                 i, j = divmod(p0 + q, Wo)
                 for o in range(cout):
-                    y = np.floor(np.float64(sums[q, o]) + np.float64(bias[o]))
+                    y = np.floor(np.float64(sums[q, o]) * units[o] + np.float64(bias[o]))
                     out[n, i, j, o] = max(y, 0.0) if relu else y
     return out
