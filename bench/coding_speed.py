@@ -24,8 +24,8 @@ side_by_side`), so this is also its speed against its thread count.
 
 The roofline: multiply-adds per image of the integer networks (counted while they run on one image), this
 machine's matrix-multiply rate in the type the decoder's products run in (float64 for exact1: integer-valued,
-every sum below 2^53; float32 for exact2's narrow maps, every sum below 2^24; BLAS gives the same bits in any
-order either way), and the images/s that rate allows.
+every sum below 2^53; for exact2's narrow maps, every sum below 2^24, float32, or this tree's 16-bit integer
+products where the CPU has them; the same numbers in any order either way), and the images/s that rate allows.
 """
 
 from __future__ import annotations
@@ -115,22 +115,61 @@ def warm(trees, args) -> None:
             coded(tree, warm_up(data), data.split(":")[0], str(tmp / "warm.acnz"), args.order, str(tree))
 
 
+#: A child's 2048-square product with this tree's 16-bit products (`acncodec/coding/products16.py`), its rows
+#: split among `threads` threads (the kernel runs without the GIL).
+_PRODUCTS16 = """
+import sys, time
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from acncodec.coding import products16
+threads = int(sys.argv[1])
+rng = np.random.default_rng(0)
+a = rng.integers(-512, 513, (2048, 2048)).astype(np.int16)
+w = products16.pack(rng.integers(-8, 9, (2048, 2048)))
+out = np.empty((2048, 2048), np.int32)
+parts = np.array_split(np.arange(2048), threads)
+run = lambda r: products16.products(a[r[0]:r[-1] + 1], w, out[r[0]:r[-1] + 1])
+with ThreadPoolExecutor(threads) as pool:
+    list(pool.map(run, parts))
+    best = 1e9
+    for _ in range(3):
+        t = time.perf_counter(); list(pool.map(run, parts)); best = min(best, time.perf_counter() - t)
+print(2 * 2048 ** 3 / best / 1e9)
+"""
+
+
 def matmul_rate(threads: int | None, dtype: str = "float64") -> float:
-    """GFLOP/s of a 2048-square matrix product in `dtype`, best of 3, in a child with `threads` BLAS threads."""
+    """G(FL)OP/s of a 2048-square matrix product in `dtype` ("16-bit": this tree's integer products), best of 3,
+    in a child with `threads` BLAS threads (all cores where None)."""
     env = dict(os.environ)
     if threads:
         env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    code = (f"import numpy as np, time\na = np.random.rand(2048, 2048).astype('{dtype}')\nbest = 1e9\na @ a\n"
-            "for _ in range(3):\n    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
-            "print(2 * 2048 ** 3 / best / 1e9)")
-    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    if dtype == "16-bit":
+        env["PYTHONPATH"] = str(HERE)
+        args = ["-c", _PRODUCTS16, str(threads or os.cpu_count())]
+    else:
+        args = ["-c", f"import numpy as np, time\na = np.random.rand(2048, 2048).astype('{dtype}')\nbest = 1e9\n"
+                "a @ a\nfor _ in range(3):\n"
+                "    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
+                "print(2 * 2048 ** 3 / best / 1e9)"]
+    return float(subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
                                 check=True).stdout)
 
 
-def decoder_arithmetic(model_name: str) -> str:
-    """The type the decoder's matrix products run in: float32 where its maps are narrow (exact2), else float64."""
+def products16_available() -> bool:
+    """Whether this tree's compiled decoder takes the 16-bit products on this machine (checked in a child)."""
+    code = "from acncodec.coding import products16; print(products16.available())"
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(HERE)},
+                          capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def decoder_arithmetic(model_name: str, sixteen: bool) -> str:
+    """The type the decoder's matrix products run in: for narrow maps (exact2) 16-bit integers where the CPU
+    multiplies them (`sixteen`), else float32; float64 for exact1's."""
     from acncodec import registry
-    return "float32" if registry.by_name(model_name).load().numerics == "exact2" else "float64"
+    if registry.by_name(model_name).load().numerics != "exact2":
+        return "float64"
+    return "16-bit" if sixteen else "float32"
 
 
 def multiply_adds(model_name: str) -> dict:
@@ -186,10 +225,11 @@ def main(argv: list[str]) -> int:
     if args.other is None:
         ap.error("give OTHER_TREE, or --chains")
     other = args.other.resolve()
+    sixteen = products16_available()
     rates = {dtype: {"one_thread": matmul_rate(1, dtype), "all_threads": matmul_rate(None, dtype)}
-             for dtype in ("float64", "float32")}
+             for dtype in ("float64", "float32") + (("16-bit",) if sixteen else ())}
     for dtype, r in rates.items():
-        print(f"{dtype} matrix product: {r['one_thread']:.1f} GFLOP/s on one thread, "
+        print(f"{dtype} matrix product: {r['one_thread']:.1f} G(FL)OP/s on one thread, "
               f"{r['all_threads']:.1f} on all {os.cpu_count()}", flush=True)
     rows = []
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"coding-speed-{os.getpid()}"
@@ -208,7 +248,7 @@ def main(argv: list[str]) -> int:
         row["speedup"] = {p: oth[p]["seconds"] / this[p]["seconds"] for p in ("compress", "decompress")}
         macs = multiply_adds(model_name)
         n = this["compress"]["n"]
-        arithmetic = decoder_arithmetic(model_name)
+        arithmetic = decoder_arithmetic(model_name, sixteen)
         ceiling = {k: v * 1e9 / (2 * macs["decoder"]) for k, v in rates[arithmetic].items()}
         row["roofline"] = {"multiply_adds_per_image": macs, "decoder_arithmetic": arithmetic,
                            "ceiling_images_per_second": ceiling,
@@ -330,9 +370,10 @@ def markdown(r: dict) -> str:
                      f"{t['decompress']['peak_mib']:.0f} ({o['decompress']['peak_mib']:.0f}) |")
     g = r["gflops"]
     lines += ["", "Roofline: matrix products at " + ", ".join(
-              f"{d} {g[d]['one_thread']:.1f} GFLOP/s on one thread and {g[d]['all_threads']:.1f} on all cores"
-              for d in g) + " (this machine, measured by the script); the ceiling is the decoder's multiply-adds "
-              "at the rate of the type its products run in (float32 for exact2 models).", "",
+              f"{d} {g[d]['one_thread']:.1f} G(FL)OP/s on one thread and {g[d]['all_threads']:.1f} on all cores"
+              for d in g) + " (this machine, measured by the script; 16-bit: this tree's integer products, "
+              "`acncodec/coding/products16.py`); the ceiling is the decoder's multiply-adds at the rate of the type "
+              "its products run in (for exact2 models 16-bit integers where this tree takes them, else float32).", "",
               "| data | M multiply-adds/image (encoder, prior, decoder) | decoder products | ceiling images/s "
               "(1 thread, all) | compress images/s | decompress images/s |", "|---|---|---|---|---|---|"]
     for row in r["results"]:

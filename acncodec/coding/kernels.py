@@ -10,7 +10,10 @@ conditioning map's transposed ones); `pixel_probs`, the pixel probabilities from
 Why compiled: at a round of a few dozen images the step is overhead-bound (bench/results/speed-coding.md):
 each numpy call costs about a microsecond whatever its size. Here the input's rounding and clamp, the window
 gather, the bias and rounding, the gate's table reads and the residual add are loops in one call; the
-matrix products are BLAS products of the same operands (float32 for narrow maps, float64 otherwise).
+matrix products are BLAS products of the same operands (float32 for narrow maps, float64 otherwise), or for a
+narrow map on a CPU with AVX-512BW 16-bit integer products (`products16`, picked by `intnet._operand`): each
+map then comes with its weight, its bias and each output's unit, the power-of-two scale its integer sums are
+multiplied by (1 for a float weight, which carries its scale).
 
 Why the numbers are `intnet`'s and `exact_tables`', bit for bit: every value is an integer (times a power of
 two), every operation is exact (integers below 2^24 in float32, below 2^53 in float64; the gate's product
@@ -312,11 +315,12 @@ def vertical(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, vc_units, 
     vin (B, H + kh, W + 2 pad, Cin), in vconv's type: the layer's vertical input as vconv reads it (rounded and
     clamped when written), so a window is kh runs of kernel Cin consecutive values, copied as they are: row
     r's window is rows r .. r + kh - 1, columns c .. c + kernel - 1. vconv's scaled weight is in the window's
-    (kh kernel Cin, out) layout; nx_*: how the next layer's vconv reads its input (`_read`); v2h: how it
-    reads its input, its scaled weight (2C, 2C). Biases carry their rounding; weights and biases are float32 or
-    float64 alike. The conditioning terms are made here, from the conditioning map cmap (B, H', W, F) float64
-    (row r's at crow + r - row0) by the layer's cond map (`cond_map`: how it reads its input, its scaled weight
-    (F, 4C) and bias): its first 2C outputs are added before the gate, the others to the row terms (as
+    (kh kernel Cin, out) layout, or 16-bit and read where the windows lie (vin int16); nx_*: how the next
+    layer's vconv reads its input (`_read`); v2h: how it reads its input, its weight (2C, 2C). Biases carry
+    their rounding; each map's weight, bias and units are as `intnet._operand` makes them (float32, float64 or
+    16-bit alike). The conditioning terms are made here, from the conditioning map cmap (B, H', W, F) float64
+    (row r's at crow + r - row0) by the layer's cond map (`cond_map`: how it reads its input, its weight
+    (F, 4C), bias and units): its first 2C outputs are added before the gate, the others to the row terms (as
     `intnet.Decoder.cond_terms` makes them, without the (B, H, W, 4C) arrays). Rows go in blocks of about
     BLOCK_POSITIONS positions."""
     B = vin.shape[0]
