@@ -8,9 +8,10 @@ a 32-bit integer, so the 32-bit sums are W x exactly, in any order, and (W x) 2^
 value in every bit. Integer arithmetic has no rounding, so every machine that takes this path computes the same
 numbers, and so does every machine that takes the float path.
 
-Why: on this project's CPU (AMD EPYC, AVX-512 VNNI) a (448 x 480) @ (480 x 64) product, a decoder layer's
-vertical stack on a block of four images, ran at 446-458 GOP/s here against 100-102 GFLOP/s for OpenBLAS's
-float32 product (its Haswell kernels) on one thread (`bench/products16.py`).
+Why: on this project's CPU (AMD EPYC, AVX-512 VNNI), on one thread, a (448 x 480) @ (480 x 64) product, a
+decoder layer's vconv on a block of four images, ran at 350 GOP/s against 104 GFLOP/s for OpenBLAS's float32
+product (its Haswell kernels), and the products of the decoder's other shapes 2.9-3.9 times as fast
+(`python bench/products16.py`, bench/results/products16.md).
 
 The weight is stored packed: (ceil(K / 2), N) int32, entry [p, n] holding W[2p, n] in its low and W[2p + 1, n]
 in its high 16 bits, so that 16 outputs' pairs are one 512-bit load. The input (M, K) int16 is read a pair at
