@@ -742,10 +742,14 @@ class Stepper:
         # vertical inputs, the rows above each decoded row (channels-last); compiled, as each vconv reads them
         # (rounded and clamped once, when written, in the map's type), so that a window is a plain copy
         vconvs = [l.maps["vconv"] for l in dec.layers]
-        types = [a["vin"] for a in dec._compiled_args()] if self.compiled is not None else [np.float64] * len(vconvs)
+        args = dec._compiled_args() if self.compiled is not None else None
+        types = [a["vin"] for a in args] if args else [np.float64] * len(vconvs)
         self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin), t)
                     for cin, t in zip(self.ins, types)]
         self.vin0 = vconvs[0] if self.compiled is not None else None
+        self.hin0 = dec.layers[0].maps["hconv"]          # how the compiled step's layer 0 reads its pixels
+        # horizontal inputs, the current row's: raw for numpy's step, as each hconv reads them for the compiled one
+        self.hin_types = [a["hin"] for a in args] if args else [np.float64] * len(self.ins)
         self.row, self.col, self.next = -1, -1, (0, 0)
         self.current = None            # this row's `_NextRow`
 
@@ -808,7 +812,7 @@ class Stepper:
             work.futures.append(self.helper.submit(self._advance, work, self.W))
         self.current = work
         self.vrow = [v[0] for v in work.vrow]       # (W, B, 2C) per layer
-        self.hin = [np.zeros((self.B, self.kw - 1 + self.W + 1, cin)) for cin in self.ins]
+        self.hin = [np.zeros((self.B, self.kw - 1 + self.W + 1, cin), t) for cin, t in zip(self.ins, self.hin_types)]
         self.row, self.col = i, -1
         self.pending = None
         if self.helper is not None and i + 1 < self.dec.H:
@@ -859,6 +863,8 @@ class Stepper:
         B, args = self.B, self.dec._compiled_args()
         layers = []
         for n, (layer, a) in enumerate(zip(self.dec.layers, args)):
+            if layer.first != (n == 0):
+                return None         # the compiled step adds the layer below's output (never so in these models)
             hconv, hout = layer.maps["hconv"], layer.maps["hout"]
             head = (*_reads(hconv), *a["hconv"])
             tail = (*a["gate"], *a["hout"], layer.first, *_scratch(B, a["hconv"][0]), *_scratch(B, a["hout"][3]))
@@ -912,7 +918,7 @@ class Stepper:
         if (i, j) != self.next or self.col != j or self.row != i:
             raise ValueError(f"set_pixel({i}, {j}) out of order: expected {self.next} after its logits")
         xs = self.dec.pixel_in[np.asarray(values, dtype=np.int64)]
-        self.hin[0][:, j + self.kw] = xs
+        self.hin[0][:, j + self.kw] = xs if self.vin0 is None else self.hin0.clamped(xs)
         self.vin[0][:, i + self.kh, self.half + j] = xs if self.vin0 is None else self.vin0.clamped(xs)
         self.next = (i, j + 1) if j + 1 < self.W else (i + 1, 0)
         if self.pending is not None:

@@ -180,8 +180,10 @@ def layer_step(buf, j, kw, h_in, write_input,
                window, pre, gated, acc, out):
     """One gated layer's horizontal step at column j for a round of B images; returns `out` (B, Cout).
 
-    buf (B, kw - 1 + W + 1, Cin) float64: the layer's horizontal input row; h_in (B, Cin), the layer below's
-    output, is written at column j + kw - 1 first when `write_input`. vrow (B, 2C) float64: the row terms.
+    buf (B, kw - 1 + W + 1, Cin) in hconv's input type (`intnet.Decoder._compiled_args`, "hin"): the layer's
+    horizontal input row as hconv reads it; h_in (B, Cin) float64, the layer below's output, is written there at
+    column j + kw - 1 first when `write_input`, read as hconv reads it (a window is then a plain copy), and is the
+    residual added to the output unless `first`. vrow (B, 2C) float64: the row terms.
     hconv and hout: how the map reads its input (`_read`: clamp limit in the input's format, scale, offset),
     the weight and the scaled bias with its rounding, and each output's unit (`intnet._operand`: a scaled
     float32 or float64 weight and units 1, or a 16-bit one and units 2^-s). Scratch as `_scratch` and `_sums`
@@ -191,12 +193,12 @@ def layer_step(buf, j, kw, h_in, write_input,
     if write_input:
         for b in range(B):
             for c in range(cin):
-                buf[b, j + kw - 1, c] = h_in[b, c]
+                buf[b, j + kw - 1, c] = _read(h_in[b, c], hc_limit, hc_scale, hc_offset)
     flat = buf.reshape(B, -1)            # a window's kw columns are kw Cin consecutive values
     start = j * cin
     for b in range(B):
         for k in range(kw * cin):
-            window[b, k] = _read(flat[b, start + k], hc_limit, hc_scale, hc_offset)
+            window[b, k] = flat[b, start + k]
     _matmul(window, hc_weight, pre)
     channels = hc_bias.shape[0] // 2
     at = np.empty(channels, np.int32)
@@ -219,7 +221,7 @@ def layer_step(buf, j, kw, h_in, write_input,
         for o in range(out.shape[1]):
             y = np.floor(np.float64(acc[b, o]) * ho_units[o] + np.float64(ho_bias[o]))
             if not first:
-                y += buf[b, j + kw - 1, o]
+                y += h_in[b, o]
             out[b, o] = y
     return out
 
