@@ -653,10 +653,11 @@ def _weights(a: Affine, weight: np.ndarray) -> tuple:
 
 
 def _operand(a: Affine, weight: np.ndarray, pairs: bool = True) -> tuple:
-    """`_weights` plus each output's scale, for a kernel that takes either: a 16-bit integer weight
-    (`products16`), where the map is narrow and its integers fit and the CPU multiplies 16-bit pairs, with its
-    scale 2^-s; else the scaled weight, with scale 1. The same numbers either way. `pairs`: whether the kernel
-    can read the map's inputs in pairs (a convolution's, where its channels are even)."""
+    """A compiled map's (weight, bias, units), each output's unit being what its sums are multiplied by: a
+    16-bit integer weight (`products16.pack`) with units 2^-s, where the map is narrow, its integers fit 16 bits
+    and the CPU multiplies 16-bit pairs (`products16.available`); else `_weights`' scaled weight with units 1.
+    The same numbers either way. `pairs`: whether the kernel can read the map's inputs in pairs (a convolution
+    read where its windows lie needs an even channel count)."""
     kernels = _kernels()
     sixteen = pairs and a.float32 and kernels is not None and kernels.products16.available()
     key = ("operand", id(weight), sixteen)         # made once per map and layout, like `Affine.weight32`
