@@ -71,7 +71,7 @@ def _step(vectors: int, rows: int):
     """An intrinsic step(x, offsets, weight, out, x0, x_step, q0, q_step, n0): for i < rows,
     out[q0 + i q_step, n0:n0 + 16 vectors] (int32) = sum over p of the 16-bit pair at byte x0 + i x_step +
     offsets[p] of x's data times the packed weight's row p (`pack`). Its rows x vectors sums stay in registers
-    over every p. The offsets let one step read a convolution's input where it lies (`conv`) as well as a
+    over every p. The offsets let one step read a convolution's input where it lies (`conv_row`) as well as a
     matrix's rows (`products`)."""
 
     @intrinsic
