@@ -256,6 +256,7 @@ def test_archives_cross_the_product_paths(fresh_reports):
     decoded with float32 ones in some setting (and the reverse holds on a machine without them)."""
     from acncodec.coding import products16
     if not products16.available():
+        # nothing to cross: the parent and every child take the float32 products
         pytest.skip("this CPU has no AVX-512BW: every setting takes the float32 products")
     here, reports = fresh_reports
     assert {r["products16"] for r in reports.values()} == {True, False}

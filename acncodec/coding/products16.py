@@ -140,32 +140,28 @@ def _step(vectors: int, rows: int):
     return step
 
 
-_4x4, _4x2, _4x1 = _step(4, ROWS), _step(2, ROWS), _step(1, ROWS)
-_1x4, _1x2, _1x1 = _step(4, 1), _step(2, 1), _step(1, 1)
+def _columns(wide, middle, narrow):
+    """A function running steps over every column of the weight: `wide` (64 outputs) while they last, then
+    `middle` (32) and `narrow` (16) for the rest, all for the same rows."""
+
+    @njit(cache=True, nogil=True, inline="always")
+    def columns(x, offsets, weight, out, x0, x_step, q0, q_step):
+        N = weight.shape[1]
+        n = 0
+        while n + 4 * LANES <= N:
+            wide(x, offsets, weight, out, x0, x_step, q0, q_step, n)
+            n += 4 * LANES
+        if n + 2 * LANES <= N:
+            middle(x, offsets, weight, out, x0, x_step, q0, q_step, n)
+            n += 2 * LANES
+        if n < N:
+            narrow(x, offsets, weight, out, x0, x_step, q0, q_step, n)
+
+    return columns
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _block(x, offsets, weight, out, x0, x_step, q0, q_step, rows):
-    """`_step` over every column of the weight, for ROWS rows or one."""
-    N = weight.shape[1]
-    n = 0
-    while n + 4 * LANES <= N:
-        if rows == ROWS:
-            _4x4(x, offsets, weight, out, x0, x_step, q0, q_step, n)
-        else:
-            _1x4(x, offsets, weight, out, x0, x_step, q0, q_step, n)
-        n += 4 * LANES
-    if n + 2 * LANES <= N:
-        if rows == ROWS:
-            _4x2(x, offsets, weight, out, x0, x_step, q0, q_step, n)
-        else:
-            _1x2(x, offsets, weight, out, x0, x_step, q0, q_step, n)
-        n += 2 * LANES
-    if n < N:
-        if rows == ROWS:
-            _4x1(x, offsets, weight, out, x0, x_step, q0, q_step, n)
-        else:
-            _1x1(x, offsets, weight, out, x0, x_step, q0, q_step, n)
+_four_rows = _columns(_step(4, ROWS), _step(2, ROWS), _step(1, ROWS))
+_one_row = _columns(_step(4, 1), _step(2, 1), _step(1, 1))
 
 
 @njit(cache=True, nogil=True)
@@ -175,10 +171,10 @@ def products(x, weight, out):
     offsets = np.arange(weight.shape[0]) * 4
     m = 0
     while m + ROWS <= M:
-        _block(x, offsets, weight, out, m * x.strides[0], x.strides[0], m, 1, ROWS)
+        _four_rows(x, offsets, weight, out, m * x.strides[0], x.strides[0], m, 1)
         m += ROWS
     while m < M:
-        _block(x, offsets, weight, out, m * x.strides[0], x.strides[0], m, 1, 1)
+        _one_row(x, offsets, weight, out, m * x.strides[0], x.strides[0], m, 1)
         m += 1
     return out
 
@@ -203,8 +199,8 @@ def conv_row(x, offsets, weight, out, b, row, c0, n, q0, q_step):
     x0 = b * x.strides[0] + row * x.strides[1] + c0 * x.strides[2]
     c = 0
     while c + ROWS <= n:
-        _block(x, offsets, weight, out, x0 + c * x.strides[2], x.strides[2], q0 + c * q_step, q_step, ROWS)
+        _four_rows(x, offsets, weight, out, x0 + c * x.strides[2], x.strides[2], q0 + c * q_step, q_step)
         c += ROWS
     while c < n:
-        _block(x, offsets, weight, out, x0 + c * x.strides[2], x.strides[2], q0 + c * q_step, q_step, 1)
+        _one_row(x, offsets, weight, out, x0 + c * x.strides[2], x.strides[2], q0 + c * q_step, q_step)
         c += 1
