@@ -48,24 +48,99 @@ def test_a_pair_of_the_largest_products_does_not_overflow():
 
 
 @needs_16_bit
-@pytest.mark.parametrize("kh,kw,cin,n", [(3, 5, 32, 28), (2, 3, 6, 5), (1, 3, 2, 1), (3, 5, 48, 7)])
-def test_convolution_reads_its_windows_where_they_lie(kh, kw, cin, n):
-    """`conv_row` at n positions of each row (every column count, so the 4-row steps and the single rows both
-    run) equals the gathered windows times the weight, written where q0 and q_step say."""
+@pytest.mark.parametrize("kh,kw,cin,n,stride", [(3, 5, 32, 28, 1), (2, 3, 6, 5, 1), (1, 3, 2, 1, 1), (3, 5, 48, 7, 1),
+                                                (3, 3, 64, 14, 2), (2, 2, 4, 5, 3)])
+def test_convolution_reads_its_windows_where_they_lie(kh, kw, cin, n, stride):
+    """`conv_row` at n positions of each row, `stride` apart (every column count, so the 4-row steps and the
+    single rows both run), equals the gathered windows times the weight, written where q0 and q_step say."""
     rng = np.random.default_rng(n + cin)
     B, H = 3, kh + 2
-    x = rng.integers(-2048, 2049, (B, H, n + kw + 1, cin)).astype(np.int16)
+    x = rng.integers(-2048, 2049, (B, H, (n - 1) * stride + kw + 1, cin)).astype(np.int16)
     w = rng.integers(-products16.LIMIT, products16.LIMIT + 1, (kh * kw * cin, 40))
     packed, offsets = products16.pack(w), products16.conv_offsets(x, kh, kw)
     out = np.full((H * n * B, packed.shape[1]), -1, np.int32)
     for row in range(H - kh + 1):
         for b in range(B):
-            products16.conv_row(x, offsets, packed, out, b, row, 1, n, row * n * B + b, B)
+            products16.conv_row(x, offsets, packed, out, b, row, 1, n, row * n * B + b, B, stride)
     for row in range(H - kh + 1):
         for b in range(B):
             for c in range(n):
-                window = x[b, row:row + kh, 1 + c:1 + c + kw].reshape(-1).astype(np.int64)
+                left = 1 + c * stride
+                window = x[b, row:row + kh, left:left + kw].reshape(-1).astype(np.int64)
                 assert np.array_equal(out[(row * n + c) * B + b, :40], wrapped(window @ w))
+
+
+def test_split_bits_keep_every_sum_within_32_bits():
+    """A wide map splits its inputs where both parts' sums stay within 32 bits, at the bits that make the larger
+    part smallest; a weight beyond 16 bits, an unbounded input, or a sum of |weights| too large is refused."""
+    assert products16.split_bits(np.array([[3], [-2]]), 2 ** 17) == 9          # parts below 2^9 and 2^8 + 1
+    assert products16.split_bits(np.array([[3], [-2]]), 2 ** 18) == 9          # 511 against 512
+    # an output whose |weights| sum to L takes a split whose larger part is at most (2^31 - 1) / L, and no more
+    largest = products16.split_bits(np.array([[1]]), 2 ** 17)
+    part = max(2 ** largest - 1, 2 ** 17 // 2 ** largest)
+    l1 = products16.SUM_LIMIT // part
+    column = np.array([[products16.LIMIT]] * (l1 // products16.LIMIT) + [[l1 % products16.LIMIT]])
+    assert products16.split_bits(column, 2 ** 17) == largest
+    assert products16.split_bits(np.vstack([column, [[1]]]), 2 ** 17) is None
+    assert products16.split_bits(np.array([[products16.LIMIT + 1]]), 10.0) is None
+    assert products16.split_bits(np.array([[1]]), np.inf) is None
+
+
+def wide_map(rng, cin: int, cout: int, kernel: int, bound: float) -> intnet.Affine:
+    """A wide map (sums beyond 2^24) that takes the split: random 16-bit weights, each output's |weights| summing
+    to at most the split's limit, and two outputs exactly at it (of the largest weights, both signs)."""
+    fan_in = kernel * kernel * cin
+    p = products16.split_bits(np.ones((1, 1)), bound)
+    most = products16.SUM_LIMIT // max(2 ** p - 1, int(np.ceil(bound / 2 ** p)))   # the |weight| sum allowed
+    weight = rng.integers(-products16.LIMIT, products16.LIMIT + 1, (cout, fan_in)).astype(np.float64)
+    l1 = np.abs(weight).sum(1, keepdims=True)
+    weight = np.trunc(weight * np.minimum(1.0, most / l1))
+    edge = np.minimum(np.maximum(most - products16.LIMIT * np.arange(fan_in), 0), products16.LIMIT)
+    weight[0], weight[1] = edge, -edge
+    assert np.abs(weight[0]).sum() == most, "the test's fan-in cannot reach the limit"
+    return intnet.Affine(weight, rng.integers(-2 ** 30, 2 ** 30, cout), 12, bound)
+
+
+@needs_16_bit
+@pytest.mark.parametrize("cin,stride,bound,relu", [(64, 2, 68990.0, True), (16, 1, 2 ** 17 - 5.0, False),
+                                                   (48, 2, 20000.0, False)])
+def test_split_convolution_gives_the_float64_numbers(cin, stride, bound, relu):
+    """`kernels.conv` of a wide map with its inputs split in two 16-bit parts (inputs at +-bound, windows at the
+    padded edges, strides 1 and 2) equals the float64 products and numpy's `intnet.conv`, every output."""
+    from acncodec.coding import kernels
+    rng = np.random.default_rng(cin)
+    aff = wide_map(rng, cin, 24, 3, bound)
+    x = rng.integers(-bound, bound + 1, (2, 9, 8, cin)).astype(np.float64)
+    x[0, 0], x[0, 1] = bound, -bound
+    x[1, 2] = bound + 7                                           # clamped to the bound first
+    weight = aff.window_weight(cin, 3, 3)
+    operand = intnet._conv_operand(aff, weight, cin)
+    assert operand[0].dtype == np.int32 and operand[3] > 0
+    assert not aff.float32
+    shape = (2, (9 - 1) // stride + 1, (8 - 1) // stride + 1, 24)
+    split = kernels.conv(x, 1, 1, 3, 3, stride, *intnet._reads(aff), *operand, relu, np.empty(shape))
+    float64 = kernels.conv(x, 1, 1, 3, 3, stride, *intnet._reads(aff), weight, aff.scaled_bias, np.ones(24), 0, relu,
+                           np.empty(shape))
+    expected = intnet.conv(intnet.pad(x, 1, 1, 1, 1), aff, (3, 3), stride)
+    assert np.array_equal(split, np.maximum(expected, 0.0) if relu else expected)
+    assert np.array_equal(split, float64)
+
+
+@needs_16_bit
+def test_encoder_gives_the_float64_codes(monkeypatch):
+    """A tiny exact1 encoder: its convolution over an even channel count takes the split 16-bit products, the
+    first (one channel) the float64 ones, and the codes are the float64 path's and numpy's."""
+    spec = SPECS["binary"]
+    images = to_tensor(random_images(spec, 9, seed=5).images)
+    nets = intnet.IntNetworks.from_dict(quantise_networks(tiny_model(spec).net, images, 12, 12, 12).to_dict())
+    convs, x = nets.encoder.convs, images.numpy()
+    cins = [a.weight.shape[1] // 9 for a in convs]
+    assert [intnet._conv_operand(a, a.window_weight(c, 3, 3), c)[3] > 0 for a, c in zip(convs, cins)] == [False, True]
+    codes = nets.encoder(x)
+    monkeypatch.setattr(products16, "available", lambda: False)
+    assert [intnet._conv_operand(a, a.window_weight(c, 3, 3), c)[3] for a, c in zip(convs, cins)] == [0, 0]
+    assert np.array_equal(codes, nets.encoder(x))
+    assert np.array_equal(codes, nets.encoder(x, compiled=False))
 
 
 def test_operands_outside_the_range_are_refused():

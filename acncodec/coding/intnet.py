@@ -301,7 +301,7 @@ def upsample_conv(x: np.ndarray, aff: Affine, kernel: int, stride: int, padding:
                 part = aff.taps(c, kernel, kernel, rows, cols)
                 phase_out = np.empty((n, th, tw, aff.weight.shape[0]))
                 kernels.conv(x, -top, -left, len(rows), len(cols), 1, *_reads(part),
-                             *_operand(part, part.window_weight(c, len(rows), len(cols))), relu,
+                             *_conv_operand(part, part.window_weight(c, len(rows), len(cols)), c), relu,
                              phase_out)
                 out[:, ry::stride, rx::stride] = phase_out
                 continue
@@ -337,8 +337,8 @@ class Encoder:
                 continue
             n, height, width, cin = h.shape
             out = np.empty((n, (height - 1) // stride + 1, (width - 1) // stride + 1, aff.weight.shape[0]))
-            h = kernels.conv(h, 1, 1, 3, 3, stride, *_reads(aff), *_operand(aff, aff.window_weight(cin, 3, 3)),
-                             True, out)
+            h = kernels.conv(h, 1, 1, 3, 3, stride, *_reads(aff),
+                             *_conv_operand(aff, aff.window_weight(cin, 3, 3), cin), True, out)
         h = h.transpose(0, 3, 1, 2).reshape(len(h), -1)      # flattened channels-first, as trained
         return self.fc[1](np.maximum(self.fc[0](h), 0.0))
 
@@ -669,6 +669,29 @@ def _operand(a: Affine, weight: np.ndarray, pairs: bool = True) -> tuple:
             if kernels.products16.fits(raw, a.bound):
                 operand = (kernels.products16.pack(raw), a.scaled_bias32, scale)
         a._windows[key] = (weight, operand)          # the weight kept, so that its id stays its own
+    return a._windows[key][1]
+
+
+def _conv_operand(a: Affine, weight: np.ndarray, cin: int) -> tuple:
+    """A compiled convolution's (weight, bias, units, split), `kernels.conv`'s, over cin input channels: a
+    narrow map's `_operand` with split 0; a wide map's 16-bit weight with units 2^-s and its inputs split in two
+    16-bit parts (`products16.split_bits`), where its integers allow that, cin is even (the windows are read
+    where they lie) and the CPU multiplies 16-bit pairs; else its scaled float64 weight, units 1 and split 0.
+    The same numbers every way."""
+    if a.float32:
+        return (*_operand(a, weight), 0)
+    kernels = _kernels()
+    wide = cin % 2 == 0 and kernels is not None and kernels.products16.available()
+    key = ("conv operand", id(weight), wide)
+    if key not in a._windows:
+        operand = (*_weights(a, weight), np.ones(weight.shape[1]), 0)
+        if wide:
+            scale = np.ascontiguousarray(np.broadcast_to(np.exp2(-a.shift), weight.shape[1:]), dtype=np.float64)
+            raw = weight / scale
+            split = kernels.products16.split_bits(raw, a.bound)
+            if split is not None:
+                operand = (kernels.products16.pack(raw), a.scaled_bias, scale, split)
+        a._windows[key] = (weight, operand)
     return a._windows[key][1]
 
 

@@ -149,7 +149,7 @@ def _vconv_sums_impl(vin, row0, rows, c0, n, kh, kernel, weight):
             sums = np.empty((rows * n * B, weight.shape[1]), np.int32)
             for r in range(rows):
                 for b in range(B):
-                    products16.conv_row(vin, offsets, weight, sums, b, row0 + r, c0, n, r * n * B + b, B)
+                    products16.conv_row(vin, offsets, weight, sums, b, row0 + r, c0, n, r * n * B + b, B, 1)
             return sums
         return direct
 
@@ -549,15 +549,69 @@ def _normalised(raw, shift, mass_bits, out):
 CONV_POSITIONS = 256
 
 
+def _direct_conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, split, relu, out):
+    """`conv` with a 16-bit weight and an even channel count (the pairs a 16-bit step reads lie in one pixel):
+    the input read once into int16 planes (padded; for split > 0 its two parts), the windows then read where
+    they lie (`products16.conv_row`). Returns whether it ran (False for a float weight or an odd channel count:
+    `conv` gathers the windows instead)."""
+
+
+@overload(_direct_conv)
+def _direct_conv_impl(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, split, relu, out):
+    if weight.dtype != types.int32:
+        return lambda x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, split, relu, out: False
+
+    def direct(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, split, relu, out):
+        N, H, W, cin = x.shape
+        if cin % 2:
+            return False
+        Ho, Wo = out.shape[1], out.shape[2]
+        rows, cols = (Ho - 1) * stride + kh, (Wo - 1) * stride + kw      # the padded input the windows read
+        parts = 2 if split else 1
+        base, inv_base = 2.0 ** split, 2.0 ** -split
+        planes = np.zeros((parts, N, rows, cols, cin), np.int16)
+        for n in range(N):
+            for r in range(max(0, top), min(rows, H + top)):
+                for c in range(max(0, left), min(cols, W + left)):
+                    for ch in range(cin):
+                        v = _read(x[n, r - top, c - left, ch], limit, scale, offset)
+                        if split:
+                            h = np.floor(v * inv_base)
+                            planes[1, n, r, c, ch] = h
+                            v -= h * base
+                        planes[0, n, r, c, ch] = v
+        offsets = products16.conv_offsets(planes[0], kh, kw)
+        sums = np.empty((parts, Wo, weight.shape[1]), np.int32)
+        cout = bias.shape[0]
+        for n in range(N):
+            for i in range(Ho):
+                for part in range(parts):
+                    products16.conv_row(planes[part], offsets, weight, sums[part], n, i * stride, 0, Wo, 0, 1, stride)
+                for j in range(Wo):
+                    for o in range(cout):
+                        t = np.float64(sums[0, j, o])
+                        if split:
+                            t += np.float64(sums[1, j, o]) * base       # exact: W x is below 2^53
+                        y = np.floor(t * units[o] + np.float64(bias[o]))
+                        out[n, i, j, o] = max(y, 0.0) if relu else y
+        return True
+    return direct
+
+
 @njit(cache=True, nogil=True)
-def conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, relu, out):
+def conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, split, relu, out):
     """A convolution (`intnet.conv` of the input padded with zeros, `top` rows above and `left` columns to the
     left, as many as the output's size needs below and to the right) with its bias and rounding, then relu(.)
     when `relu`: x (N, H, W, Cin) float64, out (N, Ho, Wo, Cout) float64. The input is read as the map reads it
     (`_read`: limit, scale, offset), the padding as zeros; weight (kh kw Cin, Cout) in the window's (row,
-    column, channel) layout, bias with its rounding and each output's unit (`intnet._operand`: float64, float32
-    for a narrow map, or 16-bit). One pass over the input, without the padded, clamped and gathered copies numpy
-    makes."""
+    column, channel) layout, bias with its rounding and each output's unit (`intnet._conv_operand`: float64,
+    float32 for a narrow map, or 16-bit). `split` > 0 (a wide map's 16-bit weight, `products16.split_bits`; only
+    with an even channel count): each input is taken as 2^split h + l and the two parts' sums added, 2^split
+    (W h) + W l. One pass over the input, without the padded, clamped and gathered copies numpy makes."""
+    if _direct_conv(x, top, left, kh, kw, stride, limit, scale, offset, weight, bias, units, split, relu, out):
+        return out
+    if split:
+        raise ValueError("a split 16-bit convolution needs an even channel count")
     N, H, W, cin = x.shape
     Ho, Wo = out.shape[1], out.shape[2]
     span = kh * kw * cin

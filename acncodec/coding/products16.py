@@ -55,6 +55,29 @@ def fits(raw_weight: np.ndarray, bound: float) -> bool:
     return raw_weight.size > 0 and float(np.abs(raw_weight).max()) <= LIMIT and np.ceil(bound) <= LIMIT
 
 
+#: The largest 32-bit sum.
+SUM_LIMIT = 2 ** 31 - 1
+
+
+def split_bits(raw_weight: np.ndarray, bound: float) -> int | None:
+    """For a wide map (sums up to 2^53) of integer weight raw_weight (K, N), as `pack` takes it, and inputs within
+    +-bound: the bits p of the low part when each input x is taken as 2^p h + l (h = floor(x / 2^p), 0 <= l <
+    2^p), so that W l and W h are each 16-bit products whose every partial sum stays within 32 bits; None where
+    no p does (a weight beyond 16 bits, or an output whose sum of |weights| times the larger part passes
+    2^31 - 1).
+
+    Why exact: every partial sum of W l or W h is at most the output's sum of |weights| times the largest |l| or
+    |h|, so the 32-bit sums are W l and W h exactly, and 2^p (W h) + W l = W x exactly in float64 (it is below
+    2^53, `intnet.Affine.check_bound`). The p taken is the one with the smallest larger part."""
+    w = np.abs(np.asarray(raw_weight, dtype=np.float64))
+    if w.size == 0 or float(w.max()) > LIMIT or not np.isfinite(bound):
+        return None
+    l1 = float(w.sum(axis=0).max())        # per output
+    parts = {p: max(2 ** p - 1, int(np.ceil(bound / 2 ** p))) for p in range(1, 16)}
+    p = min(parts, key=lambda p: (parts[p], p))
+    return p if parts[p] <= LIMIT and l1 * parts[p] <= SUM_LIMIT else None
+
+
 def pack(raw_weight: np.ndarray) -> np.ndarray:
     """(K, N) integer weight -> (ceil(K / 2), N') int32 of 16-bit pairs, N' = N rounded up to 16 (zeros added:
     a row where K is odd, columns whose sums nobody reads)."""
@@ -193,14 +216,15 @@ def conv_offsets(x, kh, kw):
 
 
 @njit(cache=True, nogil=True)
-def conv_row(x, offsets, weight, out, b, row, c0, n, q0, q_step):
-    """A convolution's sums at n consecutive positions of one row: the window at x[b, row, c0 + c] (its first
-    element; `conv_offsets` gives the rest) into out[q0 + c q_step] (int32), for c < n."""
+def conv_row(x, offsets, weight, out, b, row, c0, n, q0, q_step, stride):
+    """A convolution's sums at n positions of one row, `stride` columns apart: the window at x[b, row, c0 +
+    c stride] (its first element; `conv_offsets` gives the rest) into out[q0 + c q_step] (int32), for c < n."""
     x0 = b * x.strides[0] + row * x.strides[1] + c0 * x.strides[2]
+    step = stride * x.strides[2]
     c = 0
     while c + ROWS <= n:
-        _four_rows(x, offsets, weight, out, x0 + c * x.strides[2], x.strides[2], q0 + c * q_step, q_step)
+        _four_rows(x, offsets, weight, out, x0 + c * step, step, q0 + c * q_step, q_step)
         c += ROWS
     while c < n:
-        _one_row(x, offsets, weight, out, x0 + c * x.strides[2], x.strides[2], q0 + c * q_step, q_step)
+        _one_row(x, offsets, weight, out, x0 + c * step, step, q0 + c * q_step, q_step)
         c += 1
