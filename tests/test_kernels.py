@@ -60,17 +60,18 @@ def test_ranked_gate_tables_hold_every_entry():
         return np.array([kernels._entry(table, kernels._index(last, 0.0, np.float64(i))) for i in indices])
 
     rng = np.random.default_rng(5)
-    for length in (1, 63, 64, 65, 1000, 4097):
-        table = (-300 + np.concatenate([[0], np.cumsum(rng.integers(0, 2, length - 1))])).astype(np.int16)
+    for length, first in ((1, -300), (15, 7), (16, -2 ** 15), (17, 2 ** 15 - 20), (1000, -300), (4097, -2048)):
+        table = (first + np.concatenate([[0], np.cumsum(rng.integers(0, 2, length - 1))])).astype(np.int16)
         ranks = intnet.ranked(table)
-        assert ranks is not None and ranks.nbytes <= 16 * (length // 64 + 1)
-        indices = np.arange(-3, 64 * len(ranks) + 70)
+        assert ranks is not None and ranks.nbytes <= 4 * (length // 16 + 1)
+        indices = np.arange(-3, 16 * len(ranks) + 70)
         want = table[np.clip(indices, 0, length - 1)].astype(np.int64)
         assert np.array_equal(read(ranks, indices), want)
         assert np.array_equal(read(table, indices), want)
     assert intnet.ranked(np.array([0, 1, 3], np.int16)) is None          # a step of 2
     assert intnet.ranked(np.array([0, 1, 0], np.int16)) is None          # a step down
     assert intnet.ranked(np.array([0.0, 0.5])) is None                   # not integers
+    assert intnet.ranked(np.array([2 ** 15 - 1, 2 ** 15])) is None       # beyond int16
 
 
 @pytest.mark.parametrize("name", ["binary", "grey"])
@@ -83,8 +84,8 @@ def test_compiled_step_reads_plain_tables_alike(name, monkeypatch):
     ranked = intnet.IntNetworks.from_dict(parts)
     monkeypatch.setattr(intnet, "ranked", lambda table: None)
     plain = intnet.IntNetworks.from_dict(parts)
-    assert [t.ndim for t in ranked.decoder.gate.compiled_tables] == [2, 2]
-    assert [t.ndim for t in plain.decoder.gate.compiled_tables] == [1, 1]
+    assert [t.dtype for t in ranked.decoder.gate.compiled_tables] == [np.uint32, np.uint32]
+    assert [t.dtype for t in plain.decoder.gate.compiled_tables] == [np.int16, np.int16]
     z = ranked.encoder(x)
     want = stepped_logits(ranked.decoder, x, z, True)
     assert np.array_equal(stepped_logits(plain.decoder, x, z, True), want)

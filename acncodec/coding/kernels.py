@@ -44,45 +44,74 @@ def _read(x, limit, scale, offset):
 
 @intrinsic
 def _popcount(typingctx, x):
-    """The number of bits set in a uint64 (LLVM's ctpop: one instruction where the CPU has one)."""
+    """The number of bits set in a uint32 (LLVM's ctpop: one instruction where the CPU has one, and a vector one
+    in a loop LLVM vectorises)."""
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), [ir.IntType(64)]),
-                                            "llvm.ctpop.i64")
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32)]),
+                                            "llvm.ctpop.i32")
         return builder.call(fn, args)
-    return types.uint64(types.uint64), codegen
+    return types.uint32(types.uint32), codegen
 
 
-def _entry(table, i):
-    """Entry i of a gate table: a plain table, or a ranked one (`intnet.ranked`)."""
+def _word(table, i):
+    """What a gate table holds for entry i: a plain table's entry, or the word of i's block in a ranked one
+    (`intnet.ranked`, uint32)."""
+
+
+def _entry_of(table, word, i):
+    """Entry i of a gate table from `_word`'s read."""
 
 
 def _last(table):
     """The last index of a gate table, plain or ranked."""
 
 
-@overload(_entry, inline="always")
-def _entry_impl(table, i):
-    if table.ndim == 2:
-        def ranked(table, i):
-            # block i >> 6 holds its first entry and, bit k, whether entry k + 1 is one more than entry k
-            b = i >> 6
-            below = (np.uint64(1) << np.uint64(i & 63)) - np.uint64(1)
-            return table[b, 0] + np.int64(_popcount(np.uint64(table[b, 1]) & below))
-        return ranked
+@overload(_word, inline="always")
+def _word_impl(table, i):
+    if table.dtype == types.uint32:
+        return lambda table, i: table[i >> 4]
     return lambda table, i: table[i]
+
+
+@overload(_entry_of, inline="always")
+def _entry_of_impl(table, word, i):
+    if table.dtype == types.uint32:
+        def ranked(table, word, i):
+            # the block's first entry (the high half, signed) plus its steps below entry i & 15 (the low half)
+            below = (np.uint32(1) << np.uint32(i & 15)) - np.uint32(1)
+            return np.int64(np.int32(word) >> 16) + np.int64(_popcount(word & below))
+        return ranked
+    return lambda table, word, i: word
 
 
 @overload(_last, inline="always")
 def _last_impl(table):
-    if table.ndim == 2:
-        return lambda table: 64 * table.shape[0] - 1       # the steps past the end are zeros: the end value
+    if table.dtype == types.uint32:
+        return lambda table: 16 * table.shape[0] - 1       # the steps past the end are zeros: the end value
     return lambda table: table.shape[0] - 1
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _gated(tanh, sigmoid, a, s, half, inv):
-    # tanh(a) sigmoid(b) from the tables' entries a and s, rounded (`intnet.Gate`: the product below 2^31, exact)
-    return np.floor((np.float64(_entry(tanh, a)) * np.float64(_entry(sigmoid, s)) + half) * inv)
+def _entry(table, i):
+    return _entry_of(table, _word(table, i), i)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gate(tanh, sigmoid, at, st, words, half, inv, limit, scale, offset, out):
+    # tanh(a) sigmoid(b) at each (row, channel) from the tables' entries at and st (rows, channels), rounded
+    # (`intnet.Gate`: the product below 2^31, exact), into out (rows, channels) as the next map reads it
+    # (`_read`). The loads first, into words (2, rows, channels) in the tables' type, then the arithmetic, a loop
+    # LLVM vectorises; over all the rows at once where that pays (a row at a time, the layer step took a third
+    # longer)
+    for r in range(at.shape[0]):
+        for o in range(at.shape[1]):
+            words[0, r, o] = _word(tanh, at[r, o])
+            words[1, r, o] = _word(sigmoid, st[r, o])
+    for r in range(at.shape[0]):
+        for o in range(at.shape[1]):
+            t = np.float64(_entry_of(tanh, words[0, r, o], at[r, o]))
+            g = np.floor((t * np.float64(_entry_of(sigmoid, words[1, r, o], st[r, o])) + half) * inv)
+            out[r, o] = _read(g, limit, scale, offset)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -201,21 +230,19 @@ def layer_step(buf, j, kw, h_in, write_input,
             window[b, k] = flat[b, start + k]
     _matmul(window, hc_weight, pre)
     channels = hc_bias.shape[0] // 2
-    at = np.empty(channels, np.int32)
-    st = np.empty(channels, np.int32)
+    at = np.empty((B, channels), np.int32)
+    st = np.empty((B, channels), np.int32)
     tanh_last, sigmoid_last = np.float64(_last(tanh)), np.float64(_last(sigmoid))
     for b in range(B):
-        # the table indices first, then the reads and products: the arithmetic loops vectorise apart from the
-        # gathers
+        # the table indices first (a loop that vectorises), then the gate
         for o in range(channels):
-            at[o] = _index(tanh_last, tanh_offset,
-                           np.floor(np.float64(pre[b, o]) * hc_units[o] + np.float64(hc_bias[o])) + vrow[b, o])
+            at[b, o] = _index(tanh_last, tanh_offset,
+                              np.floor(np.float64(pre[b, o]) * hc_units[o] + np.float64(hc_bias[o])) + vrow[b, o])
             q = np.floor(np.float64(pre[b, o + channels]) * hc_units[o + channels]
                          + np.float64(hc_bias[o + channels]))
-            st[o] = _index(sigmoid_last, sigmoid_offset, q + vrow[b, o + channels])
-        for o in range(channels):
-            g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
-            gated[b, o] = _read(g, ho_limit, ho_scale, ho_offset)
+            st[b, o] = _index(sigmoid_last, sigmoid_offset, q + vrow[b, o + channels])
+    _gate(tanh, sigmoid, at, st, np.empty((2, B, channels), tanh.dtype), half, inv, ho_limit, ho_scale, ho_offset,
+          gated)
     _matmul(gated, ho_weight, acc)
     for b in range(B):
         for o in range(out.shape[1]):
@@ -267,8 +294,9 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, vc_u
     channels = vc_bias.shape[0] // 2         # a 16-bit weight may have more columns (`products16.pack`)
     reads = _scratch(m, 2 * channels, v2_weight)
     pre = np.empty(2 * channels)
-    at = np.empty(channels, np.int32)
-    st = np.empty(channels, np.int32)
+    at = np.empty((1, channels), np.int32)
+    st = np.empty((1, channels), np.int32)
+    words = np.empty((2, 1, channels), tanh.dtype)
     tanh_last, sigmoid_last = np.float64(_last(tanh)), np.float64(_last(sigmoid))
     for r in range(rows):
         for c in range(n):
@@ -280,12 +308,14 @@ def _vertical_rows(vin, row0, rows, c0, c1, kh, kernel, vc_weight, vc_bias, vc_u
                     pre[o] = v
                     reads[q, o] = _read(v, v2_limit, v2_scale, v2_offset)
                 if write_next:
+                    # a position at a time: over the block's positions at once (as `layer_step` does its round's
+                    # images) this kernel took half as long again
                     for o in range(channels):
-                        at[o] = _index(tanh_last, tanh_offset, pre[o])
-                        st[o] = _index(sigmoid_last, sigmoid_offset, pre[o + channels])
-                    for o in range(channels):
-                        g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
-                        vnext[b, row0 + r + kh - 1, pad + c0 + c, o] = _read(g, nx_limit, nx_scale, nx_offset)
+                        at[0, o] = _index(tanh_last, tanh_offset, pre[o])
+                        st[0, o] = _index(sigmoid_last, sigmoid_offset, pre[o + channels])
+                    column = pad + c0 + c
+                    _gate(tanh, sigmoid, at, st, words, half, inv, nx_limit, nx_scale, nx_offset,
+                          vnext[b, row0 + r + kh - 1, column:column + 1])
     acc = _matmul(reads, v2_weight, _sums(m, v2_weight))
     for r in range(rows):
         for c in range(n):
@@ -364,8 +394,9 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias, hc_units,
     pre = _sums(per * W, hc_weight)
     gated = _scratch(per * W, channels, ho_weight)
     acc = _sums(per * W, ho_weight)
-    at = np.empty(channels, np.int32)
-    st = np.empty(channels, np.int32)
+    at = np.empty((per * W, channels), np.int32)
+    st = np.empty((per * W, channels), np.int32)
+    words = np.empty((2, per * W, channels), tanh.dtype)
     tanh_last, sigmoid_last = np.float64(_last(tanh)), np.float64(_last(sigmoid))
     for t0 in range(0, B * H, per):
         t1 = min(B * H, t0 + per)
@@ -384,13 +415,11 @@ def horizontal(hin, raw, vrow, kw, hc_weight, hc_bias, hc_units,
                 q = (t - t0) * W + j
                 for o in range(channels):
                     a = np.floor(np.float64(pre[q, o]) * hc_units[o] + np.float64(hc_bias[o]))
-                    at[o] = _index(tanh_last, tanh_offset, a + vrow[i, j, b, o])
+                    at[q, o] = _index(tanh_last, tanh_offset, a + vrow[i, j, b, o])
                     h = np.floor(np.float64(pre[q, o + channels]) * hc_units[o + channels]
                                  + np.float64(hc_bias[o + channels]))
-                    st[o] = _index(sigmoid_last, sigmoid_offset, h + vrow[i, j, b, o + channels])
-                for o in range(channels):
-                    g = _gated(tanh, sigmoid, at[o], st[o], half, inv)
-                    gated[q, o] = _read(g, ho_limit, ho_scale, ho_offset)
+                    st[q, o] = _index(sigmoid_last, sigmoid_offset, h + vrow[i, j, b, o + channels])
+        _gate(tanh, sigmoid, at[:m], st[:m], words, half, inv, ho_limit, ho_scale, ho_offset, gated[:m])
         _matmul(gated[:m], ho_weight, acc[:m])
         for t in range(t0, t1):
             b, i = t // H, t % H
