@@ -70,6 +70,31 @@ def test_convolution_reads_its_windows_where_they_lie(kh, kw, cin, n, stride):
                 assert np.array_equal(out[(row * n + c) * B + b, :40], wrapped(window @ w))
 
 
+@needs_16_bit
+@pytest.mark.parametrize("kw,cin", [(2, 4), (3, 32), (3, 1), (3, 3)])
+def test_layer_step_reads_hconv_windows_in_place(kw, cin):
+    """The layer step's hconv windows (kw Cin consecutive values of the row) times a 16-bit weight: read where
+    they lie when kw Cin is even, copied first when odd; the exact sums either way, at every column."""
+    from numba import njit
+    from acncodec.coding import kernels
+
+    @njit
+    def windows(buf, j, kw, window, weight, out):
+        kernels._window_products(buf, j, kw, window, weight, out)
+        return out
+
+    rng = np.random.default_rng(kw * cin)
+    B, W = 6, 5
+    buf = rng.integers(-products16.LIMIT, products16.LIMIT + 1, (B, kw - 1 + W + 1, cin)).astype(np.int16)
+    w = rng.integers(-products16.LIMIT, products16.LIMIT + 1, (kw * cin, 20))
+    packed = products16.pack(w)
+    for j in range(W):
+        window, out = intnet._scratch(B, packed)
+        got = windows(buf, j, kw, window, packed, out)
+        want = buf[:, j:j + kw].reshape(B, -1).astype(np.int64) @ w
+        assert np.array_equal(got[:, :20], wrapped(want))
+
+
 def test_split_bits_keep_every_sum_within_32_bits():
     """A wide map splits its inputs where both parts' sums stay within 32 bits, at the bits that make the larger
     part smallest; a weight beyond 16 bits, an unbounded input, or a sum of |weights| too large is refused."""

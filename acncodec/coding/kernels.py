@@ -162,6 +162,35 @@ def _matmul_impl(x, weight, out):
     return dot
 
 
+def _window_products(buf, j, kw, window, weight, out):
+    """out = hconv's windows at column j of buf (B, kw - 1 + W + 1, Cin) times its weight: each image's window
+    is kw Cin consecutive values (columns j .. j + kw - 1), which a 16-bit weight (`products16`) reads where they
+    lie when that count is even; otherwise they are copied into window (B, kw Cin) first."""
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copied_window_products(buf, j, kw, window, weight, out):
+    B, cin = buf.shape[0], buf.shape[2]
+    flat = buf.reshape(B, -1)
+    for b in range(B):
+        for k in range(kw * cin):
+            window[b, k] = flat[b, j * cin + k]
+    _matmul(window, weight, out)
+
+
+@overload(_window_products, inline="always")
+def _window_products_impl(buf, j, kw, window, weight, out):
+    if weight.dtype != types.int32:
+        return lambda buf, j, kw, window, weight, out: _copied_window_products(buf, j, kw, window, weight, out)
+
+    def in_place(buf, j, kw, window, weight, out):
+        if (kw * buf.shape[2]) % 2 or not buf.flags.c_contiguous:
+            _copied_window_products(buf, j, kw, window, weight, out)
+        else:
+            products16.rows_at(buf, j * buf.strides[1], buf.strides[0], buf.shape[0], weight, out)
+    return in_place
+
+
 def _vconv_sums(vin, row0, rows, c0, n, kh, kernel, weight):
     """vconv's sums at rows row0 .. row0 + rows - 1, columns c0 .. c0 + n - 1 of vin's B images, ordered (row,
     column, image) as `vertical`'s vrow is: for a float weight (scaled), the gathered windows times it (the
@@ -223,12 +252,7 @@ def layer_step(buf, j, kw, h_in, write_input,
         for b in range(B):
             for c in range(cin):
                 buf[b, j + kw - 1, c] = _read(h_in[b, c], hc_limit, hc_scale, hc_offset)
-    flat = buf.reshape(B, -1)            # a window's kw columns are kw Cin consecutive values
-    start = j * cin
-    for b in range(B):
-        for k in range(kw * cin):
-            window[b, k] = flat[b, start + k]
-    _matmul(window, hc_weight, pre)
+    _window_products(buf, j, kw, window, hc_weight, pre)
     channels = hc_bias.shape[0] // 2
     at = np.empty((B, channels), np.int32)
     st = np.empty((B, channels), np.int32)

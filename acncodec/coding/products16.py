@@ -190,14 +190,20 @@ _one_row = _columns(_step(4, 1), _step(2, 1), _step(1, 1))
 @njit(cache=True, nogil=True)
 def products(x, weight, out):
     """out (M, N) int32 = x (M, 2 P) int16 @ the packed weight (P, N) int32 (`pack`); x's rows contiguous."""
-    M = x.shape[0]
+    return rows_at(x, 0, x.strides[0], x.shape[0], weight, out)
+
+
+@njit(cache=True, nogil=True)
+def rows_at(x, x0, x_step, rows, weight, out):
+    """out[:rows] (int32) = rows of 2 P int16 read where they lie in x's data, row i at byte x0 + i x_step, @ the
+    packed weight (P, N) int32: a matrix's rows, or a convolution's windows of consecutive values."""
     offsets = np.arange(weight.shape[0]) * 4
     m = 0
-    while m + ROWS <= M:
-        _four_rows(x, offsets, weight, out, m * x.strides[0], x.strides[0], m, 1)
+    while m + ROWS <= rows:
+        _four_rows(x, offsets, weight, out, x0 + m * x_step, x_step, m, 1)
         m += ROWS
-    while m < M:
-        _one_row(x, offsets, weight, out, m * x.strides[0], x.strides[0], m, 1)
+    while m < rows:
+        _one_row(x, offsets, weight, out, x0 + m * x_step, x_step, m, 1)
         m += 1
     return out
 
