@@ -773,8 +773,8 @@ class Stepper:
         types = [a["vin"] for a in args] if args else [np.float64] * len(vconvs)
         self.vin = [np.zeros((self.B, dec.H + self.kh, self.W + 2 * self.half, cin), t)
                     for cin, t in zip(self.ins, types)]
-        self.vin0 = vconvs[0] if self.compiled is not None else None
-        self.hin0 = dec.layers[0].maps["hconv"]          # how the compiled step's layer 0 reads its pixels
+        # how the compiled step's layer 0 reads its pixels: hconv's and vconv's `_reads`
+        self.pixel_reads = None if self.compiled is None else (_reads(dec.layers[0].maps["hconv"]), _reads(vconvs[0]))
         # horizontal inputs, the current row's: raw for numpy's step, as each hconv reads them for the compiled one
         self.hin_types = [a["hin"] for a in args] if args else [np.float64] * len(self.ins)
         self.row, self.col, self.next = -1, -1, (0, 0)
@@ -944,9 +944,15 @@ class Stepper:
     def set_pixel(self, i: int, j: int, values) -> None:
         if (i, j) != self.next or self.col != j or self.row != i:
             raise ValueError(f"set_pixel({i}, {j}) out of order: expected {self.next} after its logits")
-        xs = self.dec.pixel_in[np.asarray(values, dtype=np.int64)]
-        self.hin[0][:, j + self.kw] = xs if self.vin0 is None else self.hin0.clamped(xs)
-        self.vin[0][:, i + self.kh, self.half + j] = xs if self.vin0 is None else self.vin0.clamped(xs)
+        if self.pixel_reads is None:
+            xs = self.dec.pixel_in[np.asarray(values, dtype=np.int64)]
+            self.hin[0][:, j + self.kw] = xs
+            self.vin[0][:, i + self.kh, self.half + j] = xs
+        else:
+            (h_limit, h_scale, h_offset), (v_limit, v_scale, v_offset) = self.pixel_reads
+            self.kernels.write_pixel(np.asarray(values, dtype=np.int64), self.dec.pixel_in, self.hin[0], j + self.kw,
+                                     h_limit, h_scale, h_offset, self.vin[0], i + self.kh, self.half + j, v_limit,
+                                     v_scale, v_offset)
         self.next = (i, j + 1) if j + 1 < self.W else (i + 1, 0)
         if self.pending is not None:
             self._hand_over(j + 1)

@@ -278,6 +278,22 @@ def layer_step(buf, j, kw, h_in, write_input,
 
 
 @njit(cache=True, nogil=True)
+def write_pixel(values, pixel_in, hin, column, h_limit, h_scale, h_offset, vin, row, v_column, v_limit, v_scale,
+                v_offset):
+    """A decoded pixel, its channels' levels values (B, C), into layer 0's inputs as its hconv and vconv read
+    them (`_read` of the level's input value pixel_in[level]): hin[:, column] and vin[:, row, v_column]
+    (`intnet.Stepper.set_pixel`)."""
+    for b in range(values.shape[0]):
+        for c in range(values.shape[1]):
+            level = values[b, c]
+            if not 0 <= level < pixel_in.shape[0]:
+                raise ValueError("a pixel level beyond the model's levels")
+            x = pixel_in[level]
+            hin[b, column, c] = _read(x, h_limit, h_scale, h_offset)
+            vin[b, row, v_column, c] = _read(x, v_limit, v_scale, v_offset)
+
+
+@njit(cache=True, nogil=True)
 def affine(x, relu, limit, scale, offset, weight, bias, window, acc, out):
     """One map (`intnet.Affine`) on rows x (B, fan_in) float64, relu(x) first when `relu`: out (B, out) float64.
     weight, bias, window (B, fan_in) and acc (B, out) in the map's type."""
