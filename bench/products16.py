@@ -4,11 +4,12 @@ one thread, alternating in one process, every result checked equal:
     python bench/products16.py [--models binarized-mnist,fashion-mnist] [--repeats 7]
                                [--json bench/results/products16.json]
 
-Two parts. The products alone: (M x K) @ (K x N) at the shapes the decoder's maps take (a vconv on a block of
+Three parts. The products alone: (M x K) @ (K x N) at the shapes the decoder's maps take (a vconv on a block of
 four images, on a stepper's row of 128, an hconv on a stepper's pixel), operands within an exact2 map's
 bounds, `products16.products` against numpy's float32 product (GOP/s: 2 M K N / time). And each shipped exact2
 model's full pass (`Decoder.logits`) with each path: on 4 images (the sender's block) and on 128 (a round), its
-logits equal. Writes bench/results/products16.{json,md}.
+logits equal; and each model's encoder, its convolutions on 16-bit products with split inputs against float64
+ones, on a block of images, its codes equal. Writes bench/results/products16.{json,md}.
 """
 
 from __future__ import annotations
@@ -97,6 +98,38 @@ def full_passes(model_names: list[str], repeats: int) -> list[dict]:
     return rows
 
 
+def encoders(model_names: list[str], repeats: int) -> list[dict]:
+    """Each shipped model's encoder on a block of images (`exact_numerics.ENCODE_BLOCK`): its convolutions on
+    16-bit products with each input split in two (`products16.split_bits`) against float64 ones, codes equal."""
+    from acncodec import registry
+    from acncodec.coding import exact_numerics, intnet, products16
+    on = products16.available
+    rows = []
+    for model_name in model_names:
+        model = registry.by_name(model_name).load()
+        pm = exact_numerics.ExactModel(model)
+        e = pm.nets.encoder
+        splits = [intnet._conv_operand(a, a.window_weight(a.weight.shape[1] // 9, 3, 3), a.weight.shape[1] // 9)[3]
+                  for a in e.convs]
+        levels = 2 if pm.binary else pm.levels
+        x = np.random.default_rng(0).integers(0, levels, (exact_numerics.ENCODE_BLOCK, *pm.shape))
+
+        def run(available):
+            products16.available = available
+            try:
+                return e(x)
+            finally:
+                products16.available = on
+        if not np.array_equal(run(on), run(lambda: False)):
+            raise SystemExit(f"{model_name}: the split 16-bit encoder's codes differ from float64's")
+        best = best_of(repeats, {"16-bit": lambda: run(on), "float64": lambda: run(lambda: False)})
+        rows.append({"part": f"{model_name} ({model.hash[:12]}) encoder, {len(x)} images (splits {splits})",
+                     "16-bit ms": round(best["16-bit"] * 1e3, 2), "float64 ms": round(best["float64"] * 1e3, 2),
+                     "ratio": round(best["float64"] / best["16-bit"], 2)})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="binarized-mnist,fashion-mnist")
@@ -109,8 +142,9 @@ def main(argv: list[str]) -> int:
     with exact_numerics._blas_pool().limit(limits=1):
         part_rows = products(args.repeats)
         pass_rows = full_passes(args.models.split(","), args.repeats)
+        encoder_rows = encoders(args.models.split(","), args.repeats)
     record = {**provenance([sys.argv[0], *argv]), "repeats": args.repeats, "threads": 1, "products": part_rows,
-              "full_passes": pass_rows}
+              "full_passes": pass_rows, "encoders": encoder_rows}
     args.json.write_text(json.dumps(record, indent=2) + "\n")
     lines = ["# 16-bit integer products against float32 ones", "",
              f"Made by `{record['command']}` at {record['git_commit'][:12]} on {record['machine_provenance']}; BLAS: "
@@ -120,6 +154,9 @@ def main(argv: list[str]) -> int:
     lines += [f"| {r['part']} | {r['16-bit GOP/s']} | {r['float32 GFLOP/s']} | {r['ratio']}x |" for r in part_rows]
     lines += ["", "| decoder | 16-bit ms | float32 ms | speed-up |", "|---|---|---|---|"]
     lines += [f"| {r['part']} | {r['16-bit ms']} | {r['float32 ms']} | {r['ratio']}x |" for r in pass_rows]
+    lines += ["", "Encoders (exact1's wide maps; splits: each convolution's low-part bits, 0 where it keeps float64):",
+              "", "| encoder | 16-bit ms | float64 ms | speed-up |", "|---|---|---|---|"]
+    lines += [f"| {r['part']} | {r['16-bit ms']} | {r['float64 ms']} | {r['ratio']}x |" for r in encoder_rows]
     args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -1,23 +1,24 @@
 """Compiled (numba) kernels for the exact decoder: `layer_step`, a gated layer's whole horizontal step for one
-pixel, which numpy spends some thirty calls on (`intnet.Stepper._stack_numpy`); `affine`, one map (the head);
-`vertical`, a gated layer's vertical stack over some rows and columns (the stepper's next row, or every row
-of the full pass, each layer's conditioning terms made there too); `horizontal`, a gated layer's horizontal stack
-over every position (the full pass); `conv`, a convolution in one pass (the encoder's, and each phase of the
-conditioning map's transposed ones); `pixel_probs`, the pixel probabilities from the logits
-(`exact_tables.pixel_probs`); and `prior_masses` and `posterior_masses`, the latent probabilities
-(`exact_tables.prior_masses`, `posterior_masses`).
+pixel, which numpy spends some thirty calls on (`intnet.Stepper._stack_numpy`); `write_pixel`, a decoded pixel
+into layer 0's inputs; `affine`, one map (the head); `vertical`, a gated layer's vertical stack over some rows
+and columns (the stepper's next row, or every row of the full pass, each layer's conditioning terms made there
+too); `horizontal`, a gated layer's horizontal stack over every position (the full pass); `conv`, a convolution
+in one pass (the encoder's, and each phase of the conditioning map's transposed ones); `pixel_probs`, the pixel
+probabilities from the logits (`exact_tables.pixel_probs`); and `prior_masses` and `posterior_masses`, the
+latent probabilities (`exact_tables.prior_masses`, `posterior_masses`).
 
 Why compiled: at a round of a few dozen images the step is overhead-bound (bench/results/speed-coding.md):
 each numpy call costs about a microsecond whatever its size. Here the input's rounding and clamp, the window
 gather, the bias and rounding, the gate's table reads and the residual add are loops in one call; the
 matrix products are BLAS products of the same operands (float32 for narrow maps, float64 otherwise), or for a
-narrow map on a CPU with AVX-512BW 16-bit integer products (`products16`, picked by `intnet._operand`): each
-map then comes with its weight, its bias and each output's unit, the power-of-two scale its integer sums are
-multiplied by (1 for a float weight, which carries its scale).
+narrow map on a CPU with AVX-512BW 16-bit integer products (`products16`, picked by `intnet._operand`), and
+for a wide map's convolution there 16-bit products of its inputs split in two parts (`intnet._conv_operand`):
+each map then comes with its weight, its bias and each output's unit, the power-of-two scale its integer sums
+are multiplied by (1 for a float weight, which carries its scale).
 
 Why the numbers are `intnet`'s and `exact_tables`', bit for bit: every value is an integer (times a power of
-two), every operation is exact (integers below 2^24 in float32, below 2^53 in float64; the gate's product
-below 2^31; the masses' integer arithmetic in int64 on non-negative numbers where it divides or shifts, a
+two), every operation is exact (integers below 2^24 in float32, below 2^53 in float64, 32-bit integer sums
+within 2^31; the gate's product below 2^31; the masses' integer arithmetic in int64 on non-negative numbers where it divides or shifts, a
 floor division made exactly from a float estimate and integer checks, `_floor_divide`), so the order and the
 type an operation is done in cannot change its result (docs/NUMERICS.md).
 tests/test_kernels.py compares every kernel with numpy's path.
