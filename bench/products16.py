@@ -64,14 +64,20 @@ def products(repeats: int) -> list[dict]:
     return rows
 
 
-def full_passes(model_names: list[str], repeats: int) -> list[dict]:
+def shipped(model_names: list[str]):
+    """(name, model, its exact numerics) for each shipped model named."""
     from acncodec import registry
-    from acncodec.coding import exact_numerics, products16
-    on = products16.available
-    rows = []
+    from acncodec.coding import exact_numerics
     for model_name in model_names:
         model = registry.by_name(model_name).load()
-        pm = exact_numerics.ExactModel(model)
+        yield model_name, model, exact_numerics.ExactModel(model)
+
+
+def full_passes(model_names: list[str], repeats: int) -> list[dict]:
+    from acncodec.coding import products16
+    on = products16.available
+    rows = []
+    for model_name, model, pm in shipped(model_names):
         d = pm.nets.decoder
         args = {}
         for path, available in (("16-bit", on), ("float32", lambda: False)):
@@ -101,13 +107,10 @@ def full_passes(model_names: list[str], repeats: int) -> list[dict]:
 def encoders(model_names: list[str], repeats: int) -> list[dict]:
     """Each shipped model's encoder on a block of images (`exact_numerics.ENCODE_BLOCK`): its convolutions on
     16-bit products with each input split in two (`products16.split_bits`) against float64 ones, codes equal."""
-    from acncodec import registry
     from acncodec.coding import exact_numerics, intnet, products16
     on = products16.available
     rows = []
-    for model_name in model_names:
-        model = registry.by_name(model_name).load()
-        pm = exact_numerics.ExactModel(model)
+    for model_name, model, pm in shipped(model_names):
         e = pm.nets.encoder
         splits = [intnet._conv_operand(a, a.window_weight(a.weight.shape[1] // 9, 3, 3), a.weight.shape[1] // 9)[3]
                   for a in e.convs]

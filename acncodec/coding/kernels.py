@@ -18,9 +18,10 @@ are multiplied by (1 for a float weight, which carries its scale).
 
 Why the numbers are `intnet`'s and `exact_tables`', bit for bit: every value is an integer (times a power of
 two), every operation is exact (integers below 2^24 in float32, below 2^53 in float64, 32-bit integer sums
-within 2^31; the gate's product below 2^31; the masses' integer arithmetic in int64 on non-negative numbers where it divides or shifts, a
-floor division made exactly from a float estimate and integer checks, `_floor_divide`), so the order and the
-type an operation is done in cannot change its result (docs/NUMERICS.md).
+within 2^31; the gate's product below 2^31; the masses' integer arithmetic in int64 on non-negative numbers
+where it divides or shifts, a floor division made exactly from a float estimate and integer checks,
+`_floor_divide`), so the order and the type an operation is done in cannot change its result
+(docs/NUMERICS.md).
 tests/test_kernels.py compares every kernel with numpy's path.
 """
 
