@@ -11,10 +11,10 @@ from acncodec.train import to_tensor
 
 from helpers import SPECS, random_images, step_through, tiny_model
 
-#: The 16-bit path exists only where numba compiles for AVX-512BW; elsewhere the coder takes the float32
-#: products, which tests/test_kernels.py and test_exact_networks.py cover, so there is nothing here to run.
+#: The 16-bit path exists only where numba compiles for AVX-512BW; elsewhere the coder takes the float32 and
+#: float64 products, which tests/test_kernels.py and test_exact_networks.py cover, so there is nothing here to run.
 needs_16_bit = pytest.mark.skipif(not products16.available(),
-                                  reason="this CPU has no AVX-512BW: the coder takes the float32 products here")
+                                  reason="this CPU has no AVX-512BW: the coder takes the float products here")
 
 
 def wrapped(a: np.ndarray) -> np.ndarray:
@@ -98,8 +98,8 @@ def test_layer_step_reads_hconv_windows_in_place(kw, cin):
 def test_split_bits_keep_every_sum_within_32_bits():
     """A wide map splits its inputs where both parts' sums stay within 32 bits, at the bits that make the larger
     part smallest; a weight beyond 16 bits, an unbounded input, or a sum of |weights| too large is refused."""
-    assert products16.split_bits(np.array([[3], [-2]]), 2 ** 17) == 9          # parts below 2^9 and 2^8 + 1
-    assert products16.split_bits(np.array([[3], [-2]]), 2 ** 18) == 9          # 511 against 512
+    assert products16.split_bits(np.array([[3], [-2]]), 2 ** 17) == 9          # larger part 511 (8 bits: 512)
+    assert products16.split_bits(np.array([[3], [-2]]), 2 ** 18) == 9          # 512 (8 bits: 1,024; 10: 1,023)
     # an output whose |weights| sum to L takes a split whose larger part is at most (2^31 - 1) / L, and no more
     largest = products16.split_bits(np.array([[1]]), 2 ** 17)
     part = max(2 ** largest - 1, 2 ** 17 // 2 ** largest)
