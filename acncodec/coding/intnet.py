@@ -655,6 +655,13 @@ def _weights(a: Affine, weight: np.ndarray) -> tuple:
     return (a.weight32(weight), a.scaled_bias32) if a.float32 else (weight, a.scaled_bias)
 
 
+def _integer_weight(a: Affine, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A map's scaled weight (in the layout given) as its integers and each output's scale 2^-s (exact: the
+    scale is a power of two)."""
+    scale = np.ascontiguousarray(np.broadcast_to(np.exp2(-a.shift), weight.shape[1:]), dtype=np.float64)
+    return weight / scale, scale
+
+
 def _operand(a: Affine, weight: np.ndarray, pairs: bool = True) -> tuple:
     """A compiled map's (weight, bias, units), each output's unit being what its sums are multiplied by: a
     16-bit integer weight (`products16.pack`) with units 2^-s, where the map is narrow, its integers fit 16 bits
@@ -667,8 +674,7 @@ def _operand(a: Affine, weight: np.ndarray, pairs: bool = True) -> tuple:
     if key not in a._windows:
         operand = (*_weights(a, weight), np.ones(weight.shape[1]))
         if sixteen:
-            scale = np.ascontiguousarray(np.broadcast_to(np.exp2(-a.shift), weight.shape[1:]), dtype=np.float64)
-            raw = weight / scale                      # the integer weight: the scale is a power of two
+            raw, scale = _integer_weight(a, weight)
             if kernels.products16.fits(raw, a.bound):
                 operand = (kernels.products16.pack(raw), a.scaled_bias32, scale)
         a._windows[key] = (weight, operand)          # the weight kept, so that its id stays its own
@@ -689,8 +695,7 @@ def _conv_operand(a: Affine, weight: np.ndarray, cin: int) -> tuple:
     if key not in a._windows:
         operand = (*_weights(a, weight), np.ones(weight.shape[1]), 0)
         if wide:
-            scale = np.ascontiguousarray(np.broadcast_to(np.exp2(-a.shift), weight.shape[1:]), dtype=np.float64)
-            raw = weight / scale
+            raw, scale = _integer_weight(a, weight)
             split = kernels.products16.split_bits(raw, a.bound)
             if split is not None:
                 operand = (kernels.products16.pack(raw), a.scaled_bias, scale, split)

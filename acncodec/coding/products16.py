@@ -187,6 +187,19 @@ _four_rows = _columns(_step(4, ROWS), _step(2, ROWS), _step(1, ROWS))
 _one_row = _columns(_step(4, 1), _step(2, 1), _step(1, 1))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rows(x, offsets, weight, out, x0, x_step, n, q0, q_step):
+    """Rows i < n of x's data, row i at byte x0 + i x_step (its pairs at `offsets` from there), times the packed
+    weight into out[q0 + i q_step]: 4-row steps while they last, then single rows."""
+    i = 0
+    while i + ROWS <= n:
+        _four_rows(x, offsets, weight, out, x0 + i * x_step, x_step, q0 + i * q_step, q_step)
+        i += ROWS
+    while i < n:
+        _one_row(x, offsets, weight, out, x0 + i * x_step, x_step, q0 + i * q_step, q_step)
+        i += 1
+
+
 @njit(cache=True, nogil=True)
 def products(x, weight, out):
     """out (M, N) int32 = x (M, 2 P) int16 @ the packed weight (P, N) int32 (`pack`); x's rows contiguous."""
@@ -197,14 +210,7 @@ def products(x, weight, out):
 def rows_at(x, x0, x_step, rows, weight, out):
     """out[:rows] (int32) = rows of 2 P int16 read where they lie in x's data, row i at byte x0 + i x_step, @ the
     packed weight (P, N) int32: a matrix's rows, or a convolution's windows of consecutive values."""
-    offsets = np.arange(weight.shape[0]) * 4
-    m = 0
-    while m + ROWS <= rows:
-        _four_rows(x, offsets, weight, out, x0 + m * x_step, x_step, m, 1)
-        m += ROWS
-    while m < rows:
-        _one_row(x, offsets, weight, out, x0 + m * x_step, x_step, m, 1)
-        m += 1
+    _rows(x, np.arange(weight.shape[0]) * 4, weight, out, x0, x_step, rows, 0, 1)
     return out
 
 
@@ -226,11 +232,4 @@ def conv_row(x, offsets, weight, out, b, row, c0, n, q0, q_step, stride):
     """A convolution's sums at n positions of one row, `stride` columns apart: the window at x[b, row, c0 +
     c stride] (its first element; `conv_offsets` gives the rest) into out[q0 + c q_step] (int32), for c < n."""
     x0 = b * x.strides[0] + row * x.strides[1] + c0 * x.strides[2]
-    step = stride * x.strides[2]
-    c = 0
-    while c + ROWS <= n:
-        _four_rows(x, offsets, weight, out, x0 + c * step, step, q0 + c * q_step, q_step)
-        c += ROWS
-    while c < n:
-        _one_row(x, offsets, weight, out, x0 + c * step, step, q0 + c * q_step, q_step)
-        c += 1
+    _rows(x, offsets, weight, out, x0, stride * x.strides[2], n, q0, q_step)
